@@ -1,0 +1,52 @@
+# modelroute-operator: `make install`, `make test`, `make demo` are all a newcomer needs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+# Use uv from PATH when present; otherwise bootstrap a pinned uv with pip into .uv/.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.uv/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: help install lint crds test unit envtest assets demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(CURDIR)/.uv/bin/uv:
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+install: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.uv/bin/uv) ## create .venv from uv.lock
+	$(UV) sync --frozen
+
+lint: install ## ruff, mypy, and a check that crds/ matches the models
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	PYTHONPATH=operator $(BIN)/python -m modelroute.crdgen --check
+
+crds: install ## regenerate the CRD YAML from operator/modelroute/models.py
+	PYTHONPATH=operator $(BIN)/python -m modelroute.crdgen
+
+assets: ## build or reuse etcd + kube-apiserver for the tests (~/.cache)
+	bash hack/envtest-assets.sh >/dev/null
+
+test: install lint assets ## the whole suite: lint, unit, and real-API-server tests
+	$(BIN)/pytest
+
+unit: install ## only the tests that need no API server
+	$(BIN)/pytest -m "not apiserver"
+
+demo: install assets ## a failover and failback on a local API server, narrated
+	PYTHONPATH=operator:. $(BIN)/python -m hack.demo
+
+bench: install assets ## benchmarks (not part of make test)
+	PYTHONPATH=operator:. $(BIN)/python -m bench
+
+clean: ## remove the virtualenvs and caches (not the cached API server)
+	rm -rf .venv .uv .pytest_cache .mypy_cache .ruff_cache .hypothesis

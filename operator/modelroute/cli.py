@@ -1,0 +1,105 @@
+"""The ``modelroute-operator`` command: flags → Settings → kopf.run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from modelroute import logs
+from modelroute.settings import Settings
+
+_DEFAULTS = Settings()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    """Flags to Settings; defaults come from the Settings dataclass."""
+    parser = argparse.ArgumentParser(
+        prog="modelroute-operator",
+        description="Keep one stable Service pointed at the best healthy LLM backend.",
+    )
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_DEFAULTS.metrics_port,
+        help="Prometheus /metrics port, 0 to disable (default %(default)s)",
+    )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=_DEFAULTS.health_port,
+        help="/healthz and /readyz port, 0 to disable (default %(default)s)",
+    )
+    parser.add_argument(
+        "--bind-address",
+        default=_DEFAULTS.bind_address,
+        help="address for the metrics and health endpoints (default %(default)s)",
+    )
+    parser.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"
+    )
+    parser.add_argument(
+        "--max-concurrent-probes",
+        type=int,
+        default=_DEFAULTS.max_concurrent_probes,
+        help="probes in flight at once, all routes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="elect one active replica through kopf peering",
+    )
+    parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)
+    parser.add_argument(
+        "--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    args = parser.parse_args(argv)
+    for port in (args.metrics_port, args.health_port):
+        if not 0 <= port <= 65535:
+            parser.error(f"port {port} is out of range 0-65535")
+    if args.max_concurrent_probes < 1:
+        parser.error("--max-concurrent-probes must be at least 1")
+    settings = Settings(
+        namespaces=tuple(dict.fromkeys(args.namespaces)),
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        bind_address=args.bind_address,
+        max_concurrent_probes=args.max_concurrent_probes,
+        leader_election=args.leader_election,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+    return settings, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the operator until SIGINT/SIGTERM."""
+    settings, args = parse_args(argv)
+    logs.configure(settings.log_format, settings.log_level)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    import kopf
+
+    import modelroute.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=settings.clusterwide,
+        namespaces=settings.namespaces,
+        standalone=not settings.leader_election,
+        peering_name=settings.peering_name,
+        memo=kopf.Memo(settings=settings),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

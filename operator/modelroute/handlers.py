@@ -1,0 +1,55 @@
+"""kopf handlers: parse the event, hand it to the controller, return. Nothing else lives here.
+
+Only on-event handlers are used, so kopf writes nothing to the watched objects (no finalizers,
+no progress or last-handled annotations): at steady state the operator writes nothing at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modelroute.models import GROUP, PLURAL, VERSION
+from modelroute.runtime import Runtime
+from modelroute.settings import Settings, apply_to_kopf
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Apply our settings to kopf and start the runtime before any watch begins."""
+    operator_settings: Settings = memo["settings"]
+    apply_to_kopf(operator_settings, settings)
+    memo["runtime"] = await Runtime.start(operator_settings)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop workers and endpoints on shutdown."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster ServiceAccount or KUBECONFIG, through the kubernetes client's loaders."""
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def modelroute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A ModelRoute was listed, added, changed or deleted."""
+    await memo["runtime"].controller.on_route_event(event.get("type"), event["object"])
+
+
+@kopf.on.event("", "v1", "services")
+async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A Service changed (the stable one, or a backend's target)."""
+    memo["runtime"].controller.on_service_event(event.get("type"), event["object"])
+
+
+@kopf.on.event("", "v1", "secrets")
+async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A Secret changed; only the ones routes reference are kept."""
+    memo["runtime"].controller.on_secret_event(event.get("type"), event["object"])

@@ -1,0 +1,127 @@
+"""Per-backend health with hysteresis: fold probe outcomes into a record.
+
+Pure: no I/O and no clock reads. Time only enters through ``finished_at`` of each probe, so the
+same outcomes always give the same record, and the record round-trips through
+``status.backends[]`` so the state machine resumes after an operator restart without flapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from modelroute.models import BackendStatus, ProbeSpec
+
+
+class ProbeOutcomeLike(Protocol):
+    """What :func:`fold` reads from one finished probe (the prober's result has these too)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def latency_ms(self) -> int | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def finished_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """A finished probe, for callers that do not have the prober's result at hand."""
+
+    ok: bool
+    latency_ms: int | None
+    message: str
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """Health of one backend after hysteresis; the default is "never probed yet"."""
+
+    healthy: bool | None = None
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    healthy_since: datetime | None = None
+    last_probe_time: datetime | None = None
+    latency_ms: int | None = None
+    message: str = ""
+
+
+def fold(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> HealthRecord:
+    """Return ``record`` updated with one probe ``outcome`` under ``probe``'s thresholds.
+
+    A never-probed backend takes the verdict of its first probe: there is nothing to flap from
+    yet, and waiting for a full threshold would delay the first routing decision. After that, a
+    healthy backend needs ``failure_threshold`` failures in a row to turn unhealthy and an
+    unhealthy one needs ``success_threshold`` successes in a row to turn healthy.
+    """
+    if outcome.ok:
+        successes, failures = record.consecutive_successes + 1, 0
+    else:
+        successes, failures = 0, record.consecutive_failures + 1
+    healthy = _next_verdict(record.healthy, successes, failures, probe)
+    return HealthRecord(
+        healthy=healthy,
+        consecutive_failures=failures,
+        consecutive_successes=successes,
+        healthy_since=_next_healthy_since(record, healthy, outcome.finished_at),
+        last_probe_time=outcome.finished_at,
+        latency_ms=outcome.latency_ms,
+        message=outcome.message,
+    )
+
+
+def _next_verdict(current: bool | None, successes: int, failures: int, probe: ProbeSpec) -> bool:
+    """Healthy or not after the counters moved; exactly one of the counters is non-zero."""
+    if current is None:
+        return successes > 0
+    # ">=" rather than "==": thresholds can be lowered by a spec edit while counts are high.
+    if current:
+        return failures < probe.failure_threshold
+    return successes >= probe.success_threshold
+
+
+def _next_healthy_since(
+    record: HealthRecord, healthy: bool, finished_at: datetime
+) -> datetime | None:
+    """Start the stabilization clock when the backend turns healthy, keep it while it stays."""
+    if not healthy:
+        return None
+    # A healthy record without a start time (status written before the field existed) restarts
+    # the clock now: failback waits a little longer instead of trusting an unknown start.
+    if record.healthy and record.healthy_since is not None:
+        return record.healthy_since
+    return finished_at
+
+
+def from_status(status: BackendStatus) -> HealthRecord:
+    """Rebuild a backend's record from ``status.backends[]`` (resume after a restart)."""
+    return HealthRecord(
+        healthy=status.healthy,
+        consecutive_failures=status.consecutive_failures,
+        consecutive_successes=status.consecutive_successes,
+        healthy_since=status.healthy_since,
+        last_probe_time=status.last_probe_time,
+        latency_ms=status.latency_ms,
+        message=status.message,
+    )
+
+
+def to_status(name: str, record: HealthRecord) -> BackendStatus:
+    """Render backend ``name``'s record as its ``status.backends[]`` entry."""
+    return BackendStatus(
+        name=name,
+        healthy=record.healthy,
+        consecutive_failures=record.consecutive_failures,
+        consecutive_successes=record.consecutive_successes,
+        healthy_since=record.healthy_since,
+        last_probe_time=record.last_probe_time,
+        latency_ms=record.latency_ms,
+        message=record.message,
+    )

@@ -1,0 +1,187 @@
+"""The only module that talks to the Kubernetes API (besides kopf's own watches).
+
+A small async REST client on aiohttp. Credentials come from the in-cluster ServiceAccount or
+from a kubeconfig, loaded by the ``kubernetes`` package so every kubeconfig feature it supports
+works here too. Every write carries the field manager.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Credentials:
+    """How to reach and authenticate to the API server."""
+
+    server: str
+    ssl_context: ssl.SSLContext | bool
+    token: str | None = None
+    refresh: Any = None  # kubernetes.client.Configuration refresh hook (in-cluster tokens)
+    configuration: Any = None
+
+    def authorization(self) -> str | None:
+        """The current Authorization header value (refreshing rotating tokens first)."""
+        if self.refresh is not None and self.configuration is not None:
+            self.refresh(self.configuration)
+            self.token = _token(self.configuration) or self.token
+        return f"Bearer {self.token}" if self.token else None
+
+
+def load_credentials(kubeconfig: str | None = None, context: str | None = None) -> Credentials:
+    """In-cluster credentials when running in a Pod, else the kubeconfig (KUBECONFIG)."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(context=context, client_configuration=configuration)
+    else:
+        config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+    return credentials_from_configuration(configuration)
+
+
+def credentials_from_configuration(configuration: Any) -> Credentials:
+    """Credentials from a ``kubernetes.client.Configuration``."""
+    context: ssl.SSLContext | bool = False
+    if configuration.verify_ssl:
+        verified = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            verified.load_cert_chain(configuration.cert_file, configuration.key_file)
+        context = verified
+    return Credentials(
+        server=configuration.host.rstrip("/"),
+        ssl_context=context,
+        token=_token(configuration),
+        refresh=configuration.refresh_api_key_hook,
+        configuration=configuration,
+    )
+
+
+def _token(configuration: Any) -> str | None:
+    # Older kubernetes clients store the token under "authorization", newer under "BearerToken".
+    for name in ("BearerToken", "authorization"):
+        value = configuration.api_key.get(name)
+        if value:
+            return str(value).removeprefix("Bearer ").strip()
+    return None
+
+
+class KubeClient:
+    """Async JSON client for the few calls the operator makes."""
+
+    def __init__(
+        self, credentials: Credentials, *, field_manager: str, timeout_seconds: float = 30.0
+    ) -> None:
+        self._credentials = credentials
+        self._field_manager = field_manager
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+        self.writes = 0  # counted for the steady-state metric and tests
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self._credentials.ssl_context, limit=20)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    ) -> dict[str, Any] | None:
+        """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures."""
+        headers = {"Accept": "application/json"}
+        auth = self._credentials.authorization()
+        if auth:
+            headers["Authorization"] = auth
+        params = {}
+        data = None
+        if method != "GET":
+            params["fieldManager"] = self._field_manager
+            self.writes += 1
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        url = self._credentials.server + path
+        async with self._http().request(
+            method, url, data=data, headers=headers, params=params
+        ) as response:
+            payload = await response.json(content_type=None) if response.content_length else None
+            if response.status == 404 and method == "GET":
+                return None
+            if response.status >= 400:
+                message = (payload or {}).get("message", response.reason or "")
+                reason = (payload or {}).get("reason", response.reason or "")
+                raise ApiError(response.status, reason, message)
+            return payload if isinstance(payload, dict) else {}
+
+    # --- typed helpers -------------------------------------------------------------------
+
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Service, or None if it does not exist."""
+        return await self.request("GET", _core(namespace, "services", name))
+
+    async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Service."""
+        return await self.request("POST", _core(namespace, "services"), body) or {}
+
+    async def patch_service(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON-merge-patch a Service."""
+        return (
+            await self.request(
+                "PATCH", _core(namespace, "services", name), patch, content_type=MERGE_PATCH
+            )
+            or {}
+        )
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret, or None if it does not exist."""
+        return await self.request("GET", _core(namespace, "secrets", name))
+
+    async def patch_route_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch ``status`` of a ModelRoute through the status subresource."""
+        path = (
+            f"/apis/modelroute.dev/v1alpha1/namespaces/{quote(namespace)}/modelroutes/"
+            f"{quote(name)}/status"
+        )
+        return await self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH) or {}
+
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a core/v1 Event."""
+        return await self.request("POST", _core(namespace, "events"), body) or {}
+
+
+def _core(namespace: str, plural: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{quote(namespace)}/{plural}"
+    return f"{path}/{quote(name)}" if name else path

@@ -1,0 +1,81 @@
+"""Prometheus metrics on an injectable registry; labels are bounded (namespace, route, backend)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LABELS = ("namespace", "route", "backend")
+_PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The operator's metrics. One instance per process; tests pass their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.backend_up = Gauge(
+            "modelroute_backend_up",
+            "1 if the backend is healthy (after hysteresis), else 0",
+            _LABELS,
+            registry=r,
+        )
+        self.probe_duration = Histogram(
+            "modelroute_probe_duration_seconds",
+            "Duration of health probes",
+            _LABELS,
+            buckets=_PROBE_BUCKETS,
+            registry=r,
+        )
+        self.probe_failures = Counter(
+            "modelroute_probe_failures_total", "Failed health probes", _LABELS, registry=r
+        )
+        self.failovers = Counter(
+            "modelroute_failovers_total",
+            "Traffic moves (failovers and failbacks), by the backend that received the traffic",
+            _LABELS,
+            registry=r,
+        )
+        self.active_backend = Gauge(
+            "modelroute_active_backend",
+            "1 for the backend receiving the route's traffic, else 0",
+            _LABELS,
+            registry=r,
+        )
+        self.probe_lag = Histogram(
+            "modelroute_probe_schedule_lag_seconds",
+            "How late probes start compared to their schedule",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=r,
+        )
+        self.api_writes = Counter(
+            "modelroute_api_writes_total",
+            "Writes the operator sent to the API server",
+            ("resource",),
+            registry=r,
+        )
+        self.routes = Gauge("modelroute_routes", "ModelRoutes handled by this operator", registry=r)
+
+    def set_active(
+        self, namespace: str, route: str, backends: Iterable[str], active: str | None
+    ) -> None:
+        """Mark ``active`` with 1 and every other backend with 0."""
+        for name in backends:
+            self.active_backend.labels(namespace, route, name).set(1 if name == active else 0)
+
+    def forget(self, namespace: str, route: str, backends: Iterable[str]) -> None:
+        """Drop a deleted route's (or removed backend's) series, so none go stale."""
+        per_backend = (
+            self.backend_up,
+            self.probe_duration,
+            self.probe_failures,
+            self.failovers,
+            self.active_backend,
+        )
+        for name in backends:
+            for metric in per_backend:
+                with contextlib.suppress(KeyError):  # never observed for this backend
+                    metric.remove(namespace, route, name)

@@ -1,0 +1,123 @@
+"""Everything the operator runs besides kopf: API client, probe session, controller, endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from modelroute import prober
+from modelroute.cache import ObjectCache, slim_secret, slim_service
+from modelroute.events import EventRecorder
+from modelroute.kube import KubeClient, load_credentials
+from modelroute.metrics import Metrics
+from modelroute.scheduler import Controller, Deps
+from modelroute.settings import Settings
+
+logger = logging.getLogger("modelroute.runtime")
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware (the one place it is read)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """The running operator's parts, started on kopf's start-up and stopped on its clean-up."""
+
+    settings: Settings
+    controller: Controller
+    deps: Deps
+    runners: list[web.AppRunner]
+    ready: bool = False
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        """Build the parts and open the metrics and health endpoints."""
+        kube = KubeClient(
+            load_credentials(),
+            field_manager=settings.field_manager,
+            timeout_seconds=settings.api_timeout_seconds,
+        )
+        metrics = Metrics()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=metrics.registry)
+        deps = Deps(
+            settings=settings,
+            kube=kube,
+            services=ObjectCache(kube.get_service, slim_service),
+            secrets=ObjectCache(kube.get_secret, slim_secret),
+            metrics=metrics,
+            events=EventRecorder(kube, settings.field_manager),
+            session=prober.new_session(
+                connection_limit=settings.http_connection_limit,
+                connection_limit_per_host=settings.http_connection_limit_per_host,
+            ),
+            semaphore=asyncio.Semaphore(settings.max_concurrent_probes),
+            now=utc_now,
+        )
+        runtime = cls(settings=settings, controller=Controller(deps), deps=deps, runners=[])
+        await runtime._serve(settings.metrics_port, [("/metrics", runtime._metrics)])
+        await runtime._serve(
+            settings.health_port, [("/healthz", runtime._healthz), ("/readyz", runtime._readyz)]
+        )
+        runtime.ready = True
+        logger.info(
+            "operator started",
+            extra={
+                "namespaces": list(settings.namespaces) or "all",
+                "metrics_port": settings.metrics_port,
+                "health_port": settings.health_port,
+            },
+        )
+        return runtime
+
+    async def stop(self) -> None:
+        """Stop the workers, endpoints and connections."""
+        self.ready = False
+        await self.controller.shutdown()
+        for runner in self.runners:
+            await runner.cleanup()
+        await self.deps.session.close()
+        await self.deps.kube.close()
+
+    async def _serve(self, port: int, routes: list[tuple[str, _Handler]]) -> None:
+        if port == 0:
+            return
+        app = web.Application()
+        for path, handler in routes:
+            app.router.add_get(path, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.settings.bind_address, port).start()
+        self.runners.append(runner)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(self.deps.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        # Answering at all proves the event loop runs; stalled probe loops prove it is stuck.
+        stalled = self.controller.stalled(asyncio.get_running_loop().time())
+        if stalled:
+            names = ", ".join(f"{ns}/{name}" for ns, name in stalled[:5])
+            return web.Response(status=500, text=f"probe loops stalled: {names}\n")
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=503, text="starting\n")
+        return web.Response(text="ok\n")

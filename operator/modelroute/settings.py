@@ -1,0 +1,82 @@
+"""One typed settings object for the whole operator; kopf's own settings are derived from it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+FIELD_MANAGER = "modelroute-operator"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Operator settings. Every field has its unit in the name or the comment, and a default."""
+
+    # Namespaces to watch; empty means all namespaces (cluster-wide).
+    namespaces: tuple[str, ...] = ()
+    # Port of the Prometheus metrics endpoint (/metrics); 0 disables it.
+    metrics_port: int = 8080
+    # Port of the health endpoints (/healthz liveness, /readyz readiness); 0 disables it.
+    health_port: int = 8081
+    # Address the metrics and health servers bind to.
+    bind_address: str = "0.0.0.0"
+    # Field manager recorded on every write to the API server.
+    field_manager: str = FIELD_MANAGER
+    # Probes allowed in flight at once across all routes (bounds sockets and CPU).
+    max_concurrent_probes: int = 200
+    # Connections in the shared HTTP pool, in total and per backend host.
+    http_connection_limit: int = 400
+    http_connection_limit_per_host: int = 20
+    # Seconds of random delay before a backend's first probe, to spread load at start-up
+    # (capped at the backend's probe interval).
+    probe_start_jitter_seconds: float = 1.0
+    # Longest pause (seconds) a 429 Retry-After may impose before the next probe.
+    max_retry_after_seconds: float = 60.0
+    # Liveness fails when a route has produced no probe result for this many probe intervals
+    # (plus its timeout): the probe loop is stuck, not merely busy.
+    liveness_stall_intervals: int = 6
+    # Timeout (seconds) for the operator's own API calls.
+    api_timeout_seconds: float = 30.0
+    # Leader election through kopf peering (for more than one replica).
+    leader_election: bool = False
+    peering_name: str = "modelroute-operator"
+    # kopf watch timeouts (seconds): the server ends a watch after server_timeout; the client
+    # gives up after client_timeout if the server went silent.
+    watch_server_timeout_seconds: int = 300
+    watch_client_timeout_seconds: int = 330
+    # Minimum level of kopf's own log messages posted as Kubernetes Events.
+    kopf_posting_level: int = logging.WARNING
+    # Log format: "json" (structured, one object per line) or "text".
+    log_format: str = "json"
+    log_level: str = "INFO"
+    # Seconds kopf waits for handlers to finish on shutdown.
+    shutdown_grace_seconds: float = 5.0
+
+    @property
+    def clusterwide(self) -> bool:
+        """True when no namespace restriction is set."""
+        return not self.namespaces
+
+
+def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
+    """Set every kopf setting the operator relies on, explicitly, once at start-up."""
+    kopf_settings.posting.level = settings.kopf_posting_level
+    kopf_settings.posting.reporting_component = settings.field_manager
+    # Resources are resolved once at start-up: no cluster-wide CRD or namespace watch, so the
+    # operator needs no RBAC on CustomResourceDefinitions (install the CRD before the operator).
+    kopf_settings.scanning.disabled = True
+    kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
+    kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
+    kopf_settings.watching.connect_timeout = 10
+    # Only on-event handlers are used: no progress or diff-base annotations are written, and
+    # no finalizers are needed (deletion needs no cleanup: owned Services are garbage-collected).
+    kopf_settings.persistence.finalizer = "modelroute.dev/finalizer"
+    kopf_settings.batching.worker_limit = None
+    kopf_settings.batching.batch_window = 0.1
+    kopf_settings.networking.request_timeout = settings.api_timeout_seconds
+    kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
+    kopf_settings.peering.standalone = not settings.leader_election
+    kopf_settings.peering.name = settings.peering_name
+    kopf_settings.peering.clusterwide = settings.clusterwide
+    kopf_settings.peering.mandatory = settings.leader_election

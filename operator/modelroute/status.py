@@ -1,0 +1,169 @@
+"""Pure: build a route's status from what was observed and decided, and tell if it must be written.
+
+Status is written only when something an admin acts on changes: health flags, the active
+backend, conditions, messages. Counters are compared capped at their thresholds and probe
+timestamps and latencies ride along with such writes, so a steady route (healthy or dead)
+costs zero writes to the API server; live values are in the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modelroute import conditions, health, policy
+from modelroute.models import (
+    ConditionStatus,
+    ModelRouteSpec,
+    ModelRouteStatus,
+)
+
+READY = "Ready"
+DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that keeps the route from being Ready regardless of health."""
+
+    reason: str
+    message: str
+
+
+def _ready(
+    spec: ModelRouteSpec,
+    records: Mapping[str, health.HealthRecord],
+    active: str | None,
+    decision: policy.Decision,
+    problem: Problem | None,
+) -> tuple[ConditionStatus, str, str]:
+    if problem is not None:
+        return ConditionStatus.FALSE, problem.reason, problem.message
+    if active is not None and records.get(active, health.HealthRecord()).healthy:
+        return ConditionStatus.TRUE, "Routed", f"traffic goes to backend {active}"
+    if decision.reason == "AwaitingFirstProbes":
+        return ConditionStatus.FALSE, "AwaitingFirstProbes", decision.message
+    where = f"routing stays on {active} (fail-static)" if active else "nothing is routed yet"
+    return (
+        ConditionStatus.FALSE,
+        "AllBackendsUnhealthy",
+        f"no backend of {len(spec.backends)} is healthy; {where}",
+    )
+
+
+def _degraded(
+    spec: ModelRouteSpec,
+    records: Mapping[str, health.HealthRecord],
+    active: str | None,
+    decision: policy.Decision,
+    problem: Problem | None,
+) -> tuple[ConditionStatus, str, str]:
+    if problem is not None and not records:
+        return ConditionStatus.UNKNOWN, problem.reason, problem.message
+    if decision.failback_pending is not None:
+        return (
+            ConditionStatus.TRUE,
+            "FailbackPending",
+            f"backend {decision.failback_pending} is healthy and stable; traffic stays on "
+            f"{active} until an admin approves (kubectl annotate modelroute <name> "
+            "modelroute.dev/approve-failback=$(date +%s) --overwrite)",
+        )
+    degraded, reason, message = policy.is_degraded(spec, records, active)
+    return (ConditionStatus.TRUE if degraded else ConditionStatus.FALSE), reason, message
+
+
+def build_status(
+    *,
+    previous: ModelRouteStatus,
+    spec: ModelRouteSpec,
+    generation: int | None,
+    records: Mapping[str, health.HealthRecord],
+    active: str | None,
+    decision: policy.Decision,
+    problem: Problem | None,
+    moved: bool,
+    failback_approval: str | None,
+    now: datetime,
+) -> ModelRouteStatus:
+    """The status for this reconcile; ``moved`` is True when traffic just changed backend."""
+    known = [b.name for b in spec.backends if b.name in records]
+    healthy = sum(1 for name in known if records[name].healthy)
+    conds = list(previous.conditions)
+    for ctype, (cstatus, reason, message) in (
+        (READY, _ready(spec, records, active, decision, problem)),
+        (DEGRADED, _degraded(spec, records, active, decision, problem)),
+    ):
+        conds = conditions.set_condition(
+            conds,
+            type=ctype,
+            status=cstatus,
+            reason=reason,
+            message=message,
+            now=now,
+            observed_generation=generation,
+        )
+    return ModelRouteStatus(
+        observed_generation=generation,
+        active_backend=active,
+        healthy_backends=f"{healthy}/{len(spec.backends)}",
+        last_failover_time=now if moved else previous.last_failover_time,
+        failover_count=previous.failover_count + (1 if moved else 0),
+        failback_approval=failback_approval,
+        backends=[health.to_status(name, records[name]) for name in known],
+        conditions=conds,
+    )
+
+
+def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str, Any]:
+    """What decides whether ``status`` is worth a write (see the module docstring)."""
+    wire = status.to_wire()
+    thresholds = (
+        {b.name: spec.effective_probe(b) for b in spec.backends} if spec is not None else {}
+    )
+    for entry in wire.get("backends", []):
+        entry.pop("lastProbeTime", None)
+        entry.pop("latencyMs", None)
+        probe = thresholds.get(entry["name"])
+        if probe is not None:
+            entry["consecutiveFailures"] = min(
+                entry.get("consecutiveFailures", 0), probe.failure_threshold
+            )
+            entry["consecutiveSuccesses"] = min(
+                entry.get("consecutiveSuccesses", 0), probe.success_threshold
+            )
+    return wire
+
+
+def needs_write(
+    written: ModelRouteStatus | None, new: ModelRouteStatus, spec: ModelRouteSpec | None
+) -> bool:
+    """True when ``new`` differs materially from the last status written (or read back)."""
+    return written is None or material(written, spec) != material(new, spec)
+
+
+def build_invalid_status(
+    *, previous: ModelRouteStatus, generation: int | None, problem: Problem | None, now: datetime
+) -> ModelRouteStatus:
+    """Status of a route whose spec breaks a rule: Ready=False naming the field, the rest kept."""
+    reason, message = (problem.reason, problem.message) if problem else ("InvalidSpec", "")
+    conds = conditions.set_condition(
+        previous.conditions,
+        type=READY,
+        status=ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        now=now,
+        observed_generation=generation,
+    )
+    conds = conditions.set_condition(
+        conds,
+        type=DEGRADED,
+        status=ConditionStatus.UNKNOWN,
+        reason=reason,
+        message="health is not probed while the spec is invalid",
+        now=now,
+        observed_generation=generation,
+    )
+    return previous.model_copy(update={"observed_generation": generation, "conditions": conds})

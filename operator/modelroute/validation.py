@@ -1,0 +1,75 @@
+"""Rules the API server cannot enforce (it ignores CEL on 1.20), checked by the operator.
+
+A violation makes the route ``Ready=False`` with reason ``InvalidSpec`` and a message naming the
+field; the route is not probed or routed, and is looked at again only when its spec changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pydantic
+
+from modelroute.models import ModelRouteSpec
+
+INVALID_SPEC = "InvalidSpec"
+
+
+class InvalidSpecError(ValueError):
+    """The spec breaks a rule; the message names every offending field."""
+
+
+def parse_spec(raw: Mapping[str, Any]) -> ModelRouteSpec:
+    """Parse a spec from the API server, with schema errors phrased as field paths."""
+    try:
+        return ModelRouteSpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = [
+            f"spec.{_path(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        ]
+        raise InvalidSpecError("; ".join(problems)) from None
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str]:
+    """Every rule violation in ``spec``, each naming its field; empty when valid."""
+    found: list[str] = []
+    drivers = sorted(available_drivers)
+    if spec.routing.driver not in drivers:
+        found.append(
+            f"spec.routing.driver: unknown driver {spec.routing.driver!r} "
+            f"(available: {', '.join(drivers)})"
+        )
+    first_index: dict[str, int] = {}
+    for index, backend in enumerate(spec.backends):
+        if backend.name in first_index:
+            found.append(
+                f"spec.backends[{index}].name: duplicate backend name {backend.name!r} "
+                f"(also spec.backends[{first_index[backend.name]}].name)"
+            )
+        first_index.setdefault(backend.name, index)
+        if spec.routing.driver == "Service" and backend.service_ref is None:
+            found.append(
+                f"spec.backends[{index}].serviceRef: required by the Service routing driver"
+            )
+        elif backend.service_ref is not None and backend.service_ref.name == spec.service.name:
+            found.append(
+                f"spec.backends[{index}].serviceRef.name: must differ from "
+                f"spec.service.name {spec.service.name!r} (the Service the operator "
+                "manages)"
+            )
+    return found
+
+
+def validate(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> None:
+    """Raise :class:`InvalidSpecError` naming every violation."""
+    found = problems(spec, available_drivers)
+    if found:
+        raise InvalidSpecError("; ".join(found))

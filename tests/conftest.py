@@ -1,0 +1,45 @@
+"""Shared fixtures: the real API server (session-wide), the CRD, a fresh namespace per test.
+
+Tests under tests/envtest/ are marked ``apiserver``. They run against a local kube-apiserver +
+etcd built by hack/envtest-assets.sh, or against ``$KUBECONFIG`` with USE_EXISTING_CLUSTER=1.
+If the assets cannot be produced the tests error out with the reason; they are never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.apiserver import Cluster, running_cluster
+from tests.harness.kube import create_namespace, install_crd
+
+ENVTEST_DIR = Path(__file__).parent / "envtest"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/envtest/ as needing the API server."""
+    for item in items:
+        if ENVTEST_DIR in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.apiserver)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The real API server for the whole session, stopped even when tests fail."""
+    with running_cluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> Cluster:
+    """The cluster with the ModelRoute CRD from crds/ installed and Established."""
+    install_crd(cluster)
+    return cluster
+
+
+@pytest.fixture
+def namespace(crd: Cluster) -> str:
+    """A fresh namespace for one test."""
+    return create_namespace(crd)
