@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.apiserver import Cluster, running_cluster
+from tests.harness.apiserver import Cluster, Identity, running_cluster
 from tests.harness.kube import create_namespace, install_crd
 
 ENVTEST_DIR = Path(__file__).parent / "envtest"
@@ -43,3 +43,14 @@ def crd(cluster: Cluster) -> Cluster:
 def namespace(crd: Cluster) -> str:
     """A fresh namespace for one test."""
     return create_namespace(crd)
+
+
+@pytest.fixture(scope="session")
+def operator_identity(crd: Cluster) -> Identity:
+    """An identity of the operator's own, so the audit log tells its writes from the tests'.
+
+    Cluster-admin here; the chart's least-privilege RBAC is tested with its ServiceAccount.
+    """
+    if crd.is_local:
+        return crd.mint_user("modelroute-operator-test", ["system:masters"])
+    return crd.admin

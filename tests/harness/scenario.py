@@ -44,6 +44,25 @@ class Scenario:
         """CustomObjectsApi as admin."""
         return client.CustomObjectsApi(self.cluster.api_client())
 
+    def create_route(self) -> None:
+        """Create ``self.route`` on the cluster."""
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.route
+        )
+
+    def patch_route(self, patch: dict[str, Any]) -> None:
+        """Merge-patch the route."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.route["metadata"]["name"], patch
+        )
+
+    def backend_status(self, name: str) -> dict[str, Any]:
+        """status.backends[name] of the route ({} if absent)."""
+        for entry in (self.get_route().get("status") or {}).get("backends", []):
+            if entry["name"] == name:
+                return dict(entry)
+        return {}
+
     def get_route(self) -> dict[str, Any]:
         """The ModelRoute as stored."""
         got: dict[str, Any] = self.custom.get_namespaced_custom_object(
