@@ -10,7 +10,9 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.uv/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
-export UV_PYTHON := $(PYTHON)
+# A version request, not a path: a pyenv shim path never matches the venv's interpreter, and
+# uv would rebuild .venv on every run.
+export UV_PYTHON := 3.11
 
 .PHONY: help install lint crds test unit envtest assets demo bench clean
 
@@ -25,8 +27,8 @@ install: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.uv/bin/uv) ## creat
 	$(UV) sync --frozen
 
 lint: install ## ruff, mypy, and a check that crds/ matches the models
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/ruff format --check operator tests hack
 	$(BIN)/mypy
 	PYTHONPATH=operator $(BIN)/python -m modelroute.crdgen --check
 
@@ -43,7 +45,7 @@ unit: install ## only the tests that need no API server
 	$(BIN)/pytest -m "not apiserver"
 
 demo: install assets ## a failover and failback on a local API server, narrated
-	PYTHONPATH=operator:. $(BIN)/python -m hack.demo
+	PYTHONPATH=operator:. $(BIN)/python hack/demo.py
 
 bench: install assets ## benchmarks (not part of make test)
 	PYTHONPATH=operator:. $(BIN)/python -m bench
