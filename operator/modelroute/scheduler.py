@@ -34,7 +34,6 @@ from modelroute.validation import InvalidSpecError, parse_spec, validate
 
 logger = logging.getLogger("modelroute.scheduler")
 
-APPROVE_FAILBACK_ANNOTATION = "modelroute.dev/approve-failback"
 _EVENT_TYPES = {
     policy.Transition.FAILOVER: "Warning",
     policy.Transition.FAILBACK: "Normal",
@@ -290,7 +289,7 @@ class RouteWorker:
     async def _reconcile(self, spec: ModelRouteSpec, driver: RoutingDriver) -> None:
         route, deps = self.route, self._deps
         now = deps.now()
-        token = route.annotations.get(APPROVE_FAILBACK_ANNOTATION)
+        token = route.annotations.get(policy.APPROVE_FAILBACK_ANNOTATION)
         consumed = self._written.failback_approval if self._written else None
         decision = policy.decide(
             spec,
