@@ -113,36 +113,7 @@ class Cluster:
         subject = "/CN=" + username + "".join(f"/O={g}" for g in groups)
         stem = "user-" + secrets.token_hex(4)
         d = self._ca_dir
-        _openssl(
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{stem}.key",
-            "-out",
-            f"{stem}.csr",
-            "-subj",
-            subject,
-            cwd=d,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{stem}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{stem}.crt",
-            "-days",
-            "2",
-            cwd=d,
-        )
+        _issue_certificate(d, stem, subject)
         user: dict[str, Any] = {
             "client-certificate-data": _b64((d / f"{stem}.crt").read_bytes()),
             "client-key-data": _b64((d / f"{stem}.key").read_bytes()),
@@ -248,6 +219,42 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+def _issue_certificate(d: Path, stem: str, subject: str, extfile: str | None = None) -> None:
+    """A key and a certificate signed by the CA in ``d``: ``<stem>.key``, ``<stem>.crt``."""
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{stem}.key",
+        "-out",
+        f"{stem}.csr",
+        "-subj",
+        subject,
+        cwd=d,
+    )
+    extra = ["-extfile", extfile] if extfile else []
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{stem}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        f"{stem}.crt",
+        "-days",
+        "2",
+        *extra,
+        cwd=d,
+    )
+
+
 def _make_pki(d: Path) -> None:
     _openssl(
         "req",
@@ -266,38 +273,7 @@ def _make_pki(d: Path) -> None:
         cwd=d,
     )
     (d / "serving.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "serving.key",
-        "-out",
-        "serving.csr",
-        "-subj",
-        "/CN=kube-apiserver",
-        cwd=d,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "serving.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "serving.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "serving.ext",
-        cwd=d,
-    )
+    _issue_certificate(d, "serving", "/CN=kube-apiserver", extfile="serving.ext")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
