@@ -99,7 +99,6 @@ class KubeClient:
         self._field_manager = field_manager
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
-        self.writes = 0  # counted for the steady-state metric and tests
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -125,7 +124,6 @@ class KubeClient:
         data = None
         if method != "GET":
             params["fieldManager"] = self._field_manager
-            self.writes += 1
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
@@ -133,14 +131,15 @@ class KubeClient:
         async with self._http().request(
             method, url, data=data, headers=headers, params=params
         ) as response:
-            payload = await response.json(content_type=None) if response.content_length else None
+            # Read the body whatever the framing: the API server answers chunked at times.
+            payload = _json_object(await response.text())
             if response.status == 404 and method == "GET":
                 return None
             if response.status >= 400:
-                message = (payload or {}).get("message", response.reason or "")
-                reason = (payload or {}).get("reason", response.reason or "")
-                raise ApiError(response.status, reason, message)
-            return payload if isinstance(payload, dict) else {}
+                message = payload.get("message", response.reason or "")
+                reason = payload.get("reason", response.reason or "")
+                raise ApiError(response.status, str(reason), str(message))
+            return payload
 
     # --- typed helpers -------------------------------------------------------------------
 
@@ -180,6 +179,15 @@ class KubeClient:
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
         return await self.request("POST", _core(namespace, "events"), body) or {}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    # A proxy in front of the API server may answer with HTML: that is no object, not a crash.
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _core(namespace: str, plural: str, name: str | None = None) -> str:

@@ -1,0 +1,120 @@
+"""KubeClient against a loopback aiohttp server playing the API server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from modelroute.kube import ApiError, Credentials, KubeClient
+
+Seen = list[dict[str, Any]]
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[KubeClient, Seen]]:
+    seen: Seen = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        seen.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "body": json.loads(body) if body else None,
+            }
+        )
+        # A POST goes to the collection: the object's name is in the body.
+        name = (
+            (seen[-1]["body"] or {}).get("metadata", {}).get("name")
+            if request.method == "POST"
+            else request.path.rsplit("/", 1)[-1]
+        )
+        if name == "missing":
+            return web.json_response(
+                {"kind": "Status", "reason": "NotFound", "message": "not found"}, status=404
+            )
+        if name == "taken":
+            return web.json_response(
+                {
+                    "kind": "Status",
+                    "reason": "AlreadyExists",
+                    "message": 'services "taken" already exists',
+                },
+                status=409,
+            )
+        if name == "proxy":
+            return web.Response(
+                status=502, text="<html>bad gateway</html>", content_type="text/html"
+            )
+        if name == "chunked":
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            response.content_type = "application/json"
+            await response.prepare(request)
+            await response.write(b'{"metadata": ')
+            await response.write(b'{"name": "chunked"}}')
+            await response.write_eof()
+            return response
+        return web.json_response({"metadata": {"name": name}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    client = KubeClient(
+        Credentials(server=f"http://127.0.0.1:{port}", ssl_context=False, token="t0k3n"),
+        field_manager="modelroute-operator",
+    )
+    yield client, seen
+    await client.close()
+    await runner.cleanup()
+
+
+async def test_get_returns_the_object_and_none_for_404(api: tuple[KubeClient, Seen]) -> None:
+    client, seen = api
+    assert await client.get_service("ai", "chat-llm") == {"metadata": {"name": "chat-llm"}}
+    assert await client.get_service("ai", "missing") is None
+    assert seen[0]["path"] == "/api/v1/namespaces/ai/services/chat-llm"
+    assert seen[0]["headers"]["Authorization"] == "Bearer t0k3n"
+    assert "fieldManager" not in seen[0]["query"]
+
+
+async def test_writes_carry_the_field_manager_and_content_type(
+    api: tuple[KubeClient, Seen],
+) -> None:
+    client, seen = api
+    await client.patch_service("ai", "chat-llm", {"spec": {"selector": {"app": "x"}}})
+    await client.patch_route_status("ai", "chat", {"activeBackend": "vendor"})
+    await client.create_event("ai", {"reason": "FailedOver"})
+    assert [s["query"].get("fieldManager") for s in seen] == ["modelroute-operator"] * 3
+    assert seen[0]["headers"]["Content-Type"] == "application/merge-patch+json"
+    assert seen[1]["path"] == "/apis/modelroute.dev/v1alpha1/namespaces/ai/modelroutes/chat/status"
+    assert seen[1]["body"] == {"status": {"activeBackend": "vendor"}}
+    assert seen[2]["headers"]["Content-Type"] == "application/json"
+
+
+async def test_errors_become_api_errors_with_reason(api: tuple[KubeClient, Seen]) -> None:
+    client, _ = api
+    with pytest.raises(ApiError) as conflict:
+        await client.create_service("ai", {"metadata": {"name": "taken"}})
+    assert (conflict.value.status, conflict.value.reason) == (409, "AlreadyExists")
+    with pytest.raises(ApiError) as not_found_write:
+        await client.patch_service("ai", "missing", {})
+    assert not_found_write.value.status == 404  # a 404 on a write is an error, not None
+    with pytest.raises(ApiError) as proxy:
+        await client.get_service("ai", "proxy")
+    assert proxy.value.status == 502
+
+
+async def test_chunked_bodies_are_read(api: tuple[KubeClient, Seen]) -> None:
+    client, _ = api
+    assert await client.get_service("ai", "chunked") == {"metadata": {"name": "chunked"}}
