@@ -48,10 +48,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"
     )
     parser.add_argument(
-        "--max-concurrent-probes",
+        "--max-connections-per-host",
         type=int,
-        default=_DEFAULTS.max_concurrent_probes,
-        help="probes in flight at once, all routes (default %(default)s)",
+        default=_DEFAULTS.max_connections_per_host,
+        help="probe connections kept per backend host (default %(default)s)",
     )
     parser.add_argument(
         "--leader-election",
@@ -66,14 +66,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
     for port in (args.metrics_port, args.health_port):
         if not 0 <= port <= 65535:
             parser.error(f"port {port} is out of range 0-65535")
-    if args.max_concurrent_probes < 1:
-        parser.error("--max-concurrent-probes must be at least 1")
+    if args.metrics_port and args.metrics_port == args.health_port:
+        parser.error(f"--metrics-port and --health-port are both {args.metrics_port}")
+    if args.max_connections_per_host < 1:
+        parser.error("--max-connections-per-host must be at least 1")
     settings = Settings(
         namespaces=tuple(dict.fromkeys(args.namespaces)),
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         bind_address=args.bind_address,
-        max_concurrent_probes=args.max_concurrent_probes,
+        max_connections_per_host=args.max_connections_per_host,
         leader_election=args.leader_election,
         log_format=args.log_format,
         log_level=args.log_level,

@@ -22,6 +22,7 @@ from modelroute.cache import ObjectCache, slim_secret, slim_service
 from modelroute.events import EventRecorder
 from modelroute.kube import KubeClient, load_credentials
 from modelroute.metrics import Metrics
+from modelroute.probe_hub import ProbeHub
 from modelroute.scheduler import Controller, Deps
 from modelroute.settings import Settings
 
@@ -55,18 +56,27 @@ class Runtime:
         metrics = Metrics()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=metrics.registry)
+        services = ObjectCache(kube.get_service, slim_service)
+        secrets = ObjectCache(kube.get_secret, slim_secret)
+        probes = ProbeHub(
+            # No global connection limit: a hung host must not hold up probes of other hosts.
+            session=prober.new_session(
+                connection_limit=0, connection_limit_per_host=settings.max_connections_per_host
+            ),
+            secrets=secrets,
+            metrics=metrics,
+            now=utc_now,
+            start_jitter_seconds=settings.probe_start_jitter_seconds,
+            max_retry_after_seconds=settings.max_retry_after_seconds,
+        )
         deps = Deps(
             settings=settings,
             kube=kube,
-            services=ObjectCache(kube.get_service, slim_service),
-            secrets=ObjectCache(kube.get_secret, slim_secret),
+            services=services,
+            secrets=secrets,
             metrics=metrics,
             events=EventRecorder(kube, settings.field_manager),
-            session=prober.new_session(
-                connection_limit=settings.http_connection_limit,
-                connection_limit_per_host=settings.http_connection_limit_per_host,
-            ),
-            semaphore=asyncio.Semaphore(settings.max_concurrent_probes),
+            probes=probes,
             now=utc_now,
         )
         runtime = cls(settings=settings, controller=Controller(deps), deps=deps, runners=[])
@@ -91,7 +101,7 @@ class Runtime:
         await self.controller.shutdown()
         for runner in self.runners:
             await runner.cleanup()
-        await self.deps.session.close()
+        await self.deps.probes.close()
         await self.deps.kube.close()
 
     async def _serve(self, port: int, routes: list[tuple[str, _Handler]]) -> None:

@@ -1,8 +1,9 @@
 """Probe scheduling and reconciling for many routes: watch → probe → decide → route → report.
 
-One :class:`RouteWorker` per ModelRoute runs a timer task per backend (fixed-rate, jittered
-start, sharing one HTTP session and a global bound on probes in flight) and one reconcile loop
-that wakes only when something material changed: a health flip, a cache event (drift, a target
+One :class:`RouteWorker` per ModelRoute subscribes its backends' probes to the shared
+:class:`~modelroute.probe_hub.ProbeHub` (identical probes run once, whoever needs them), folds
+each result into its own health records, and runs one reconcile loop that wakes only when
+something material changed: a health flip, a cache event (drift, a target
 Service or Secret changed), a spec or annotation change, or a failback stabilization maturing.
 On a move the routing write goes first; the Event and status follow.
 """
@@ -10,10 +11,8 @@ On a move the routing write goes first; the Event and status follow.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import functools
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +27,8 @@ from modelroute.drivers.base import DriverContext, RouteRef, RoutingDriver
 from modelroute.events import EventRecorder
 from modelroute.kube import ApiError, KubeClient
 from modelroute.metrics import Metrics
-from modelroute.models import Backend, ModelRouteSpec, ModelRouteStatus, ProbeSpec
+from modelroute.models import ModelRouteSpec, ModelRouteStatus, ProbeSpec
+from modelroute.probe_hub import ProbeHub, ProbeKey, Subscriber
 from modelroute.settings import Settings
 from modelroute.validation import InvalidSpecError, parse_spec, validate
 
@@ -80,8 +80,7 @@ class Deps:
     secrets: ObjectCache
     metrics: Metrics
     events: EventRecorder
-    session: aiohttp.ClientSession
-    semaphore: asyncio.Semaphore
+    probes: ProbeHub
     now: Callable[[], datetime]
     driver_context: DriverContext = field(init=False)
 
@@ -112,6 +111,7 @@ class RouteWorker:
         self._written: ModelRouteStatus | None = route.status
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[tuple[ProbeKey, Subscriber]] = []
         self._stabilization_timer: asyncio.TimerHandle | None = None
         self.last_result_at: float | None = None
         self.max_probe_period: float = 0.0
@@ -141,6 +141,9 @@ class RouteWorker:
         """Cancel every task of this route and wait for them (returns within milliseconds)."""
         if self._stabilization_timer is not None:
             self._stabilization_timer.cancel()
+        for key, subscriber in self._subscriptions:
+            self._deps.probes.unsubscribe(key, subscriber)
+        self._subscriptions.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -196,7 +199,7 @@ class RouteWorker:
                 )
 
     def _start_probes(self, spec: ModelRouteSpec) -> None:
-        settings = self._deps.settings
+        ref = self.route.ref
         # Liveness counts from the start, so probes that never finish are noticed too.
         self.last_result_at = asyncio.get_running_loop().time()
         for backend in spec.backends:
@@ -204,39 +207,14 @@ class RouteWorker:
             self.max_probe_period = max(
                 self.max_probe_period, probe.interval_seconds + probe.timeout_seconds
             )
-            jitter = random.uniform(
-                0, min(settings.probe_start_jitter_seconds, probe.interval_seconds)
-            )
-            self._tasks.append(
-                asyncio.create_task(
-                    self._probe_loop(backend, probe, jitter),
-                    name=f"probe:{self.key}:{backend.name}",
-                )
-            )
-
-    async def _probe_loop(self, backend: Backend, probe: ProbeSpec, jitter: float) -> None:
-        loop = asyncio.get_running_loop()
-        deps = self._deps
-        labels = (self.route.ref.namespace, self.route.ref.name, backend.name)
-        next_at = loop.time() + jitter
-        while True:
-            delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            deps.metrics.probe_lag.observe(max(0.0, loop.time() - next_at))
-            target = await self._probe_target(backend, probe)
-            async with deps.semaphore:
-                result = await prober.probe(target, deps.session, clock=loop.time, now=deps.now)
-            self._record(backend.name, probe, result, labels)
-            # Fixed rate: the schedule does not drift by the probe's own duration, and a probe
-            # that overran its slot is followed at once rather than by a burst.
-            next_at = max(next_at + probe.interval_seconds, loop.time())
-            if result.retry_after_s:
-                pause = min(result.retry_after_s, deps.settings.max_retry_after_seconds)
-                next_at = max(next_at, loop.time() + pause)
+            key = ProbeKey.for_backend(ref.namespace, backend, probe)
+            labels = (ref.namespace, ref.name, backend.name)
+            subscriber = functools.partial(self._record, backend.name, probe, labels)
+            self._deps.probes.subscribe(key, subscriber)
+            self._subscriptions.append((key, subscriber))
 
     def _record(
-        self, name: str, probe: ProbeSpec, result: prober.ProbeResult, labels: tuple[str, str, str]
+        self, name: str, probe: ProbeSpec, labels: tuple[str, str, str], result: prober.ProbeResult
     ) -> None:
         metrics = self._deps.metrics
         if result.latency_ms is not None:
@@ -250,41 +228,6 @@ class RouteWorker:
         self.last_result_at = asyncio.get_running_loop().time()
         if _health_key(before, probe) != _health_key(after, probe):
             self._dirty.set()
-
-    async def _probe_target(self, backend: Backend, probe: ProbeSpec) -> prober.ProbeTarget:
-        ns = self.route.ref.namespace
-        url = backend.probe_url(ns)
-        ref = backend.auth_secret_ref
-        if ref is None:
-            return prober.ProbeTarget(url=url, model=backend.model, probe=probe)
-        where = f"Secret {ns}/{ref.name}"
-        try:
-            secret = await self._deps.secrets.get((ns, ref.name))
-        except ApiError as exc:
-            return prober.ProbeTarget(
-                url=url,
-                model=backend.model,
-                probe=probe,
-                auth_error=f"cannot read {where}: {exc.status} {exc.reason}",
-            )
-        if secret is None:
-            error = f"{where} not found"
-        elif ref.key not in secret["data"]:
-            error = f"key {ref.key!r} not found in {where}"
-        else:
-            try:
-                # Secrets made with `echo ... | kubectl create secret` often end in a newline.
-                key = base64.b64decode(secret["data"][ref.key]).decode().strip()
-            except (binascii.Error, UnicodeDecodeError):
-                error = f"key {ref.key!r} of {where} is not valid base64 text"
-            else:
-                return prober.ProbeTarget(
-                    url=url,
-                    model=backend.model,
-                    probe=probe,
-                    auth_header=(ref.header, ref.prefix + key),
-                )
-        return prober.ProbeTarget(url=url, model=backend.model, probe=probe, auth_error=error)
 
     async def _reconcile(self, spec: ModelRouteSpec, driver: RoutingDriver) -> None:
         route, deps = self.route, self._deps

@@ -23,11 +23,10 @@ class Settings:
     bind_address: str = "0.0.0.0"
     # Field manager recorded on every write to the API server.
     field_manager: str = FIELD_MANAGER
-    # Probes allowed in flight at once across all routes (bounds sockets and CPU).
-    max_concurrent_probes: int = 200
-    # Connections in the shared HTTP pool, in total and per backend host.
-    http_connection_limit: int = 400
-    http_connection_limit_per_host: int = 20
+    # Connections the shared probe HTTP pool keeps per backend host. Bounded per host, not
+    # globally, so a slow or hung backend never makes other backends' probes wait. Identical
+    # probes are shared (one loop per distinct probe), so one host rarely needs more than a few.
+    max_connections_per_host: int = 50
     # Seconds of random delay before a backend's first probe, to spread load at start-up
     # (capped at the backend's probe interval).
     probe_start_jitter_seconds: float = 1.0
@@ -70,10 +69,11 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
     kopf_settings.watching.connect_timeout = 10
     # Only on-event handlers are used: no progress or diff-base annotations are written, and
-    # no finalizers are needed (deletion needs no cleanup: owned Services are garbage-collected).
+    # no finalizers are added (deletion needs no cleanup: owned Services are garbage-collected).
+    # The name is still set so that any finalizer kopf might ever add is recognisably ours.
     kopf_settings.persistence.finalizer = "modelroute.dev/finalizer"
-    kopf_settings.batching.worker_limit = None
-    kopf_settings.batching.batch_window = 0.1
+    # One worker per watched object, no cap: events of one route never queue behind another's.
+    kopf_settings.queueing.worker_limit = None
     kopf_settings.networking.request_timeout = settings.api_timeout_seconds
     kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
     kopf_settings.peering.standalone = not settings.leader_election

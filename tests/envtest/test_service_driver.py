@@ -33,7 +33,20 @@ def test_selectorless_target_becomes_external_name(
     crd: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     with canonical_scenario(crd, namespace, create_route=False, **FAST_PROBE) as sc:
-        sc.core.patch_namespaced_service("llama-vllm", namespace, {"spec": {"selector": None}})
+        # Selector-less, and reached by DNS on the stable port 80, so it must expose 80 too.
+        sc.core.patch_namespaced_service(
+            "llama-vllm",
+            namespace,
+            {
+                "spec": {
+                    "selector": None,
+                    "ports": [
+                        {"name": "api", "port": 8000, "targetPort": 8000},
+                        {"name": "http", "port": 80, "targetPort": 8000},
+                    ],
+                }
+            },
+        )
         sc.route["spec"]["failback"]["stabilizationSeconds"] = STABILIZATION_SECONDS
         sc.create_route()
         wait_for(lambda: sc.routed_to() == "vendor-egress", 15, "initial route")
@@ -92,3 +105,21 @@ def test_target_selector_change_is_followed(scenario: Scenario, operator: Operat
         "the new target selector mirrored",
     )
     assert isinstance(sc.stable_service(), client.V1Service)
+
+
+def test_selectorless_target_without_the_stable_port_is_reported(
+    crd: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    with canonical_scenario(crd, namespace, create_route=False, **FAST_PROBE) as sc:
+        sc.core.patch_namespaced_service("vendor-egress", namespace, {"spec": {"selector": None}})
+        sc.create_route()
+        ready = wait_for(
+            lambda: (
+                (c := sc.condition("Ready")) and c["reason"] == "ExternalNamePortMismatch" and c
+            ),
+            15,
+            "Ready=False ExternalNamePortMismatch",
+        )
+        assert ready["status"] == "False"
+        assert "port 80" in ready["message"]
+        assert sc.stable_service() is None

@@ -92,6 +92,17 @@ def desired_service(
             ],
         }
     else:
+        # ExternalName is DNS: clients reach the target on spec.service.port. A target that
+        # declares ports but not that one would take the traffic nowhere while looking routed.
+        declared = [p.get("port") for p in target.get("spec", {}).get("ports") or []]
+        if declared and spec.service.port not in declared:
+            return RoutingProblem(
+                "ExternalNamePortMismatch",
+                f"Service {route.namespace}/{ref.name} has no selector, so traffic would "
+                f"reach it by DNS on port {spec.service.port}, which it does not expose "
+                f"(ports: {', '.join(str(p) for p in declared)}); expose port "
+                f"{spec.service.port} on it or give it a selector",
+            )
         spec_part = {
             "type": "ExternalName",
             "externalName": f"{ref.name}.{route.namespace}.svc.{cluster_domain}",

@@ -1,0 +1,191 @@
+"""Shared probe loops: an identical probe runs once per interval, whoever needs its result.
+
+Many routes often point at the same backend: every team's route to the same vendor egress, or
+one in-house model behind several routes. A probe is identified by what it sends (URL, model,
+probe type and path, interval, timeout, latency threshold, and which Secret key authenticates
+it); routes that need the same probe subscribe to one loop and each folds the result into its
+own health record with its own thresholds. One thousand routes on one vendor cost one probe per
+interval, and all of them see an outage at the same moment.
+
+Loops run at a fixed rate from a jittered start. Each loop has at most one probe in flight, so
+a hung backend occupies only its own loop: probes of other backends never wait behind it. The
+shared HTTP session bounds connections per host, not globally, for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+
+from modelroute import prober
+from modelroute.cache import ObjectCache
+from modelroute.kube import ApiError
+from modelroute.metrics import Metrics
+from modelroute.models import AuthSecretRef, Backend, ProbeSpec, ProbeType
+
+logger = logging.getLogger("modelroute.probe_hub")
+
+Subscriber = Callable[[prober.ProbeResult], None]
+
+
+@dataclass(frozen=True)
+class ProbeKey:
+    """Everything that makes two probes the same request on the same schedule."""
+
+    namespace: str  # where the auth Secret lives
+    url: str
+    model: str
+    type: ProbeType
+    path: str
+    interval_seconds: int
+    timeout_seconds: int
+    latency_threshold_ms: int | None
+    auth: AuthSecretRef | None
+
+    @classmethod
+    def for_backend(cls, namespace: str, backend: Backend, probe: ProbeSpec) -> ProbeKey:
+        """The key of ``backend``'s probe with its effective settings."""
+        return cls(
+            namespace=namespace,
+            url=backend.probe_url(namespace),
+            model=backend.model,
+            type=probe.type,
+            path=probe.path,
+            interval_seconds=probe.interval_seconds,
+            timeout_seconds=probe.timeout_seconds,
+            latency_threshold_ms=probe.latency_threshold_ms,
+            auth=backend.auth_secret_ref,
+        )
+
+    def probe_spec(self) -> ProbeSpec:
+        """The settings the prober needs (thresholds are each subscriber's own business)."""
+        return ProbeSpec(
+            type=self.type,
+            path=self.path,
+            interval_seconds=self.interval_seconds,
+            timeout_seconds=self.timeout_seconds,
+            latency_threshold_ms=self.latency_threshold_ms,
+        )
+
+
+@dataclass
+class _Loop:
+    task: asyncio.Task[None]
+    subscribers: list[Subscriber]
+
+
+class ProbeHub:
+    """Runs one probe loop per distinct :class:`ProbeKey` while anyone subscribes to it."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        secrets: ObjectCache,
+        metrics: Metrics,
+        now: Callable[[], datetime],
+        start_jitter_seconds: float,
+        max_retry_after_seconds: float,
+    ) -> None:
+        self._session = session
+        self._secrets = secrets
+        self._metrics = metrics
+        self._now = now
+        self._jitter = start_jitter_seconds
+        self._max_retry_after = max_retry_after_seconds
+        self._loops: dict[ProbeKey, _Loop] = {}
+
+    def __len__(self) -> int:
+        return len(self._loops)
+
+    def subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        """Deliver every result of ``key``'s probe to ``subscriber``, starting its loop if new."""
+        loop = self._loops.get(key)
+        if loop is None:
+            task = asyncio.create_task(self._run(key), name=f"probe:{key.url}:{key.model}")
+            loop = self._loops[key] = _Loop(task, [])
+        loop.subscribers.append(subscriber)
+
+    def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        """Stop delivering to ``subscriber``; the loop stops with its last subscriber."""
+        loop = self._loops.get(key)
+        if loop is None:
+            return
+        if subscriber in loop.subscribers:
+            loop.subscribers.remove(subscriber)
+        if not loop.subscribers:
+            del self._loops[key]
+            loop.task.cancel()
+
+    async def close(self) -> None:
+        """Cancel every loop, wait for them, and close the HTTP session."""
+        loops, self._loops = list(self._loops.values()), {}
+        for loop in loops:
+            loop.task.cancel()
+        await asyncio.gather(*(loop.task for loop in loops), return_exceptions=True)
+        await self._session.close()
+
+    async def _run(self, key: ProbeKey) -> None:
+        clock = asyncio.get_running_loop().time
+        probe = key.probe_spec()
+        next_at = clock() + random.uniform(0, min(self._jitter, key.interval_seconds))
+        while True:
+            delay = next_at - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._metrics.probe_lag.observe(max(0.0, clock() - next_at))
+            target = await self._target(key, probe)
+            result = await prober.probe(target, self._session, clock=clock, now=self._now)
+            self._deliver(key, result)
+            # Fixed rate: the schedule does not drift by the probe's own duration, and a probe
+            # that overran its slot is followed at once rather than by a burst.
+            next_at = max(next_at + key.interval_seconds, clock())
+            if result.retry_after_s:
+                pause = min(result.retry_after_s, self._max_retry_after)
+                next_at = max(next_at, clock() + pause)
+
+    def _deliver(self, key: ProbeKey, result: prober.ProbeResult) -> None:
+        loop = self._loops.get(key)
+        for subscriber in list(loop.subscribers if loop else ()):
+            try:
+                subscriber(result)
+            except Exception:
+                # One subscriber's bug must not starve the others of results.
+                logger.exception("probe subscriber failed", extra={"url": key.url})
+
+    async def _target(self, key: ProbeKey, probe: ProbeSpec) -> prober.ProbeTarget:
+        ref = key.auth
+        if ref is None:
+            return prober.ProbeTarget(url=key.url, model=key.model, probe=probe)
+        header, error = await self._auth_header(key.namespace, ref)
+        return prober.ProbeTarget(
+            url=key.url, model=key.model, probe=probe, auth_header=header, auth_error=error
+        )
+
+    async def _auth_header(
+        self, namespace: str, ref: AuthSecretRef
+    ) -> tuple[tuple[str, str] | None, str | None]:
+        """The header carrying the key from the Secret, or why there is none."""
+        where = f"Secret {namespace}/{ref.name}"
+        try:
+            secret = await self._secrets.get((namespace, ref.name))
+        except ApiError as exc:
+            return None, f"cannot read {where}: {exc.status} {exc.reason}"
+        if secret is None:
+            return None, f"{where} not found"
+        if ref.key not in secret["data"]:
+            return None, f"key {ref.key!r} not found in {where}"
+        try:
+            # Secrets made with `echo ... | kubectl create secret` often end in a newline.
+            value = base64.b64decode(secret["data"][ref.key]).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            return None, f"key {ref.key!r} of {where} is not valid base64 text"
+        return (ref.header, ref.prefix + value), None

@@ -1,0 +1,294 @@
+"""Tests for the watch-fed object cache: subscriptions, one read per miss, event ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelroute.cache import ObjectCache, object_key, slim_secret, slim_service
+
+ROUTE_A = ("ai", "chat")
+ROUTE_B = ("ai", "embed")
+KEY = ("ai", "llama-vllm")
+OTHER = ("ai", "vendor-egress")
+
+
+def svc(name: str = "llama-vllm", rv: int | str | None = 5, **spec: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ai"}
+    if rv is not None:
+        meta["resourceVersion"] = str(rv)
+    return {"metadata": meta, "spec": spec}
+
+
+class FakeFetch:
+    """The API read behind the cache: answers from ``objects`` and counts the calls."""
+
+    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
+        self.objects = dict(objects or {})
+        self.calls: list[tuple[str, str]] = []
+        self.during: Callable[[], None] | None = None  # runs while the read is "in flight"
+
+    async def __call__(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append((namespace, name))
+        if self.during is not None:
+            self.during()
+        return self.objects.get((namespace, name))
+
+
+def identity(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+def make(
+    objects: dict[tuple[str, str], dict[str, Any]] | None = None,
+    slim: Callable[[dict[str, Any]], dict[str, Any]] = identity,
+) -> tuple[ObjectCache, FakeFetch]:
+    fetch = FakeFetch(objects)
+    return ObjectCache(fetch, slim), fetch
+
+
+def test_object_key() -> None:
+    assert object_key(svc()) == KEY
+    assert object_key({}) == ("", "")
+
+
+async def test_miss_is_fetched_once_then_cached() -> None:
+    cache, fetch = make({KEY: svc(app="llama")})
+    cache.subscribe(ROUTE_A, [KEY])
+    first = await cache.get(KEY)
+    second = await cache.get(KEY)
+    assert first == second == svc(app="llama")
+    assert fetch.calls == [KEY]
+    assert cache.fetches == 1
+    assert len(cache) == 1
+
+
+async def test_missing_object_is_cached_as_missing() -> None:
+    cache, fetch = make({})
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is None
+    assert await cache.get(KEY) is None
+    assert fetch.calls == [KEY]
+    assert len(cache) == 0  # a negative entry is not an object
+
+
+async def test_unsubscribed_key_is_read_every_time_and_not_stored() -> None:
+    cache, fetch = make({KEY: svc()})
+    assert await cache.get(KEY) == svc()
+    assert await cache.get(KEY) == svc()
+    assert fetch.calls == [KEY, KEY]
+    assert len(cache) == 0
+
+
+async def test_slim_applies_to_fetched_objects() -> None:
+    cache, _ = make({KEY: {**svc(), "status": {"x": 1}}}, slim=slim_service)
+    cache.subscribe(ROUTE_A, [KEY])
+    got = await cache.get(KEY)
+    assert got is not None
+    assert "status" not in got
+
+
+def test_observe_returns_subscribers() -> None:
+    cache, _ = make()
+    cache.subscribe(ROUTE_A, [KEY, OTHER])
+    cache.subscribe(ROUTE_B, [KEY])
+    assert cache.observe("MODIFIED", svc()) == {ROUTE_A, ROUTE_B}
+    assert cache.observe("MODIFIED", svc("vendor-egress")) == {ROUTE_A}
+
+
+async def test_observe_ignores_unsubscribed_keys_and_does_not_store_them() -> None:
+    cache, fetch = make({KEY: svc(rv=3, app="from-api")})
+    assert cache.observe("ADDED", svc(rv=9, app="from-watch")) == set()
+    assert len(cache) == 0
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == svc(rv=3, app="from-api")  # read, not the ignored event
+    assert fetch.calls == [KEY]
+
+
+async def test_observe_fills_and_refreshes_the_entry() -> None:
+    cache, fetch = make({})
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is None
+    cache.observe("ADDED", svc(rv=6, app="v1"))
+    assert await cache.get(KEY) == svc(rv=6, app="v1")
+    cache.observe("MODIFIED", svc(rv=7, app="v2"))
+    assert await cache.get(KEY) == svc(rv=7, app="v2")
+    assert fetch.calls == [KEY]
+
+
+async def test_deleted_event_caches_missing() -> None:
+    cache, fetch = make({KEY: svc(rv=5)})
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is not None
+    assert cache.observe("DELETED", svc(rv=5)) == {ROUTE_A}
+    assert await cache.get(KEY) is None
+    assert fetch.calls == [KEY]  # no read after the deletion: the watch said it is gone
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize(
+    ("event_rv", "expected"),
+    [
+        pytest.param(9, svc(rv=10, app="written"), id="older-event-ignored"),
+        pytest.param(10, svc(rv=10, app="event"), id="same-version-taken"),
+        pytest.param(11, svc(rv=11, app="event"), id="newer-event-taken"),
+    ],
+)
+async def test_event_older_than_write_through_does_not_overwrite(
+    event_rv: int, expected: dict[str, Any]
+) -> None:
+    cache, fetch = make()
+    cache.subscribe(ROUTE_A, [KEY])
+    cache.put(svc(rv=10, app="written"))
+    assert cache.observe("MODIFIED", svc(rv=event_rv, app="event")) == {ROUTE_A}
+    assert await cache.get(KEY) == expected
+    assert fetch.calls == []
+
+
+async def test_put_does_not_overwrite_a_newer_entry() -> None:
+    cache, _ = make()
+    cache.subscribe(ROUTE_A, [KEY])
+    cache.observe("MODIFIED", svc(rv=12, app="watched"))
+    cache.put(svc(rv=11, app="written"))
+    assert await cache.get(KEY) == svc(rv=12, app="watched")
+
+
+async def test_put_ignores_unsubscribed_keys() -> None:
+    cache, fetch = make({KEY: svc(rv=1, app="api")})
+    cache.put(svc(rv=2, app="written"))
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == svc(rv=1, app="api")
+    assert fetch.calls == [KEY]
+
+
+async def test_event_during_read_wins_over_the_read() -> None:
+    cache, fetch = make({KEY: svc(rv=5, app="read")})
+    cache.subscribe(ROUTE_A, [KEY])
+    fetch.during = lambda: cache.observe("MODIFIED", svc(rv=6, app="watched"))
+    assert await cache.get(KEY) == svc(rv=6, app="watched")
+    fetch.during = None
+    assert await cache.get(KEY) == svc(rv=6, app="watched")
+
+
+@pytest.mark.parametrize("rv", [None, "", "not-a-number"], ids=["absent", "empty", "opaque"])
+async def test_unparsable_resource_version_counts_as_oldest(rv: str | None) -> None:
+    cache, _ = make()
+    cache.subscribe(ROUTE_A, [KEY])
+    cache.put(svc(rv=rv, app="first"))
+    cache.observe("MODIFIED", svc(rv=1, app="second"))
+    assert await cache.get(KEY) == svc(rv=1, app="second")
+
+
+async def test_unsubscribing_the_last_route_drops_the_entry() -> None:
+    cache, fetch = make({KEY: svc()})
+    cache.subscribe(ROUTE_A, [KEY])
+    cache.subscribe(ROUTE_B, [KEY])
+    await cache.get(KEY)
+    cache.unsubscribe(ROUTE_A)
+    assert len(cache) == 1  # ROUTE_B still depends on it
+    assert cache.observe("MODIFIED", svc(rv=6)) == {ROUTE_B}
+    cache.unsubscribe(ROUTE_B)
+    assert len(cache) == 0
+    assert cache.observe("MODIFIED", svc(rv=7)) == set()
+    cache.subscribe(ROUTE_A, [KEY])
+    await cache.get(KEY)
+    assert fetch.calls == [KEY, KEY]  # read again: the entry was dropped
+
+
+async def test_resubscribe_replaces_the_previous_keys() -> None:
+    cache, _ = make({KEY: svc(), OTHER: svc("vendor-egress")})
+    cache.subscribe(ROUTE_A, [KEY, OTHER])
+    await cache.get(KEY)
+    await cache.get(OTHER)
+    cache.subscribe(ROUTE_A, [OTHER])
+    assert cache.observe("MODIFIED", svc(rv=9)) == set()
+    assert cache.observe("MODIFIED", svc("vendor-egress", rv=9)) == {ROUTE_A}
+    assert len(cache) == 1
+
+
+def test_unsubscribe_unknown_route_is_harmless() -> None:
+    cache, _ = make()
+    cache.unsubscribe(ROUTE_A)
+    cache.subscribe(ROUTE_A, [])
+    cache.unsubscribe(ROUTE_A)
+    assert len(cache) == 0
+
+
+# --- slimming ------------------------------------------------------------------------------
+
+SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "type": "Opaque",
+    "metadata": {
+        "name": "vendor-key",
+        "namespace": "ai",
+        "resourceVersion": "7",
+        "uid": "u",
+        "labels": {"team": "ml"},
+        "annotations": {
+            "kubectl.kubernetes.io/last-applied-configuration": '{"stringData":{"apiKey":"sk"}}'
+        },
+        "managedFields": [{"manager": "kubectl"}],
+    },
+    "data": {"apiKey": "c2stc2VjcmV0"},
+    "stringData": {"apiKey": "sk-secret"},
+}
+
+
+def test_slim_secret_keeps_only_data() -> None:
+    slim = slim_secret(SECRET)
+    assert slim == {
+        "metadata": {"name": "vendor-key", "namespace": "ai", "resourceVersion": "7"},
+        "data": {"apiKey": "c2stc2VjcmV0"},
+    }
+    assert "sk" not in repr(slim)  # the last-applied annotation carries the key in clear
+
+
+def test_slim_secret_without_data() -> None:
+    assert slim_secret({"metadata": {"name": "s"}}) == {"metadata": {"name": "s"}, "data": {}}
+    assert slim_secret({"metadata": {"name": "s"}, "data": None})["data"] == {}
+
+
+def test_slim_service_keeps_what_routing_needs() -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "chat-llm",
+            "namespace": "ai",
+            "uid": "u",
+            "resourceVersion": "8",
+            "labels": {"a": "b"},
+            "annotations": {"c": "d"},
+            "ownerReferences": [{"uid": "o"}],
+            "managedFields": [{"manager": "x"}],
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+        },
+        "spec": {"type": "ClusterIP", "selector": {"app": "x"}, "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {}},
+    }
+    slim = slim_service(body)
+    assert slim == {
+        "metadata": {
+            k: body["metadata"][k]
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "labels",
+                "annotations",
+                "ownerReferences",
+            )
+        },
+        "spec": body["spec"],
+    }
+    slim["spec"]["type"] = "ExternalName"
+    assert body["spec"]["type"] == "ClusterIP"  # the spec is copied, not aliased
+
+
+def test_slim_service_of_a_minimal_body() -> None:
+    assert slim_service({}) == {"metadata": {}, "spec": {}}

@@ -1,0 +1,158 @@
+"""Tests for the command line and for the kopf settings derived from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import kopf
+import pytest
+
+from modelroute.cli import parse_args
+from modelroute.settings import Settings, apply_to_kopf
+
+
+def test_defaults_match_settings() -> None:
+    settings, args = parse_args([])
+    assert settings == Settings()
+    assert settings.clusterwide
+    assert args.kubeconfig is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["-n", "ai"], ("ai",), id="one"),
+        pytest.param(["--namespace", "b", "-n", "a"], ("b", "a"), id="keeps-order"),
+        pytest.param(["-n", "a", "-n", "b", "--namespace", "a"], ("a", "b"), id="dedups"),
+    ],
+)
+def test_namespaces(argv: list[str], expected: tuple[str, ...]) -> None:
+    settings, _ = parse_args(argv)
+    assert settings.namespaces == expected
+    assert not settings.clusterwide
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "value"),
+    [
+        pytest.param(["--metrics-port", "9100"], "metrics_port", 9100, id="metrics-port"),
+        pytest.param(["--metrics-port", "0"], "metrics_port", 0, id="metrics-disabled"),
+        pytest.param(["--health-port", "65535"], "health_port", 65535, id="health-port"),
+        pytest.param(["--bind-address", "127.0.0.1"], "bind_address", "127.0.0.1", id="bind"),
+        pytest.param(
+            ["--max-connections-per-host", "1"],
+            "max_connections_per_host",
+            1,
+            id="max-connections-per-host",
+        ),
+        pytest.param(["--leader-election"], "leader_election", True, id="leader-election"),
+        pytest.param(["--log-format", "text"], "log_format", "text", id="log-format"),
+        pytest.param(["--log-level", "DEBUG"], "log_level", "DEBUG", id="log-level"),
+    ],
+)
+def test_flags(argv: list[str], field: str, value: object) -> None:
+    settings, _ = parse_args(argv)
+    assert getattr(settings, field) == value
+    assert settings == dataclasses.replace(Settings(), **{field: value})
+
+
+def test_kubeconfig_is_passed_through() -> None:
+    _, args = parse_args(["--kubeconfig", "/tmp/kubeconfig"])
+    assert args.kubeconfig == "/tmp/kubeconfig"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--metrics-port", "70000"], "port 70000 is out of range", id="too-high"),
+        pytest.param(["--health-port", "-1"], "port -1 is out of range", id="negative"),
+        pytest.param(["--metrics-port", "http"], "invalid int value", id="not-a-number"),
+        pytest.param(
+            ["--max-connections-per-host", "0"],
+            "--max-connections-per-host must be at least 1",
+            id="no-connections",
+        ),
+        pytest.param(
+            ["--metrics-port", "9000", "--health-port", "9000"],
+            "--metrics-port and --health-port are both 9000",
+            id="same-port",
+        ),
+        pytest.param(["--log-format", "xml"], "invalid choice", id="log-format"),
+        pytest.param(["--log-level", "TRACE"], "invalid choice", id="log-level"),
+        pytest.param(["--unknown"], "unrecognized arguments", id="unknown-flag"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(argv)
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("usage: modelroute-operator")
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    target = kopf.OperatorSettings()
+    apply_to_kopf(settings, target)
+    return target
+
+
+def test_apply_to_kopf_defaults() -> None:
+    ks = kopf_settings(Settings())
+    assert ks.scanning.disabled is True
+    assert ks.posting.level == logging.WARNING
+    assert ks.posting.reporting_component == "modelroute-operator"
+    assert ks.watching.server_timeout == 300
+    assert ks.watching.client_timeout == 330
+    assert ks.watching.client_timeout > ks.watching.server_timeout
+    assert ks.networking.request_timeout == 30.0
+    assert ks.peering.standalone is True
+    assert ks.peering.mandatory is False
+    assert ks.peering.clusterwide is True
+    assert ks.peering.name == "modelroute-operator"
+
+
+@pytest.mark.parametrize(
+    ("settings", "standalone", "clusterwide"),
+    [
+        pytest.param(Settings(), True, True, id="single-replica"),
+        pytest.param(Settings(leader_election=True), False, True, id="leader-election"),
+        pytest.param(
+            Settings(leader_election=True, namespaces=("ai",)), False, False, id="namespaced"
+        ),
+    ],
+)
+def test_apply_to_kopf_peering(settings: Settings, standalone: bool, clusterwide: bool) -> None:
+    ks = kopf_settings(settings)
+    assert ks.peering.standalone is standalone
+    assert ks.peering.mandatory is not standalone
+    assert ks.peering.clusterwide is clusterwide
+
+
+def test_apply_to_kopf_follows_settings() -> None:
+    settings = Settings(
+        kopf_posting_level=logging.ERROR,
+        watch_server_timeout_seconds=60,
+        watch_client_timeout_seconds=90,
+        api_timeout_seconds=7.5,
+        shutdown_grace_seconds=2.0,
+        peering_name="other",
+        field_manager="custom",
+    )
+    ks = kopf_settings(settings)
+    assert ks.posting.level == logging.ERROR
+    assert ks.posting.reporting_component == "custom"
+    assert (ks.watching.server_timeout, ks.watching.client_timeout) == (60, 90)
+    assert ks.networking.request_timeout == 7.5
+    assert ks.process.ultimate_exiting_timeout == 2.0
+    assert ks.peering.name == "other"
+
+
+def test_leader_election_flag_reaches_kopf() -> None:
+    settings, _ = parse_args(["--leader-election", "-n", "ai"])
+    ks = kopf_settings(settings)
+    assert ks.peering.standalone is False
+    assert ks.peering.clusterwide is False

@@ -1,0 +1,148 @@
+"""ProbeHub: identical probes run once; loops are independent and stop with their subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from modelroute import prober
+from modelroute.cache import ObjectCache, slim_secret
+from modelroute.metrics import Metrics
+from modelroute.models import AuthSecretRef, Backend, ProbeSpec
+from modelroute.probe_hub import ProbeHub, ProbeKey
+from tests.fakes.openai_backend import FakeBackend, Fault
+
+PROBE = ProbeSpec(interval_seconds=1, timeout_seconds=1)
+SECRETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("ai", "vendor-key"): {
+        "metadata": {"name": "vendor-key", "namespace": "ai"},
+        "data": {"apiKey": base64.b64encode(b"sk-hub\n").decode()},
+    },
+}
+
+
+async def _fetch_secret(namespace: str, name: str) -> dict[str, Any] | None:
+    return SECRETS.get((namespace, name))
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[ProbeHub]:
+    secrets = ObjectCache(_fetch_secret, slim_secret)
+    secrets.subscribe(("ai", "chat"), [("ai", "vendor-key")])
+    probe_hub = ProbeHub(
+        session=prober.new_session(connection_limit=0, connection_limit_per_host=10),
+        secrets=secrets,
+        metrics=Metrics(),
+        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        start_jitter_seconds=0.0,
+        max_retry_after_seconds=60.0,
+    )
+    yield probe_hub
+    await probe_hub.close()
+
+
+def _key(url: str, model: str = "gpt-4o", **changes: Any) -> ProbeKey:
+    backend = Backend(name="b", priority=0, model=model, endpoint=url)
+    return ProbeKey.for_backend("ai", backend, PROBE.model_copy(update=changes))
+
+
+class Inbox:
+    """Collects results; waits for the n-th without sleeping blindly."""
+
+    def __init__(self) -> None:
+        self.results: list[prober.ProbeResult] = []
+        self._event = asyncio.Event()
+
+    def __call__(self, result: prober.ProbeResult) -> None:
+        self.results.append(result)
+        self._event.set()
+
+    async def wait(self, count: int, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while len(self.results) < count:
+                self._event.clear()
+                await self._event.wait()
+
+
+async def test_identical_probes_run_once_for_all_subscribers(hub: ProbeHub) -> None:
+    async with FakeBackend() as backend:
+        first, second = Inbox(), Inbox()
+        hub.subscribe(_key(backend.url), first)
+        hub.subscribe(_key(backend.url), second)
+        await first.wait(2)
+        await second.wait(2)
+        assert len(hub) == 1
+        assert backend.requests_by_path["/v1/models"] == max(
+            len(first.results), len(second.results)
+        )
+        assert first.results[0] is second.results[0]
+        assert first.results[0].ok
+
+
+async def test_different_settings_are_different_loops(hub: ProbeHub) -> None:
+    async with FakeBackend() as backend:
+        a, b = Inbox(), Inbox()
+        hub.subscribe(_key(backend.url), a)
+        hub.subscribe(_key(backend.url, latency_threshold_ms=5000), b)
+        await a.wait(1)
+        await b.wait(1)
+        assert len(hub) == 2
+
+
+async def test_a_hung_backend_does_not_delay_another(hub: ProbeHub) -> None:
+    async with FakeBackend() as hung, FakeBackend() as fine:
+        await hung.set_fault(Fault.HANG)
+        stuck, healthy = Inbox(), Inbox()
+        hub.subscribe(_key(hung.url), stuck)
+        hub.subscribe(_key(fine.url), healthy)
+        # Two results of the healthy loop arrive while the hung probe is still in flight.
+        await healthy.wait(2, within=2.5)
+        assert all(r.ok for r in healthy.results)
+        await stuck.wait(1)
+        assert stuck.results[0].message == "timeout after 1s"
+        await hung.clear_fault()
+
+
+async def test_loop_stops_with_its_last_subscriber(hub: ProbeHub) -> None:
+    async with FakeBackend() as backend:
+        a, b = Inbox(), Inbox()
+        key = _key(backend.url)
+        hub.subscribe(key, a)
+        hub.subscribe(key, b)
+        await a.wait(1)
+        hub.unsubscribe(key, a)
+        assert len(hub) == 1
+        hub.unsubscribe(key, b)
+        assert len(hub) == 0
+        count = backend.requests_total
+        await asyncio.sleep(1.5)  # longer than the interval: a live loop would have probed
+        assert backend.requests_total == count
+
+
+async def test_auth_header_comes_from_the_secret(hub: ProbeHub) -> None:
+    async with FakeBackend(api_key="sk-hub") as backend, FakeBackend(api_key="x") as other:
+        ok, missing = Inbox(), Inbox()
+        ref = AuthSecretRef(name="vendor-key", key="apiKey")
+        with_key = Backend(
+            name="v", priority=0, model="gpt-4o", endpoint=backend.url, auth_secret_ref=ref
+        )
+        no_secret = Backend(
+            name="o",
+            priority=0,
+            model="gpt-4o",
+            endpoint=other.url,
+            auth_secret_ref=AuthSecretRef(name="absent", key="apiKey"),
+        )
+        hub.subscribe(ProbeKey.for_backend("ai", with_key, PROBE), ok)
+        hub.subscribe(ProbeKey.for_backend("ai", no_secret, PROBE), missing)
+        await ok.wait(1)
+        await missing.wait(1)
+        assert ok.results[0].ok, ok.results[0].message
+        assert backend.last_headers["Authorization"] == "Bearer sk-hub"
+        assert missing.results[0].message == "Secret ai/absent not found"
+        assert other.requests_total == 0
