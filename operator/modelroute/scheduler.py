@@ -34,6 +34,10 @@ from modelroute.validation import InvalidSpecError, parse_spec, validate
 
 logger = logging.getLogger("modelroute.scheduler")
 
+# Backoff (seconds) for retrying a reconcile whose API calls failed.
+_RETRY_FIRST_SECONDS = 1.0
+_RETRY_MAX_SECONDS = 30.0
+
 _EVENT_TYPES = {
     policy.Transition.FAILOVER: "Warning",
     policy.Transition.FAILBACK: "Normal",
@@ -115,6 +119,7 @@ class RouteWorker:
         self._stabilization_timer: asyncio.TimerHandle | None = None
         self.last_result_at: float | None = None
         self.max_probe_period: float = 0.0
+        self.crashed = False
 
     @property
     def key(self) -> RouteKey:
@@ -130,6 +135,7 @@ class RouteWorker:
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         # A bug must not end a route's probing silently: log it loudly; liveness then fails.
         if not task.cancelled() and task.exception() is not None:
+            self.crashed = True
             ref = self.route.ref
             logger.error(
                 "route worker crashed",
@@ -178,25 +184,46 @@ class RouteWorker:
         self.records = {
             b.name: self.records.get(b.name, health.HealthRecord()) for b in spec.backends
         }
-        observed = await driver.observe(ref, spec)
-        names = {b.name for b in spec.backends}
-        if observed.backend in names:
-            # The routing object is written before status: after a crash between the two it
-            # is the more recent truth.
-            self.active = observed.backend
+        await self._resume_routing(spec, driver)
         self._start_probes(spec)
         self._dirty.set()
+        retry = _RETRY_FIRST_SECONDS
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             try:
                 await self._reconcile(spec, driver)
             except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+                # Nothing material may change for a long time after a failed write: retry on
+                # a timer (with backoff) rather than waiting for the next health change.
                 logger.warning(
-                    "reconcile failed, retrying on the next probe: %s",
+                    "reconcile failed, retrying in %.0fs: %s",
+                    retry,
                     exc,
                     extra={"namespace": ref.namespace, "route": ref.name},
                 )
+                asyncio.get_running_loop().call_later(retry, self._dirty.set)
+                retry = min(retry * 2, _RETRY_MAX_SECONDS)
+            else:
+                retry = _RETRY_FIRST_SECONDS
+
+    async def _resume_routing(self, spec: ModelRouteSpec, driver: RoutingDriver) -> None:
+        """Take the active backend from the routing object when it names one of ours."""
+        ref = self.route.ref
+        try:
+            observed = await driver.observe(ref, spec)
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            # Status still says where traffic was; the first reconcile reads the object again.
+            logger.warning(
+                "could not read the routing object at start: %s",
+                exc,
+                extra={"namespace": ref.namespace, "route": ref.name},
+            )
+            return
+        if observed.backend in {b.name for b in spec.backends}:
+            # The routing object is written before status: after a crash between the two it
+            # is the more recent truth.
+            self.active = observed.backend
 
     def _start_probes(self, spec: ModelRouteSpec) -> None:
         ref = self.route.ref
@@ -430,12 +457,16 @@ class Controller:
         self._deps.secrets.observe(event_type, body)
 
     def stalled(self, now: float) -> list[RouteKey]:
-        """Routes whose probes produced nothing for far longer than their schedule allows."""
+        """Routes whose worker crashed, or whose probes produced nothing for far longer than
+        their schedule allows."""
         limit = self._deps.settings.liveness_stall_intervals
         return [
             key
             for key, w in self._workers.items()
-            if w.last_result_at is not None and now - w.last_result_at > limit * w.max_probe_period
+            if w.crashed
+            or (
+                w.last_result_at is not None and now - w.last_result_at > limit * w.max_probe_period
+            )
         ]
 
     async def shutdown(self) -> None:
