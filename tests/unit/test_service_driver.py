@@ -1,22 +1,20 @@
 """Tests for the Service routing driver: the pure diff, then the driver against a fake client.
 
-The fake stands in for ``modelroute.kube.KubeClient`` (our own boundary): it stores Services,
-fills in the defaults a real API server adds, rejects what a real one rejects (a changed
-ClusterIP, an ExternalName Service with a cluster IP, a duplicate create), and queues watch
-events that a test delivers to a real ``ObjectCache`` when it wants the watch to catch up.
+The fake (``tests.fakes.kube.FakeKube``) stands in for ``modelroute.kube.KubeClient``, our own
+boundary: it stores Services, fills in the defaults a real API server adds, rejects what a real
+one rejects, and queues watch events that a test delivers to a real ``ObjectCache``.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import pytest
 
 from modelroute import drivers
-from modelroute.cache import ObjectCache, ObjectKey, slim_service
+from modelroute.cache import ObjectCache, slim_service
 from modelroute.drivers.base import DriverContext, RouteRef, RoutingProblem, RoutingState
 from modelroute.drivers.service import (
     BACKEND_ANNOTATION,
@@ -31,6 +29,7 @@ from modelroute.drivers.service import (
 )
 from modelroute.kube import ApiError, KubeClient
 from modelroute.models import Backend, ModelRouteSpec
+from tests.fakes.kube import FakeKube, merge_patch
 
 NS = "ai"
 ROUTE = RouteRef(namespace=NS, name="chat", uid="uid-chat-2")
@@ -92,112 +91,6 @@ def ours(backend: str = "inhouse", route: RouteRef = ROUTE) -> dict[str, Any]:
 
 
 # --- a fake KubeClient ---------------------------------------------------------------------
-
-
-def merge_patch(current: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(current) if isinstance(current, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-class FakeKube:
-    """In-memory Services with API-server defaults and validation; counts the driver's calls."""
-
-    def __init__(self) -> None:
-        self.services: dict[ObjectKey, dict[str, Any]] = {}
-        self.events: list[tuple[str, dict[str, Any]]] = []  # not yet seen by the watch
-        self.calls: list[str] = []  # "get", "create", "patch" made through the client API
-        self.fail_next_create: ApiError | None = None
-        self._revision = itertools.count(100)
-        self._ips = itertools.count(10)
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for call in self.calls if call in ("create", "patch"))
-
-    # The KubeClient methods the driver and the cache use.
-
-    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append("get")
-        found = self.services.get((namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append("create")
-        if self.fail_next_create is not None:
-            error, self.fail_next_create = self.fail_next_create, None
-            raise error
-        assert body["metadata"]["namespace"] == namespace
-        return self.seed(body)
-
-    async def patch_service(
-        self, namespace: str, name: str, patch: dict[str, Any]
-    ) -> dict[str, Any]:
-        self.calls.append("patch")
-        return self.mutate((namespace, name), patch)
-
-    # What other actors do (not counted as the driver's calls).
-
-    def seed(self, body: dict[str, Any], *, watched: bool = True) -> dict[str, Any]:
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        if key in self.services:
-            raise ApiError(409, "AlreadyExists", f'services "{key[1]}" already exists')
-        stored = copy.deepcopy(body)
-        meta = stored["metadata"]
-        meta.update(uid=f"uid-svc-{next(self._revision)}", creationTimestamp="2025-01-01T00:00:00Z")
-        meta.setdefault("managedFields", [{"manager": "someone"}])
-        stored["status"] = {"loadBalancer": {}}
-        return self._store(key, stored, "ADDED", watched=watched)
-
-    def mutate(self, key: ObjectKey, patch: dict[str, Any]) -> dict[str, Any]:
-        if key not in self.services:
-            raise ApiError(404, "NotFound", f'services "{key[1]}" not found')
-        return self._store(key, merge_patch(self.services[key], patch), "MODIFIED")
-
-    def delete(self, key: ObjectKey) -> None:
-        gone = self.services.pop(key)
-        self.events.append(("DELETED", copy.deepcopy(gone)))
-
-    def deliver(self, cache: ObjectCache) -> None:
-        """The watch catches up: hand every queued event to the cache."""
-        for event_type, body in self.events:
-            cache.observe(event_type, copy.deepcopy(body))
-        self.events.clear()
-
-    def _store(
-        self, key: ObjectKey, body: dict[str, Any], event: str, *, watched: bool = True
-    ) -> dict[str, Any]:
-        old = self.services.get(key)
-        spec = body["spec"]
-        spec.setdefault("type", "ClusterIP")
-        spec.setdefault("sessionAffinity", "None")
-        for port in spec.get("ports") or []:
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", port["port"])
-        if spec["type"] == "ExternalName":
-            if spec.get("clusterIP") or spec.get("clusterIPs"):
-                raise ApiError(422, "Invalid", "spec.clusterIP: may not be set for ExternalName")
-        else:
-            old_ip = (old or {}).get("spec", {}).get("clusterIP")
-            if old_ip and spec.get("clusterIP") != old_ip and old["spec"]["type"] != "ExternalName":
-                raise ApiError(422, "Invalid", "spec.clusterIP: field is immutable")
-            spec.setdefault("clusterIP", f"10.96.0.{next(self._ips)}")
-            spec.setdefault("clusterIPs", [spec["clusterIP"]])
-            spec.setdefault("ipFamilies", ["IPv4"])
-            spec.setdefault("ipFamilyPolicy", "SingleStack")
-            spec.setdefault("internalTrafficPolicy", "Cluster")
-        body["metadata"]["resourceVersion"] = str(next(self._revision))
-        self.services[key] = body
-        if watched:
-            self.events.append((event, copy.deepcopy(body)))
-        return copy.deepcopy(body)
 
 
 class World(NamedTuple):

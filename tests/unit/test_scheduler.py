@@ -1,0 +1,143 @@
+"""The controller and route workers, with our own API boundary faked (tests.fakes.kube).
+
+Backends are real loopback fakes; the Kubernetes side is FakeKube feeding real caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from modelroute import prober
+from modelroute.cache import ObjectCache, slim_secret, slim_service
+from modelroute.events import EventRecorder
+from modelroute.metrics import Metrics
+from modelroute.probe_hub import ProbeHub
+from modelroute.scheduler import Controller, Deps
+from modelroute.settings import Settings
+from tests.fakes.kube import FakeKube
+from tests.fakes.openai_backend import FakeBackend
+
+NS = "ai"
+
+
+def _target(name: str, port: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"selector": {"app": name}, "ports": [{"port": port}]},
+    }
+
+
+def _route(vendor_url: str, inhouse_url: str) -> dict[str, Any]:
+    backend = {"priority": 0, "serviceRef": {"name": "vendor-egress", "port": 8080}}
+    return {
+        "metadata": {"name": "chat", "namespace": NS, "uid": "uid-1", "generation": 1},
+        "spec": {
+            "service": {"name": "chat-llm", "port": 80},
+            "backends": [
+                {**backend, "name": "vendor", "model": "gpt-4o", "endpoint": vendor_url},
+                {
+                    "name": "inhouse",
+                    "priority": 1,
+                    "model": "llama",
+                    "serviceRef": {"name": "llama-vllm", "port": 8000},
+                    "endpoint": inhouse_url,
+                },
+            ],
+            "probe": {"intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
+        },
+    }
+
+
+class World:
+    def __init__(self, kube: FakeKube, controller: Controller, hub: ProbeHub) -> None:
+        self.kube, self.controller, self.hub = kube, controller, hub
+
+    def status(self) -> dict[str, Any]:
+        return self.kube.route_status.get((NS, "chat"), {})
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    kube = FakeKube()
+    kube.seed(_target("vendor-egress", 8080), watched=False)
+    kube.seed(_target("llama-vllm", 8000), watched=False)
+    metrics = Metrics()
+    secrets = ObjectCache(kube.get_secret, slim_secret)
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    hub = ProbeHub(
+        session=prober.new_session(connection_limit=0, connection_limit_per_host=5),
+        secrets=secrets,
+        metrics=metrics,
+        now=now,
+        start_jitter_seconds=0.0,
+        max_retry_after_seconds=60.0,
+    )
+    deps = Deps(
+        settings=Settings(),
+        kube=kube,  # type: ignore[arg-type]
+        services=ObjectCache(kube.get_service, slim_service),
+        secrets=secrets,
+        metrics=metrics,
+        events=EventRecorder(kube, "test"),  # type: ignore[arg-type]
+        probes=hub,
+        now=now,
+    )
+    controller = Controller(deps)
+    yield World(kube, controller, hub)
+    await controller.shutdown()
+    await hub.close()
+
+
+async def _until(predicate: Callable[[], object], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        # The state lives in fakes with no event to wait on: poll it briefly.
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_routes_to_the_preferred_backend_and_writes_status(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await world.controller.on_route_event("ADDED", _route(vendor.url, inhouse.url))
+        await _until(lambda: world.status().get("activeBackend") == "vendor")
+        assert world.kube.services[(NS, "chat-llm")]["spec"]["selector"] == {"app": "vendor-egress"}
+        assert [e["reason"] for e in world.kube.posted_events] == ["Routed"]
+        assert len(world.hub) == 2
+
+
+async def test_a_failed_status_write_is_retried_without_a_health_change(world: World) -> None:
+    world.kube.fail_status_writes = 2
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await world.controller.on_route_event("ADDED", _route(vendor.url, inhouse.url))
+        # Backoff 1 s then 2 s; health settles within the first second and then stays put.
+        await _until(lambda: world.status().get("activeBackend") == "vendor", within=8.0)
+        assert world.kube.calls.count("patch_status") >= 3
+        assert world.controller.stalled(asyncio.get_running_loop().time()) == []
+
+
+async def test_a_crashed_worker_fails_liveness(world: World) -> None:
+    async def broken(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a bug")  # not an API error: nothing should swallow it
+
+    world.kube.patch_route_status = broken  # type: ignore[method-assign]
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await world.controller.on_route_event("ADDED", _route(vendor.url, inhouse.url))
+        loop = asyncio.get_running_loop()
+        await _until(lambda: world.controller.stalled(loop.time()) == [(NS, "chat")])
+
+
+async def test_deleting_a_route_stops_its_probes(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await world.controller.on_route_event("ADDED", body)
+        await _until(lambda: len(world.hub) == 2)
+        await world.controller.on_route_event("DELETED", body)
+        assert len(world.hub) == 0
+        assert world.controller.workers == {}
