@@ -56,7 +56,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
     parser.add_argument(
         "--leader-election",
         action="store_true",
-        help="elect one active replica through kopf peering",
+        help="run probes and writes only while holding a coordination.k8s.io Lease "
+        "(for more than one replica)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=_DEFAULTS.leader_election_namespace,
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument(
+        "--leader-election-lease",
+        default=_DEFAULTS.leader_election_lease,
+        help="name of the Lease (default %(default)s)",
     )
     parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)
     parser.add_argument(
@@ -77,6 +88,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         bind_address=args.bind_address,
         max_connections_per_host=args.max_connections_per_host,
         leader_election=args.leader_election,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_election_lease=args.leader_election_lease,
+        kubeconfig=args.kubeconfig,
         log_format=args.log_format,
         log_level=args.log_level,
     )
@@ -85,10 +99,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the operator until SIGINT/SIGTERM."""
-    settings, args = parse_args(argv)
+    settings, _ = parse_args(argv)
     logs.configure(settings.log_format, settings.log_level)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+    if settings.kubeconfig:
+        # kopf's login (through the kubernetes client's loader) reads $KUBECONFIG.
+        os.environ["KUBECONFIG"] = settings.kubeconfig
     import kopf
 
     import modelroute.handlers  # noqa: F401  (registers the handlers)
@@ -96,8 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.run(
         clusterwide=settings.clusterwide,
         namespaces=settings.namespaces,
-        standalone=not settings.leader_election,
-        peering_name=settings.peering_name,
+        standalone=True,  # leader election is the operator's own Lease, not kopf peering
         memo=kopf.Memo(settings=settings),
     )
     return 0

@@ -176,9 +176,28 @@ class KubeClient:
         )
         return await self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH) or {}
 
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A coordination.k8s.io/v1 Lease, or None if it does not exist."""
+        return await self.request("GET", _lease_path(namespace, name))
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Lease (409 if another replica created it first)."""
+        return await self.request("POST", _lease_path(namespace), body) or {}
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace a Lease; with metadata.resourceVersion set, 409 if it changed meanwhile."""
+        return await self.request("PUT", _lease_path(namespace, name), body) or {}
+
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
         return await self.request("POST", _core(namespace, "events"), body) or {}
+
+
+def _lease_path(namespace: str, name: str | None = None) -> str:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
+    return f"{path}/{quote(name)}" if name else path
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -57,6 +57,11 @@ class Metrics:
             ("resource",),
             registry=r,
         )
+        self.leader = Gauge(
+            "modelroute_leader",
+            "1 while this replica runs the routes (holds the leader Lease, or no election)",
+            registry=r,
+        )
         self.routes = Gauge("modelroute_routes", "ModelRoutes handled by this operator", registry=r)
 
     def set_active(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +24,7 @@ from modelroute import prober
 from modelroute.cache import ObjectCache, slim_secret, slim_service
 from modelroute.events import EventRecorder
 from modelroute.kube import KubeClient, load_credentials
+from modelroute.leader import LeaderElector, LeaseConfig
 from modelroute.metrics import Metrics
 from modelroute.probe_hub import ProbeHub
 from modelroute.scheduler import Controller, Deps
@@ -44,12 +48,13 @@ class Runtime:
     deps: Deps
     runners: list[web.AppRunner]
     ready: bool = False
+    elector: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
         """Build the parts and open the metrics and health endpoints."""
         kube = KubeClient(
-            load_credentials(),
+            load_credentials(settings.kubeconfig),
             field_manager=settings.field_manager,
             timeout_seconds=settings.api_timeout_seconds,
         )
@@ -79,7 +84,28 @@ class Runtime:
             probes=probes,
             now=utc_now,
         )
-        runtime = cls(settings=settings, controller=Controller(deps), deps=deps, runners=[])
+        controller = Controller(deps, leading=not settings.leader_election)
+        runtime = cls(settings=settings, controller=controller, deps=deps, runners=[])
+        if settings.leader_election:
+            runtime.elector = asyncio.create_task(
+                LeaderElector(
+                    kube,
+                    LeaseConfig(
+                        # In a Pod the chart sets POD_NAMESPACE from the downward API.
+                        namespace=settings.leader_election_namespace
+                        or os.environ.get("POD_NAMESPACE", "default"),
+                        name=settings.leader_election_lease,
+                        identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+                        lease_seconds=settings.leader_election_lease_seconds,
+                        renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
+                        renew_seconds=settings.leader_election_retry_seconds,
+                    ),
+                    now=utc_now,
+                    on_started=controller.start_leading,
+                    on_stopped=controller.stop_leading,
+                ).run(),
+                name="leader-election",
+            )
         await runtime._serve(settings.metrics_port, [("/metrics", runtime._metrics)])
         await runtime._serve(
             settings.health_port, [("/healthz", runtime._healthz), ("/readyz", runtime._readyz)]
@@ -98,6 +124,10 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the workers, endpoints and connections."""
         self.ready = False
+        if self.elector is not None:
+            # Stepping down stops the workers, then the Lease is released for a fast takeover.
+            self.elector.cancel()
+            await asyncio.gather(self.elector, return_exceptions=True)
         await self.controller.shutdown()
         for runner in self.runners:
             await runner.cleanup()

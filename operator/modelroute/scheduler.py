@@ -390,11 +390,18 @@ class RouteWorker:
 
 
 class Controller:
-    """All route workers of this operator process, and the caches that wake them."""
+    """All route workers of this operator process, and the caches that wake them.
 
-    def __init__(self, deps: Deps) -> None:
+    Every ModelRoute body seen is kept, leading or not; workers run only while this replica
+    leads (always, without leader election), so a takeover starts every route at once.
+    """
+
+    def __init__(self, deps: Deps, *, leading: bool = True) -> None:
         self._deps = deps
         self._workers: dict[RouteKey, RouteWorker] = {}
+        self._bodies: dict[RouteKey, dict[str, Any]] = {}
+        self._leading = leading
+        deps.metrics.leader.set(1 if leading else 0)
 
     @property
     def workers(self) -> dict[RouteKey, RouteWorker]:
@@ -405,7 +412,11 @@ class Controller:
         """A ModelRoute was listed, added, modified or deleted."""
         route = RouteObject.from_body(body)
         if event_type == "DELETED":
+            self._bodies.pop(route.ref.key, None)
             await self.remove(route.ref.key)
+            return
+        self._bodies[route.ref.key] = body
+        if not self._leading:
             return
         worker = self._workers.get(route.ref.key)
         if (
@@ -468,6 +479,20 @@ class Controller:
                 w.last_result_at is not None and now - w.last_result_at > limit * w.max_probe_period
             )
         ]
+
+    async def start_leading(self) -> None:
+        """This replica now holds the Lease: start a worker for every route seen."""
+        self._leading = True
+        self._deps.metrics.leader.set(1)
+        for body in list(self._bodies.values()):
+            await self.on_route_event(None, body)
+
+    async def stop_leading(self) -> None:
+        """Another replica may take over: stop every worker (route bodies are kept)."""
+        self._leading = False
+        self._deps.metrics.leader.set(0)
+        for key in list(self._workers):
+            await self.remove(key)
 
     async def shutdown(self) -> None:
         """Stop every worker."""

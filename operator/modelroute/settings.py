@@ -19,6 +19,8 @@ class Settings:
     metrics_port: int = 8080
     # Port of the health endpoints (/healthz liveness, /readyz readiness); 0 disables it.
     health_port: int = 8081
+    # kubeconfig file; None means in-cluster config, then $KUBECONFIG.
+    kubeconfig: str | None = None
     # Address the metrics and health servers bind to.
     bind_address: str = "0.0.0.0"
     # Field manager recorded on every write to the API server.
@@ -37,9 +39,15 @@ class Settings:
     liveness_stall_intervals: int = 6
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0
-    # Leader election through kopf peering (for more than one replica).
+    # Leader election with a coordination.k8s.io Lease (for more than one replica): only the
+    # holder runs probes and writes. The Lease lives in leader_election_namespace (empty: the
+    # POD_NAMESPACE environment variable, else "default"). Durations in seconds.
     leader_election: bool = False
-    peering_name: str = "modelroute-operator"
+    leader_election_namespace: str = ""
+    leader_election_lease: str = "modelroute-operator"
+    leader_election_lease_seconds: int = 15
+    leader_election_renew_deadline_seconds: float = 10.0
+    leader_election_retry_seconds: float = 2.0
     # kopf watch timeouts (seconds): the server ends a watch after server_timeout; the client
     # gives up after client_timeout if the server went silent.
     watch_server_timeout_seconds: int = 300
@@ -76,7 +84,7 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.queueing.worker_limit = None
     kopf_settings.networking.request_timeout = settings.api_timeout_seconds
     kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
-    kopf_settings.peering.standalone = not settings.leader_election
-    kopf_settings.peering.name = settings.peering_name
-    kopf_settings.peering.clusterwide = settings.clusterwide
-    kopf_settings.peering.mandatory = settings.leader_election
+    # kopf's peering would pause only kopf's handlers, not the probe loops: leader election is
+    # the operator's own (a Lease, see modelroute.leader), and kopf runs standalone.
+    kopf_settings.peering.standalone = True
+    kopf_settings.peering.mandatory = False

@@ -42,6 +42,7 @@ class FakeKube:
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
         self.posted_events: list[dict[str, Any]] = []
         self.secrets: dict[ObjectKey, dict[str, Any]] = {}
+        self.leases: dict[ObjectKey, dict[str, Any]] = {}
         self._revision = itertools.count(100)
         self._ips = itertools.count(10)
 
@@ -93,6 +94,37 @@ class FakeKube:
         self.calls.append("get_secret")
         found = self.secrets.get((namespace, name))
         return copy.deepcopy(found) if found is not None else None
+
+    # Leases, with the API server's optimistic concurrency (resourceVersion) on replace.
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.leases.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = (namespace, body["metadata"]["name"])
+        if key in self.leases:
+            raise ApiError(409, "AlreadyExists", f'leases "{key[1]}" already exists')
+        return self._store_lease(key, body)
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        key = (namespace, name)
+        current = self.leases.get(key)
+        if current is None:
+            raise ApiError(404, "NotFound", f'leases "{name}" not found')
+        expected = body.get("metadata", {}).get("resourceVersion")
+        if expected is not None and expected != current["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", "the object has been modified")
+        return self._store_lease(key, body)
+
+    def _store_lease(self, key: ObjectKey, body: dict[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(next(self._revision))
+        stored["spec"] = {k: v for k, v in stored.get("spec", {}).items() if v is not None}
+        self.leases[key] = stored
+        return copy.deepcopy(stored)
 
     # What other actors do (not counted as the driver's calls).
 

@@ -111,25 +111,21 @@ def test_apply_to_kopf_defaults() -> None:
     assert ks.networking.request_timeout == 30.0
     assert ks.peering.standalone is True
     assert ks.peering.mandatory is False
-    assert ks.peering.clusterwide is True
-    assert ks.peering.name == "modelroute-operator"
 
 
 @pytest.mark.parametrize(
-    ("settings", "standalone", "clusterwide"),
+    "settings",
     [
-        pytest.param(Settings(), True, True, id="single-replica"),
-        pytest.param(Settings(leader_election=True), False, True, id="leader-election"),
-        pytest.param(
-            Settings(leader_election=True, namespaces=("ai",)), False, False, id="namespaced"
-        ),
+        pytest.param(Settings(), id="single-replica"),
+        pytest.param(Settings(leader_election=True), id="leader-election"),
+        pytest.param(Settings(leader_election=True, namespaces=("ai",)), id="namespaced"),
     ],
 )
-def test_apply_to_kopf_peering(settings: Settings, standalone: bool, clusterwide: bool) -> None:
+def test_kopf_never_uses_its_peering(settings: Settings) -> None:
+    # kopf's peering pauses only kopf's handlers; leader election is the operator's own Lease.
     ks = kopf_settings(settings)
-    assert ks.peering.standalone is standalone
-    assert ks.peering.mandatory is not standalone
-    assert ks.peering.clusterwide is clusterwide
+    assert ks.peering.standalone is True
+    assert ks.peering.mandatory is False
 
 
 def test_apply_to_kopf_follows_settings() -> None:
@@ -139,7 +135,6 @@ def test_apply_to_kopf_follows_settings() -> None:
         watch_client_timeout_seconds=90,
         api_timeout_seconds=7.5,
         shutdown_grace_seconds=2.0,
-        peering_name="other",
         field_manager="custom",
     )
     ks = kopf_settings(settings)
@@ -148,11 +143,14 @@ def test_apply_to_kopf_follows_settings() -> None:
     assert (ks.watching.server_timeout, ks.watching.client_timeout) == (60, 90)
     assert ks.networking.request_timeout == 7.5
     assert ks.process.ultimate_exiting_timeout == 2.0
-    assert ks.peering.name == "other"
 
 
-def test_leader_election_flag_reaches_kopf() -> None:
-    settings, _ = parse_args(["--leader-election", "-n", "ai"])
-    ks = kopf_settings(settings)
-    assert ks.peering.standalone is False
-    assert ks.peering.clusterwide is False
+def test_leader_election_flags() -> None:
+    settings, _ = parse_args(
+        ["--leader-election", "--leader-election-namespace", "ops", "--leader-election-lease", "mr"]
+    )
+    assert settings.leader_election is True
+    assert (settings.leader_election_namespace, settings.leader_election_lease) == ("ops", "mr")
+    defaults, _ = parse_args([])
+    assert defaults.leader_election is False
+    assert defaults.leader_election_namespace == ""  # resolved from POD_NAMESPACE at start

@@ -141,3 +141,17 @@ async def test_deleting_a_route_stops_its_probes(world: World) -> None:
         await world.controller.on_route_event("DELETED", body)
         assert len(world.hub) == 0
         assert world.controller.workers == {}
+
+
+async def test_a_standby_keeps_routes_and_starts_them_when_it_leads(world: World) -> None:
+    standby = Controller(world.controller._deps, leading=False)
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await standby.on_route_event(None, _route(vendor.url, inhouse.url))
+        assert standby.workers == {}
+        assert vendor.requests_total == 0
+        await standby.start_leading()
+        assert list(standby.workers) == [(NS, "chat")]
+        await _until(lambda: world.status().get("activeBackend") == "vendor")
+        await standby.stop_leading()
+        assert standby.workers == {}
+        assert len(world.hub) == 0
