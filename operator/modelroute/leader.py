@@ -16,7 +16,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -36,27 +36,20 @@ class LeaseAction(enum.StrEnum):
     WAIT = "wait"  # someone else holds a live lease
 
 
-def decide(lease_spec: dict[str, Any] | None, identity: str, now: datetime) -> LeaseAction:
-    """Pure: the action for ``identity`` given the Lease's spec (None when it does not exist)."""
+def decide(lease_spec: dict[str, Any] | None, identity: str, *, expired: bool) -> LeaseAction:
+    """Pure: the action for ``identity`` given the Lease's spec (None when it does not exist).
+
+    ``expired`` says whether the holder's record has stayed unchanged for the lease duration,
+    as measured by this replica (see :class:`LeaderElector`), never by comparing clocks.
+    """
     if lease_spec is None:
         return LeaseAction.ACQUIRE
     holder = lease_spec.get("holderIdentity")
     if holder == identity:
         return LeaseAction.RENEW
-    renewed = _parse_time(lease_spec.get("renewTime") or lease_spec.get("acquireTime"))
-    duration = int(lease_spec.get("leaseDurationSeconds") or 0)
-    if not holder or renewed is None or now >= renewed + timedelta(seconds=duration):
+    if not holder or expired:
         return LeaseAction.ACQUIRE
     return LeaseAction.WAIT
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -90,6 +83,11 @@ class LeaderElector:
         self._on_stopped = on_stopped
         self.leading = False
         self._last_renewed: float | None = None
+        # The holder's (identity, renewTime) as last seen, and when (monotonic): expiry is
+        # timed by this replica's own clock, as client-go does, so clock skew between nodes
+        # cannot shorten a lease.
+        self._observed: tuple[Any, Any] | None = None
+        self._observed_at = 0.0
 
     async def run(self) -> None:
         """Loop until cancelled; step down (and release the Lease) on the way out."""
@@ -113,6 +111,14 @@ class LeaderElector:
                 await self._step_down("shutting down")
                 await self._release()
 
+    def _expired(self, spec: dict[str, Any] | None) -> bool:
+        now = asyncio.get_running_loop().time()
+        record = (spec.get("holderIdentity"), spec.get("renewTime")) if spec else None
+        if record != self._observed:
+            self._observed, self._observed_at = record, now
+        duration = int((spec or {}).get("leaseDurationSeconds") or 0)
+        return now - self._observed_at >= duration
+
     def _deadline_passed(self, now: float) -> bool:
         return (
             self._last_renewed is None
@@ -130,7 +136,8 @@ class LeaderElector:
         cfg = self._config
         try:
             lease = await self._kube.get_lease(cfg.namespace, cfg.name)
-            action = decide(lease.get("spec") if lease else None, cfg.identity, self._now())
+            spec = lease.get("spec") if lease else None
+            action = decide(spec, cfg.identity, expired=self._expired(spec))
             if action is LeaseAction.WAIT:
                 return False
             await self._write(lease, action)

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tests.harness.apiserver import REPO_ROOT, Identity, free_port
@@ -25,8 +25,10 @@ class OperatorProcess:
         workdir: Path,
         namespaces: Sequence[str] = (),
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.identity = identity
+        self._env = dict(env or {})
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log_path = workdir / f"operator-{self.metrics_port}.log"
@@ -51,7 +53,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 30.0) -> OperatorProcess:
         """Start the process and wait until /readyz answers."""
-        env = dict(os.environ)
+        env = {**os.environ, **self._env}
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT / "operator"), env.get("PYTHONPATH", "")]
         )
@@ -129,9 +131,12 @@ def running_operator(
     workdir: Path,
     namespaces: Sequence[str] = (),
     extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
-    """An operator process for the duration of the block, stopped (or killed) after it."""
-    process = OperatorProcess(identity, workdir, namespaces, extra_args)
+    """An operator process for the duration of the block, stopped (or killed) after it.
+
+    ``env`` is added to the test's own environment (e.g. the Deployment's POD_NAMESPACE)."""
+    process = OperatorProcess(identity, workdir, namespaces, extra_args, env)
     try:
         yield process.start()
     finally:

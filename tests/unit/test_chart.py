@@ -1,15 +1,19 @@
 """The Helm chart, through the real Helm v4 engine (helm-python-sdk): lint, schema, rendering.
 
 The rendered objects are checked against what the operator needs: the flags parse with the
-operator's own CLI, RBAC has exactly the verbs of the operator's API calls, the Pod meets Pod
-Security "restricted". tests/envtest/test_chart.py installs the same chart on a real API server.
+operator's own CLI, RBAC has exactly the verbs of the operator's API calls (the leader-election
+Lease verbs recorded from the operator's own elector), the Pod meets Pod Security "restricted".
+tests/envtest/test_chart.py installs the same chart on a real API server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import re
 import tomllib
+from datetime import UTC, datetime
 from typing import Any
 
 import helm_python as helm
@@ -17,6 +21,8 @@ import pytest
 import yaml
 
 from modelroute import cli, crdgen
+from modelroute.kube import Credentials, KubeClient
+from modelroute.leader import LeaderElector, LeaseConfig
 from modelroute.settings import Settings
 from tests.harness.apiserver import REPO_ROOT
 from tests.harness.helm import CHART_DIR, WARNING, chart_crds, find, lint, notes, render, validate
@@ -42,8 +48,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pinned-digest": {"image": {"tag": "0.1.0", "digest": "sha256:" + "ab" * 32}},
 }
 
-# What the operator calls (operator/modelroute/kube.py) and kopf does for it, per scope.
-BASE_RULES = {
+Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resourceNames)
+
+# What the operator calls (operator/modelroute/kube.py) and kopf does for it, per watched scope.
+BASE_RULES: set[Rule] = {
     ("modelroute.dev", "modelroutes", "list", ()),
     ("modelroute.dev", "modelroutes", "watch", ()),
     ("modelroute.dev", "modelroutes/status", "patch", ()),
@@ -59,17 +67,79 @@ BASE_RULES = {
 }
 
 
-def peering_rules(plural: str) -> set[tuple[str, str, str, tuple[str, ...]]]:
-    name = (Settings().peering_name,)
-    return {
-        ("kopf.dev", plural, "list", ()),
-        ("kopf.dev", plural, "watch", ()),
-        ("kopf.dev", plural, "get", name),
-        ("kopf.dev", plural, "patch", name),
-    }
+class RecordingKube(KubeClient):
+    """The operator's own KubeClient (its typed Lease helpers build the paths), answering from
+    memory instead of an API server and recording every request."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            Credentials(server="https://kube.invalid", ssl_context=False), field_manager="test"
+        )
+        self.calls: list[tuple[str, str]] = []
+        self._objects: dict[str, dict[str, Any]] = {}
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    ) -> dict[str, Any] | None:
+        self.calls.append((method, path))
+        if method == "GET":
+            return copy.deepcopy(self._objects.get(path))
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(len(self.calls))
+        self._objects[path if method == "PUT" else f"{path}/{body['metadata']['name']}"] = stored
+        return copy.deepcopy(stored)
 
 
-def flat_rules(role: dict[str, Any]) -> set[tuple[str, str, str, tuple[str, ...]]]:
+_API_PATH = re.compile(
+    r"^/apis/(?P<group>[^/]+)/v1/namespaces/(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?$"
+)
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def lease_rules(namespace: str = RELEASE_NS) -> set[Rule]:
+    """The RBAC the operator's leader election needs: run the real elector (acquire by create,
+    renew, release on shutdown) and turn each of its API requests into (group, resource, verb,
+    resourceNames)."""
+    name = Settings().leader_election_lease
+
+    async def elect() -> list[tuple[str, str]]:
+        kube = RecordingKube()
+
+        async def nothing() -> None:
+            return None
+
+        elector = LeaderElector(
+            kube,
+            LeaseConfig(namespace=namespace, name=name, identity="pod-a", renew_seconds=0.01),
+            now=lambda: datetime.now(UTC),
+            on_started=nothing,
+            on_stopped=nothing,
+        )
+        task = asyncio.create_task(elector.run())
+        for _ in range(500):  # until it has created the Lease and renewed it at least once
+            if [m for m, _ in kube.calls].count("PUT") >= 1:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()  # shutting down: steps down and releases the Lease
+        await asyncio.gather(task, return_exceptions=True)
+        return kube.calls
+
+    calls = asyncio.run(elect())
+    methods = [m for m, _ in calls]
+    assert "POST" in methods and methods.count("PUT") >= 2, calls  # create, renew, release
+    rules: set[Rule] = set()
+    for method, path in calls:
+        match = _API_PATH.match(path)
+        assert match is not None, path
+        assert match["ns"] == namespace
+        verb = _VERBS[method]
+        # RBAC cannot restrict create by name (the name is in the body, not the path).
+        names = (match["name"],) if match["name"] and verb != "create" else ()
+        rules.add((match["group"], match["resource"], verb, names))
+    return rules
+
+
+def flat_rules(role: dict[str, Any]) -> set[Rule]:
     """One tuple per (apiGroup, resource, verb, resourceNames) a Role grants."""
     return {
         (group, resource, verb, tuple(rule.get("resourceNames", [])))
@@ -112,37 +182,11 @@ def test_chart_crd_is_the_generated_crd_byte_for_byte() -> None:
     assert crdgen.render_crd().encode() == chart
 
 
-def test_chart_ships_kopf_peering_crds_that_kopf_resolves() -> None:
-    from kopf._cogs.structs import references
-
-    peering = [c for c in chart_crds() if c["spec"]["group"] == "kopf.dev"]
-    assert len(peering) == 2
-    for selector, namespaced in (
-        (references.CLUSTER_PEERINGS_K, False),
-        (references.NAMESPACED_PEERINGS_K, True),
-    ):
-        resources = [
-            references.Resource(
-                group=crd["spec"]["group"],
-                version=version["name"],
-                plural=crd["spec"]["names"]["plural"],
-                kind=crd["spec"]["names"]["kind"],
-                singular=crd["spec"]["names"]["singular"],
-                namespaced=crd["spec"]["scope"] == "Namespaced",
-                subresources=frozenset(version.get("subresources", {})),
-            )
-            for crd in peering
-            for version in crd["spec"]["versions"]
-            if version["served"]
-        ]
-        (resource,) = [r for r in resources if selector.check(r)]
-        assert resource.namespaced is namespaced
-        # kopf writes keep-alives into status; with a status subresource it would patch /status
-        # (patching.patch_obj), so the CRD has none and keeps unknown status fields.
-        assert resource.subresources == frozenset()
-        crd = next(c for c in peering if c["spec"]["names"]["plural"] == resource.plural)
-        status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+def test_chart_ships_only_the_modelroute_crd() -> None:
+    # kopf runs standalone (leader election is a Lease): no kopf.dev peering CRDs any more.
+    assert [p.name for p in (CHART_DIR / "crds").iterdir()] == [crdgen.CRD_FILENAME]
+    (only,) = chart_crds()
+    assert only["metadata"]["name"] == "modelroutes.modelroute.dev"
 
 
 # --- lint -----------------------------------------------------------------------------------
@@ -167,6 +211,8 @@ def test_helm_lint_is_clean(variant: str) -> None:
         ({"metrics": {"serviceMonitor": {"enable": True}}}, "'enable' not allowed"),
         ({"replicaCount": "2"}, "at '/replicaCount': got string, want integer"),
         ({"leaderElection": {"enabled": "yes"}}, "got string, want boolean"),
+        ({"leaderElection": {"leaseName": "My_Lease"}}, "at '/leaderElection/leaseName'"),
+        ({"leaderElection": {"peeringName": "x"}}, "additional properties 'peeringName'"),
         ({"watchNamespaces": "team-a"}, "at '/watchNamespaces': got string, want array"),
         ({"image": {"tag": "latest"}}, "at '/image/tag'"),
         ({"runAsUser": 0}, "at '/runAsUser'"),
@@ -334,10 +380,22 @@ def test_pod_meets_pod_security_restricted_with_read_only_root() -> None:
     (volume,) = pod["volumes"]
     assert volume["name"] == mount["name"] and "emptyDir" in volume
     assert {"name": "TMPDIR", "value": "/tmp"} in main["env"]
-    # kopf's peering identity is the Pod name.
-    pod_id = next(e for e in main["env"] if e["name"] == "POD_ID")
-    assert pod_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert pod["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_pod_namespace_comes_from_the_downward_api_in_every_variant(variant: str) -> None:
+    """The operator's Lease namespace defaults to $POD_NAMESPACE: the release namespace."""
+    docs = render(VARIANTS[variant])
+    env = container(docs)["env"]
+    (pod_ns,) = [e for e in env if e["name"] == "POD_NAMESPACE"]
+    assert pod_ns == {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
+    assert deployment(docs)["metadata"]["namespace"] == RELEASE_NS
+    assert operator_settings(docs).leader_election_namespace == ""  # so $POD_NAMESPACE is used
+    assert all(e["name"] != "POD_ID" for e in env)  # kopf peering's identity: gone
 
 
 def test_resources_have_requests_and_limits() -> None:
@@ -379,6 +437,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     docs = render()
     (role,) = find(docs, "ClusterRole")
     assert flat_rules(role) == BASE_RULES
+    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []  # no Lease without LE
     (binding,) = find(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -420,27 +479,82 @@ def test_namespaced_mode_has_a_role_per_namespace_and_nothing_cluster_wide() -> 
     assert operator_settings(docs).namespaces == ("team-a", "team-b")
 
 
-def test_leader_election_allows_replicas_with_rolling_updates_and_peering() -> None:
+def test_lease_rules_are_get_update_on_the_lease_and_create() -> None:
+    """The elector needs get and update on its own Lease, and create (not restrictable)."""
+    name = (Settings().leader_election_lease,)
+    assert lease_rules() == {
+        ("coordination.k8s.io", "leases", "get", name),
+        ("coordination.k8s.io", "leases", "update", name),
+        ("coordination.k8s.io", "leases", "create", ()),
+    }
+
+
+def lease_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The leader-election Role (the one in the release namespace granting leases)."""
+    (role,) = [
+        r for r in find(docs, "Role") if any("leases" in rule["resources"] for rule in r["rules"])
+    ]
+    return role
+
+
+def test_leader_election_allows_replicas_with_rolling_updates_and_a_lease() -> None:
     docs = render(VARIANTS["leader-election"])
     spec = deployment(docs)["spec"]
     assert spec["replicas"] == 2
     assert spec["strategy"]["type"] == "RollingUpdate"
-    assert operator_settings(docs).leader_election is True
-    (peering,) = find(docs, "ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1"
-    assert peering["metadata"]["name"] == Settings().peering_name
-    (role,) = find(docs, "ClusterRole")
-    assert flat_rules(role) == BASE_RULES | peering_rules("clusterkopfpeerings")
+    settings = operator_settings(docs)
+    assert settings.leader_election is True
+    assert settings.leader_election_lease == Settings().leader_election_lease
+    # Watched scope: unchanged, and no kopf.dev (peering) rule anywhere.
+    (cluster_role,) = find(docs, "ClusterRole")
+    assert flat_rules(cluster_role) == BASE_RULES
+    assert not any(d["apiVersion"].startswith("kopf.dev/") for d in docs)
+    # The Lease: its own Role and RoleBinding in the release namespace, exactly the elector's calls.
+    role = lease_role(docs)
+    assert role["metadata"]["namespace"] == RELEASE_NS
+    assert flat_rules(role) == lease_rules(RELEASE_NS)
+    (binding,) = find(docs, "RoleBinding")
+    assert binding["metadata"]["namespace"] == RELEASE_NS
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    (account,) = find(docs, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": RELEASE_NS}
+    ]
 
 
-def test_namespaced_leader_election_has_a_peering_per_namespace() -> None:
+def test_namespaced_leader_election_keeps_the_lease_in_the_release_namespace() -> None:
     docs = render(VARIANTS["namespaced-leader-election"])
-    peerings = find(docs, "KopfPeering")
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
-    assert {p["metadata"]["name"] for p in peerings} == {Settings().peering_name}
-    assert find(docs, "ClusterKopfPeering") == []
-    for role in find(docs, "Role"):
-        assert flat_rules(role) == BASE_RULES | peering_rules("kopfpeerings")
+    role = lease_role(docs)
+    assert role["metadata"]["namespace"] == RELEASE_NS
+    assert flat_rules(role) == lease_rules(RELEASE_NS)
+    watched = [r for r in find(docs, "Role") if r is not role]
+    assert sorted(r["metadata"]["namespace"] for r in watched) == ["team-a", "team-b"]
+    for other in watched:
+        assert flat_rules(other) == BASE_RULES
+    # Distinct names: a watched namespace that is also the release namespace gets two Roles.
+    docs = render({**VARIANTS["namespaced-leader-election"], "watchNamespaces": [RELEASE_NS]})
+    roles = find(docs, "Role")
+    assert len({r["metadata"]["name"] for r in roles}) == len(roles) == 2
+    assert {r["metadata"]["namespace"] for r in roles} == {RELEASE_NS}
+    bindings = find(docs, "RoleBinding")
+    assert len({b["metadata"]["name"] for b in bindings}) == len(bindings) == 2
+
+
+def test_lease_name_is_a_value_passed_to_the_operator_and_its_rbac() -> None:
+    docs = render({"leaderElection": {"enabled": True, "leaseName": "mr-ha"}, "replicaCount": 3})
+    assert operator_settings(docs).leader_election_lease == "mr-ha"
+    assert ("coordination.k8s.io", "leases", "get", ("mr-ha",)) in flat_rules(lease_role(docs))
+    assert ("coordination.k8s.io", "leases", "update", ("mr-ha",)) in flat_rules(lease_role(docs))
+
+
+def test_no_lease_rbac_without_rbac_create() -> None:
+    docs = render({"leaderElection": {"enabled": True}, "rbac": {"create": False}})
+    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+    assert operator_settings(docs).leader_election is True
 
 
 def test_more_replicas_without_leader_election_fail_to_render() -> None:
@@ -509,6 +623,10 @@ def test_notes_tell_how_to_watch_routes_and_upgrade_crds() -> None:
     assert "kubectl apply -f charts/modelroute-operator/crds/" in text
     assert "watchNamespaces" not in text  # rendered, not raw template
     assert "team-a, team-b" in notes(VARIANTS["namespaced"])
+    assert "get lease" not in text
+    leader = notes(VARIANTS["leader-election"])
+    assert f"kubectl -n {RELEASE_NS} get lease {Settings().leader_election_lease}" in leader
+    assert "peering" not in leader
 
 
 def test_install_doc_commands_use_real_values_and_paths() -> None:
@@ -519,6 +637,7 @@ def test_install_doc_commands_use_real_values_and_paths() -> None:
         "kubectl apply -f examples/chat.yaml",
         "kubectl get mroute -n ai -w",
         "kubectl describe mroute chat -n ai",
+        "kubectl get lease -n modelroute-system modelroute-operator",
     ):
         assert needle in doc
     for path in re.findall(r"\]\((\.\./[^)#]+)\)", doc):

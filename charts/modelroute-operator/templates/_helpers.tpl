@@ -58,17 +58,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The name of the kopf peering object; fixed in the operator (Settings.peering_name). */}}
-{{- define "modelroute-operator.peeringName" -}}
-modelroute-operator
+{{/* The name of the leader-election Lease (in the release namespace, where the Pods run). */}}
+{{- define "modelroute-operator.leaseName" -}}
+{{- .Values.leaderElection.leaseName }}
 {{- end }}
 
 {{/*
-RBAC rules for one scope: exactly what the operator calls (operator/modelroute/kube.py) plus
-what kopf does for it (watches, events, peering). No wildcards. Call with (dict "root" $ "peering" "kopfpeerings"|"clusterkopfpeerings"|"").
+RBAC rules for one watched scope: exactly what the operator calls (operator/modelroute/kube.py)
+plus what kopf does for it (watches, events). No wildcards. The leader-election Lease has its
+own Role in the release namespace (rbac.yaml).
 */}}
 {{- define "modelroute-operator.rules" -}}
-{{- $root := .root -}}
 # kopf lists and watches ModelRoutes; the operator never writes their spec, labels or finalizers.
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes"]
@@ -89,14 +89,4 @@ what kopf does for it (watches, events, peering). No wildcards. Call with (dict 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if .peering }}
-# Leader election: kopf peering. Listed and watched; only our own peering object is written.
-- apiGroups: ["kopf.dev"]
-  resources: [{{ .peering | quote }}]
-  verbs: ["list", "watch"]
-- apiGroups: ["kopf.dev"]
-  resources: [{{ .peering | quote }}]
-  resourceNames: [{{ include "modelroute-operator.peeringName" $root | quote }}]
-  verbs: ["get", "patch"]
-{{- end }}
 {{- end }}
