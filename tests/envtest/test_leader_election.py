@@ -56,4 +56,5 @@ def test_one_replica_leads_and_the_other_takes_over(crd: Cluster, namespace: str
         wait_for(lambda: standby.metric("modelroute_leader") == 1.0, 15, "takeover")
         sc.vendor.set_fault(Fault.REFUSED)
         wait_for(lambda: sc.routed_to() == "llama-vllm", 15, "failover by the new leader")
-        assert sc.get_route()["status"]["failoverCount"] == 3
+        # Routing is written first, status right after it.
+        wait_for(lambda: sc.get_route()["status"]["failoverCount"] == 3, 5, "failoverCount 3")
