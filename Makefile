@@ -27,8 +27,8 @@ install: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.uv/bin/uv) ## creat
 	$(UV) sync --frozen
 
 lint: install ## ruff, mypy, and a check that crds/ matches the models
-	$(BIN)/ruff check operator tests hack
-	$(BIN)/ruff format --check operator tests hack
+	$(BIN)/ruff check operator tests hack bench
+	$(BIN)/ruff format --check operator tests hack bench
 	$(BIN)/mypy
 	PYTHONPATH=operator $(BIN)/python -m modelroute.crdgen --check
 
@@ -47,8 +47,9 @@ unit: install ## only the tests that need no API server
 demo: install assets ## a failover and failback on a local API server, narrated
 	PYTHONPATH=operator:. $(BIN)/python hack/demo.py
 
-bench: install assets ## benchmarks (not part of make test)
-	PYTHONPATH=operator:. $(BIN)/python -m bench
+bench: install assets ## benchmarks (not part of make test); ARGS="--scenario single --quick"
+	UV_PROJECT_ENVIRONMENT=bench/.venv $(UV) sync --frozen --no-default-groups --group bench
+	PYTHONPATH=operator:. LITELLM_LOCAL_MODEL_COST_MAP=True bench/.venv/bin/python -m bench $(ARGS)
 
 clean: ## remove the virtualenvs and caches (not the cached API server)
-	rm -rf .venv .uv .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv .uv bench/.venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

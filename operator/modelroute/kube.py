@@ -7,6 +7,9 @@ works here too. Every write carries the field manager.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import json
 import ssl
 from dataclasses import dataclass
@@ -89,6 +92,55 @@ def _token(configuration: Any) -> str | None:
     return None
 
 
+# Requests in flight to the API server at once (the connection pool has as many).
+_MAX_IN_FLIGHT = 20
+
+
+class _Lanes:
+    """At most ``limit`` requests in flight; routing writes (the Service patches that move
+    traffic) take free slots before anything else waiting.
+
+    Why: when one shared vendor goes down under many routes, every route decides at the same
+    moment and each sends a Service patch, an Event and a status patch, and the status writes
+    of the previous (non-deciding) failed probe may still be queued. In arrival order the
+    traffic moves waited behind all of those (bench mass, 1,000 routes: the last route
+    switched 6.7-9.1 s after the floor). Only the order changes: every request is still sent.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),  # urgent: routing writes
+            collections.deque(),  # the rest
+        )
+
+    async def acquire(self, urgent: bool) -> None:
+        urgent_queue, normal_queue = self._waiting
+        if self._free > 0 and not urgent_queue and (urgent or not normal_queue):
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (urgent_queue if urgent else normal_queue).append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled
+            else:
+                with contextlib.suppress(ValueError):  # release() may have skipped it already
+                    (urgent_queue if urgent else normal_queue).remove(future)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)  # the slot passes straight to the next waiter
+                    return
+        self._free += 1
+
+
 class KubeClient:
     """Async JSON client for the few calls the operator makes."""
 
@@ -99,6 +151,7 @@ class KubeClient:
         self._field_manager = field_manager
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
+        self._lanes = _Lanes(_MAX_IN_FLIGHT)
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -108,14 +161,34 @@ class KubeClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._credentials.ssl_context, limit=20)
+            connector = aiohttp.TCPConnector(
+                ssl=self._credentials.ssl_context, limit=_MAX_IN_FLIGHT
+            )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        urgent: bool = False,
     ) -> dict[str, Any] | None:
-        """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures."""
+        """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures.
+
+        ``urgent`` requests (routing writes) are sent before any other request still waiting
+        for one of the in-flight slots."""
+        await self._lanes.acquire(urgent)
+        try:
+            return await self._send(method, path, body, content_type)
+        finally:
+            self._lanes.release()
+
+    async def _send(
+        self, method: str, path: str, body: Any, content_type: str
+    ) -> dict[str, Any] | None:
         headers = {"Accept": "application/json"}
         auth = self._credentials.authorization()
         if auth:
@@ -149,7 +222,7 @@ class KubeClient:
 
     async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Service."""
-        return await self.request("POST", _core(namespace, "services"), body) or {}
+        return await self.request("POST", _core(namespace, "services"), body, urgent=True) or {}
 
     async def patch_service(
         self, namespace: str, name: str, patch: dict[str, Any]
@@ -157,7 +230,11 @@ class KubeClient:
         """JSON-merge-patch a Service."""
         return (
             await self.request(
-                "PATCH", _core(namespace, "services", name), patch, content_type=MERGE_PATCH
+                "PATCH",
+                _core(namespace, "services", name),
+                patch,
+                content_type=MERGE_PATCH,
+                urgent=True,
             )
             or {}
         )

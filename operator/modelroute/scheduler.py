@@ -291,7 +291,7 @@ class RouteWorker:
             route.ref.namespace, route.ref.name, [b.name for b in spec.backends], self.active
         )
         await self._write_status(spec, decision, problem, moved, token or consumed, now)
-        self._schedule_stabilization(spec)
+        self._schedule_stabilization(spec, now)
 
     async def _announce(self, decision: policy.Decision, moved: bool) -> None:
         transition = decision.transition
@@ -361,9 +361,14 @@ class RouteWorker:
         )
         await self._write_status(None, decision, problem, False, None, self._deps.now())
 
-    def _schedule_stabilization(self, spec: ModelRouteSpec) -> None:
+    def _schedule_stabilization(self, spec: ModelRouteSpec, decided_at: datetime) -> None:
         # Failback waits on time alone, with no probe result changing anything material; wake
         # the reconcile when the earliest candidate's stabilization window ends.
+        # Windows are compared with ``decided_at`` (the time the decision used), not with the
+        # clock after the writes: under load (bench: 1,000 routes failing back at once) the
+        # writes can take longer than a short window, and a window that ended meanwhile was
+        # never acted on -- the route then stayed on the fallback for good. Such a window
+        # gets an immediate wake-up instead.
         if self._stabilization_timer is not None:
             self._stabilization_timer.cancel()
             self._stabilization_timer = None
@@ -377,10 +382,9 @@ class RouteWorker:
             for name in order[: order.index(self.active)]
             if (rec := self.records.get(name)) and rec.healthy and rec.healthy_since
         ]
-        now = self._deps.now().timestamp()
-        future = [t for t in ready_at if t > now]
+        future = [t for t in ready_at if t > decided_at.timestamp()]
         if future:
-            delay = min(future) - now + 0.001
+            delay = max(0.0, min(future) - self._deps.now().timestamp()) + 0.001
             loop = asyncio.get_running_loop()
             self._stabilization_timer = loop.call_later(delay, self._dirty.set)
 

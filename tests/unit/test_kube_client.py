@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -118,3 +119,32 @@ async def test_errors_become_api_errors_with_reason(api: tuple[KubeClient, Seen]
 async def test_chunked_bodies_are_read(api: tuple[KubeClient, Seen]) -> None:
     client, _ = api
     assert await client.get_service("ai", "chunked") == {"metadata": {"name": "chunked"}}
+
+
+async def test_routing_writes_take_free_slots_before_other_waiting_requests() -> None:
+    from modelroute.kube import _Lanes
+
+    lanes = _Lanes(1)
+    order: list[str] = []
+    await lanes.acquire(urgent=False)  # the only slot is taken
+
+    async def queued(name: str, urgent: bool) -> None:
+        await lanes.acquire(urgent)
+        order.append(name)
+        lanes.release()
+
+    waiting = [
+        asyncio.create_task(queued(n, u))
+        for n, u in (("status-1", False), ("event-1", False), ("route", True))
+    ]
+    cancelled = asyncio.create_task(queued("cancelled", True))
+    await asyncio.sleep(0)  # everyone is queued now
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    lanes.release()
+    await asyncio.gather(*waiting)
+    # The routing write jumps the queue; the others keep their order; a cancelled waiter
+    # neither runs nor swallows a slot.
+    assert order == ["route", "status-1", "event-1"]
+    async with asyncio.timeout(1):  # the slot is free again: this must not block
+        await lanes.acquire(urgent=False)

@@ -1,0 +1,577 @@
+"""What every scenario needs: fakes in their own processes, a Service watch, the operator
+process with its own identity, fleets of routes, and machine facts."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import platform
+import random
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from tests.harness.apiserver import REPO_ROOT, Cluster, Identity
+from tests.harness.kube import GROUP, PLURAL, VERSION
+from tests.harness.operator import OperatorProcess
+
+VENDOR_KEY = "sk-bench-vendor-5e4d3c2b1a"
+OPERATOR_USER = "modelroute-operator-bench"
+# Target Services (with selectors) and the fakes behind each backend.
+BACKENDS = (
+    # name, priority, target Service, port, model
+    ("vendor", 0, "vendor-egress", 8080, "gpt-4o"),
+    ("inhouse", 1, "llama-vllm", 8000, "llama-3.1-70b-instruct"),
+    ("alt", 2, "alt-vllm", 8000, "mixtral-8x7b-instruct"),
+)
+SELECTOR_TO_BACKEND = {(("app", svc),): name for name, _, svc, _, _ in BACKENDS}
+# The operator under test runs from the project's own environment when it exists (what
+# `make install` builds), not from the bench environment that holds litellm and matplotlib.
+OPERATOR_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+
+
+def log(text: str) -> None:
+    """A progress line on stderr, stamped with the wall clock."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# -- fakes -----------------------------------------------------------------------------------
+
+
+class FakeProcess:
+    """One fake OpenAI backend in its own process (bench.fakehost), controlled over HTTP."""
+
+    def __init__(
+        self, name: str, model: str, api_key: str | None = None, extra_ports: int = 0
+    ) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "operator")])
+        args = [
+            sys.executable,
+            "-m",
+            "bench.fakehost",
+            "--name",
+            name,
+            "--model",
+            model,
+            "--extra-ports",
+            str(extra_ports),
+        ]
+        if api_key:
+            env["BENCH_FAKE_KEY"] = api_key
+            args += ["--api-key-env", "BENCH_FAKE_KEY"]
+        self.name = name
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, env=env, start_new_session=True, cwd=REPO_ROOT
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fake {name} did not start (exit {self._proc.wait()})")
+        info = json.loads(line)
+        self.url: str = info["url"]
+        self.urls: list[str] = info["urls"]
+        self.control: str = info["control"]
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.control + path,
+            data=data,
+            method="POST" if data is not None or path == "/reset" else "GET",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    def fault(self, fault: str) -> float:
+        """Switch the fault; returns time.time() taken just *before* the request was sent
+        (the earliest moment the outage can have started: overheads are never understated)."""
+        started = time.time()
+        self._call("/fault", {"fault": fault})
+        return started
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("/stats")
+
+    def reset(self) -> None:
+        self._call("/reset", {})
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+# -- the API server, raw ---------------------------------------------------------------------
+
+
+@dataclass
+class RawApi:
+    """Token + CA access to the API server for streaming watches (no client-side models)."""
+
+    server: str
+    token: str
+    context: ssl.SSLContext
+
+    @classmethod
+    def admin(cls, cluster: Cluster) -> RawApi:
+        config = yaml.safe_load(cluster.kubeconfig.read_text())
+        token = config["users"][0]["user"]["token"]
+        context = ssl.create_default_context(
+            cadata=base64.b64decode(cluster.ca_data or "").decode()
+        )
+        return cls(cluster.server, token, context)
+
+    def open(self, path: str, timeout: float = 30.0) -> Any:
+        request = urllib.request.Request(
+            self.server + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        return urllib.request.urlopen(request, context=self.context, timeout=timeout)
+
+    def get(self, path: str) -> dict[str, Any]:
+        with self.open(path) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+
+def backend_of(service: dict[str, Any]) -> str | None:
+    """Which backend a stable Service's selector mirrors (None: no selector we know)."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    return SELECTOR_TO_BACKEND.get(tuple(sorted(selector.items())))
+
+
+class ServiceWatch:
+    """A WATCH on the Services of one namespace, in a thread: when each stable Service's
+    selector started pointing at which backend, stamped with time.time() at receipt.
+
+    Raw JSON lines (no kubernetes client models), so thousands of events cost little; the
+    stamp is taken before parsing."""
+
+    def __init__(self, api: RawApi, namespace: str) -> None:
+        self._api = api
+        self._ns = namespace
+        self._cond = threading.Condition()
+        self.current: dict[str, str | None] = {}
+        self.history: dict[str, list[tuple[float, str | None]]] = {}
+        self.events = 0
+        self._stop = threading.Event()
+        listing = api.get(f"/api/v1/namespaces/{namespace}/services")
+        for item in listing["items"]:
+            self._apply(time.time(), item)
+        self._rv = listing["metadata"]["resourceVersion"]
+        self._thread = threading.Thread(target=self._run, name="service-watch", daemon=True)
+        self._thread.start()
+
+    def _apply(self, stamp: float, obj: dict[str, Any], deleted: bool = False) -> None:
+        name = obj["metadata"]["name"]
+        target = None if deleted else backend_of(obj)
+        with self._cond:
+            if self.current.get(name, "<unset>") != target:
+                self.current[name] = target
+                self.history.setdefault(name, []).append((stamp, target))
+            self.events += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            path = (
+                f"/api/v1/namespaces/{self._ns}/services?watch=true"
+                f"&resourceVersion={self._rv}&timeoutSeconds=600"
+            )
+            try:
+                with self._api.open(path, timeout=700) as stream:
+                    while not self._stop.is_set():
+                        line = stream.readline()
+                        stamp = time.time()
+                        if not line:
+                            break
+                        event = json.loads(line)
+                        obj = event["object"]
+                        if event["type"] == "ERROR":
+                            # Expired resourceVersion: relist.
+                            listing = self._api.get(f"/api/v1/namespaces/{self._ns}/services")
+                            for item in listing["items"]:
+                                self._apply(time.time(), item)
+                            self._rv = listing["metadata"]["resourceVersion"]
+                            break
+                        self._rv = obj["metadata"]["resourceVersion"]
+                        self._apply(stamp, obj, deleted=event["type"] == "DELETED")
+            except OSError:
+                if not self._stop.is_set():
+                    time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (on watch events, not polling) until ``predicate`` holds; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 1.0))
+            return True
+
+    def count(self, names: list[str], backend: str) -> int:
+        with self._cond:
+            return sum(1 for n in names if self.current.get(n) == backend)
+
+    def first_since(self, name: str, backend: str, since: float) -> float | None:
+        """When ``name`` first pointed at ``backend`` at or after ``since``."""
+        with self._cond:
+            for stamp, target in self.history.get(name, []):
+                if stamp >= since and target == backend:
+                    return stamp
+        return None
+
+
+# -- the operator ----------------------------------------------------------------------------
+
+
+class BenchOperator(OperatorProcess):
+    """The operator as a process, from the project's .venv when present."""
+
+    def __init__(self, identity: Identity, workdir: Path, namespaces: list[str]) -> None:
+        super().__init__(identity, workdir, namespaces)
+        if OPERATOR_PYTHON.exists():
+            self._args[0] = str(OPERATOR_PYTHON)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """All samples on /metrics, by sample name."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = self.get("/metrics")
+        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+        return samples
+
+
+def write_kind(event: dict[str, Any]) -> str:
+    """'verb resource[/subresource]' of an audit event."""
+    ref = event.get("objectRef", {})
+    sub = ref.get("subresource")
+    return f"{event['verb']} {ref.get('resource')}{'/' + sub if sub else ''}"
+
+
+def lag_buckets(samples: dict[str, list[tuple[dict[str, str], float]]]) -> dict[float, float]:
+    """Cumulative buckets of modelroute_probe_schedule_lag_seconds from a scrape."""
+    return {
+        float(labels["le"]): value
+        for labels, value in samples.get("modelroute_probe_schedule_lag_seconds_bucket", [])
+    }
+
+
+def probe_count(samples: dict[str, list[tuple[dict[str, str], float]]]) -> float:
+    """Probes that started so far (one lag observation per probe)."""
+    return sum(v for _, v in samples.get("modelroute_probe_schedule_lag_seconds_count", []))
+
+
+@contextlib.contextmanager
+def running_operator(
+    cluster: Cluster, identity: Identity, namespaces: list[str]
+) -> Iterator[BenchOperator]:
+    op = BenchOperator(identity, cluster.workdir, namespaces)
+    try:
+        yield op.start(timeout=60)
+    finally:
+        try:
+            op.stop(timeout=30)
+        finally:
+            op.kill()
+
+
+_IDENTITY: dict[str, Identity] = {}
+
+
+def operator_identity(cluster: Cluster) -> Identity:
+    """The operator's own user, so the audit log tells its writes apart."""
+    if "op" not in _IDENTITY:
+        _IDENTITY["op"] = cluster.mint_user(OPERATOR_USER, ["system:masters"])
+    return _IDENTITY["op"]
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+def create_namespace(cluster: Cluster, prefix: str) -> str:
+    name = f"{prefix}-{random.randrange(16**6):06x}"
+    client.CoreV1Api(cluster.api_client()).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+    )
+    return name
+
+
+def delete_namespace(cluster: Cluster, namespace: str) -> None:
+    with contextlib.suppress(client.ApiException):
+        client.CoreV1Api(cluster.api_client()).delete_namespace(namespace)
+
+
+def create_targets(cluster: Cluster, namespace: str, backends: int = 3) -> None:
+    """The backends' target Services (with selectors; no Pods needed) and the vendor key."""
+    core = client.CoreV1Api(cluster.api_client())
+    for _, _, svc, port, _ in BACKENDS[:backends]:
+        core.create_namespaced_service(
+            namespace,
+            client.V1Service(
+                metadata=client.V1ObjectMeta(name=svc),
+                spec=client.V1ServiceSpec(
+                    selector={"app": svc},
+                    ports=[client.V1ServicePort(port=port, target_port=port, protocol="TCP")],
+                ),
+            ),
+        )
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="vendor-key"),
+            data={"apiKey": base64.b64encode(VENDOR_KEY.encode()).decode()},
+        ),
+    )
+
+
+def route_body(
+    namespace: str,
+    name: str,
+    urls: dict[str, str],
+    probe: dict[str, Any],
+    stabilization_s: int,
+    backends: int = 3,
+) -> dict[str, Any]:
+    spec_backends = []
+    for backend, priority, svc, port, model in BACKENDS[:backends]:
+        entry: dict[str, Any] = {
+            "name": backend,
+            "priority": priority,
+            "serviceRef": {"name": svc, "port": port},
+            "model": model,
+            "endpoint": urls[backend],
+        }
+        if backend == "vendor":
+            entry["authSecretRef"] = {"name": "vendor-key", "key": "apiKey"}
+        spec_backends.append(entry)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelRoute",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "service": {"name": f"{name}-llm", "port": 80},
+            "backends": spec_backends,
+            "probe": probe,
+            "failback": {"mode": "Automatic", "stabilizationSeconds": stabilization_s},
+        },
+    }
+
+
+def create_routes(cluster: Cluster, bodies: list[dict[str, Any]], workers: int = 8) -> None:
+    """Create many routes in parallel (a client per thread)."""
+    local = threading.local()
+
+    def create(body: dict[str, Any]) -> None:
+        if not hasattr(local, "api"):
+            local.api = client.CustomObjectsApi(cluster.api_client())
+        local.api.create_namespaced_custom_object(
+            GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body
+        )
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(create, bodies))
+
+
+@dataclass
+class Fleet:
+    """N routes x 3 backends in one namespace, every backend kind served by one shared fake."""
+
+    cluster: Cluster
+    namespace: str
+    names: list[str]
+    fakes: dict[str, FakeProcess]
+    probe: dict[str, Any]
+    watch: ServiceWatch
+    services: list[str] = field(default_factory=list)
+
+    @property
+    def floor_s(self) -> float:
+        return float(self.probe["failureThreshold"] * self.probe["intervalSeconds"])
+
+    def on(self, backend: str) -> int:
+        return self.watch.count(self.services, backend)
+
+    def wait_all_on(self, backend: str, timeout: float) -> bool:
+        return self.watch.wait(lambda: self.on(backend) == len(self.services), timeout)
+
+    def close(self) -> None:
+        self.watch.stop()
+        for fake in self.fakes.values():
+            fake.stop()
+        delete_namespace(self.cluster, self.namespace)
+
+
+def start_fakes(backends: int = 3, extra_ports: int = 0) -> dict[str, FakeProcess]:
+    fakes: dict[str, FakeProcess] = {}
+    try:
+        for name, _, _, _, model in BACKENDS[:backends]:
+            key = VENDOR_KEY if name == "vendor" else None
+            fakes[name] = FakeProcess(name, model, key, extra_ports)
+    except BaseException:
+        for fake in fakes.values():
+            fake.stop()
+        raise
+    return fakes
+
+
+def make_fleet(
+    cluster: Cluster,
+    prefix: str,
+    routes: int,
+    probe: dict[str, Any],
+    stabilization_s: int,
+    distinct: bool = False,
+) -> Fleet:
+    """``distinct``: every route probes its own port of each fake (no probe is shared);
+    otherwise all routes probe the same URL per backend (one shared probe each)."""
+    namespace = create_namespace(cluster, prefix)
+    fakes = start_fakes(extra_ports=routes - 1 if distinct else 0)
+    create_targets(cluster, namespace)
+    names = [f"r{i:04d}" for i in range(routes)]
+    bodies = []
+    for i, n in enumerate(names):
+        urls = {b: fake.urls[i] if distinct else fake.url for b, fake in fakes.items()}
+        bodies.append(route_body(namespace, n, urls, probe, stabilization_s))
+    create_routes(cluster, bodies)
+    watch = ServiceWatch(RawApi.admin(cluster), namespace)
+    return Fleet(
+        cluster, namespace, names, fakes, probe, watch, services=[f"{n}-llm" for n in names]
+    )
+
+
+# -- the machine -----------------------------------------------------------------------------
+
+
+def machine(cluster: Cluster) -> dict[str, Any]:
+    import kopf
+
+    info: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kopf": kopf.__version__ if hasattr(kopf, "__version__") else _dist_version("kopf"),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(Exception):
+        info["kube_apiserver"] = RawApi.admin(cluster).get("/version")["gitVersion"]
+    with contextlib.suppress(Exception):
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+        info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="modelroute-bench-"))
+
+
+# -- profiling -------------------------------------------------------------------------------
+
+
+class PySpy:
+    """``py-spy record`` on a process for a while (collapsed stacks), started in the background.
+
+    --nonblocking: samples without pausing the process, so the profile barely perturbs the
+    numbers it explains."""
+
+    def __init__(self, pid: int, seconds: float, out: Path, rate: int = 200) -> None:
+        self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, round(seconds))),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait(self, timeout: float = 120) -> Path | None:
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        return self.out if self.out.exists() else None
+
+
+def top_frames(collapsed: Path, limit: int = 25) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares of the hottest frames in a py-spy raw (collapsed) profile."""
+    self_counts: dict[str, int] = {}
+    incl_counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        leaf = frames[-1]
+        self_counts[leaf] = self_counts.get(leaf, 0) + count
+        for frame in set(frames):
+            incl_counts[frame] = incl_counts.get(frame, 0) + count
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        return [(name, round(100 * n / total, 1)) for name, n in ranked]
+
+    return {"self_pct": top(self_counts), "inclusive_pct": top(incl_counts), "samples": total}  # type: ignore[dict-item]
