@@ -276,14 +276,11 @@ class RouteWorker:
             state = await driver.apply(route.ref, spec, backend)
             if state.wrote:
                 deps.metrics.api_writes.labels("services").inc()
-            if state.problem is not None:
-                problem = status.Problem(state.problem.reason, state.problem.message)
-            elif target != self.active:
+            problem = state.problem
+            if problem is None and target != self.active:
                 moved_from, self.active = self.active, target
         else:
-            observed = await driver.observe(route.ref, spec)
-            if observed.problem is not None:
-                problem = status.Problem(observed.problem.reason, observed.problem.message)
+            problem = (await driver.observe(route.ref, spec)).problem
         moved = moved_from is not None and decision.transition is not None
         if decision.transition is not None and target == self.active and problem is None:
             await self._announce(decision, moved)

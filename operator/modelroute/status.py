@@ -9,27 +9,23 @@ costs zero writes to the API server; live values are in the metrics.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modelroute import conditions, health, policy
+from modelroute.drivers.base import RoutingProblem
 from modelroute.models import (
     ConditionStatus,
     ModelRouteSpec,
     ModelRouteStatus,
 )
 
+# What keeps a route from being Ready regardless of health: a routing problem from the driver
+# or an invalid spec are reported the same way (reason + message), so one type serves both.
+Problem = RoutingProblem
+
 READY = "Ready"
 DEGRADED = "Degraded"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something that keeps the route from being Ready regardless of health."""
-
-    reason: str
-    message: str
 
 
 def _ready(

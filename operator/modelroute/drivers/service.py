@@ -213,7 +213,7 @@ class ServiceDriver:
         current = await self._services.get((route.namespace, spec.service.name))
         if current is None:
             current = await self._create(route, desired)
-            if current is desired:
+            if current is None:
                 return RoutingState(backend=backend.name, wrote=True)
         if ownership(route, current) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
@@ -224,8 +224,8 @@ class ServiceDriver:
         self._services.put(updated)
         return RoutingState(backend=backend.name, wrote=True)
 
-    async def _create(self, route: RouteRef, desired: dict[str, Any]) -> dict[str, Any]:
-        """Create the Service; return ``desired`` itself when created, else what exists."""
+    async def _create(self, route: RouteRef, desired: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the Service: None when created, else the one that already exists (to diff)."""
         try:
             created = await self._kube.create_service(route.namespace, desired)
         except ApiError as exc:
@@ -238,7 +238,7 @@ class ServiceDriver:
             self._services.put(existing)
             return existing
         self._services.put(created)
-        return desired
+        return None
 
     @staticmethod
     def _conflict(route: RouteRef, spec: ModelRouteSpec) -> RoutingProblem:
