@@ -14,6 +14,13 @@ import pytest
 
 from tests.harness.apiserver import Cluster, Identity, running_cluster
 from tests.harness.kube import create_namespace, install_crd
+from tests.harness.upstream import (
+    UpstreamCRD,
+    UpstreamCRDsMissing,
+    crds_required,
+    install_upstream_crds,
+    load_upstream_crds,
+)
 
 ENVTEST_DIR = Path(__file__).parent / "envtest"
 
@@ -37,6 +44,22 @@ def crd(cluster: Cluster) -> Cluster:
     """The cluster with the ModelRoute CRD from crds/ installed and Established."""
     install_crd(cluster)
     return cluster
+
+
+@pytest.fixture(scope="session")
+def upstream_crds(crd: Cluster) -> list[UpstreamCRD]:
+    """The upstream CRDs (Gateway API, AI Gateway, ...) installed and Established.
+
+    Read from ``$MODELROUTE_EXTRA_CRDS`` or ``../shared/third_party``. Missing under ``CI=true``
+    is a failure, never a green skip; elsewhere the test is skipped with the reason.
+    """
+    try:
+        load_upstream_crds()
+    except UpstreamCRDsMissing as exc:
+        if crds_required():
+            pytest.fail(f"{exc}; under CI=true tests that need upstream CRDs fail, never skip")
+        pytest.skip(str(exc))
+    return install_upstream_crds(crd)
 
 
 @pytest.fixture

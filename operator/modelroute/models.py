@@ -283,26 +283,8 @@ class BackendStatus(_Model):
     message: str = Field(default="", description="Result of the last probe.")
 
 
-def _without_empty_strings(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_empty_strings(v) for k, v in value.items() if v != ""}
-    if isinstance(value, list):
-        return [_without_empty_strings(v) for v in value]
-    return value
-
-
 class ModelRouteStatus(_Model):
     """Observed state of a ModelRoute, written only when it changes."""
-
-    def to_wire(self) -> dict[str, Any]:
-        """Serialize, leaving out empty strings.
-
-        In status an empty string and an absent field mean the same; leaving them out also
-        keeps status writable on API servers that decode an empty string in a custom resource
-        as null (seen on the 1.20 test server this project builds).
-        """
-        wire: dict[str, Any] = _without_empty_strings(super().to_wire())
-        return wire
 
     observed_generation: int | None = Field(default=None, description="Last generation acted on.")
     active_backend: str | None = Field(default=None, description="Backend receiving traffic.")

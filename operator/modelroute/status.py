@@ -143,7 +143,9 @@ def build_invalid_status(
     *, previous: ModelRouteStatus, generation: int | None, problem: Problem | None, now: datetime
 ) -> ModelRouteStatus:
     """Status of a route whose spec breaks a rule: Ready=False naming the field, the rest kept."""
-    reason, message = (problem.reason, problem.message) if problem else ("InvalidSpec", "")
+    reason, message = (
+        (problem.reason, problem.message) if problem else ("InvalidSpec", "the spec is invalid")
+    )
     conds = conditions.set_condition(
         previous.conditions,
         type=READY,

@@ -19,9 +19,13 @@ T = TypeVar("T")
 
 
 def install_crd(cluster: Cluster, path: Path = CRD_FILE, timeout: float = 30.0) -> None:
-    """Create or update the CRD and wait until it is Established."""
+    """Create or update the CRD in ``path`` and wait until it is Established."""
+    install_crd_body(cluster, yaml.safe_load(path.read_text()), timeout)
+
+
+def install_crd_body(cluster: Cluster, body: dict[str, Any], timeout: float = 30.0) -> None:
+    """Create or update one CustomResourceDefinition and wait until it is Established."""
     api = client.ApiextensionsV1Api(cluster.api_client())
-    body = yaml.safe_load(path.read_text())
     name = body["metadata"]["name"]
     try:
         current = api.read_custom_resource_definition(name)
