@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["KUBECONFIG"] = settings.kubeconfig
     import kopf
 
-    import modelroute.handlers  # noqa: F401  (registers the handlers)
+    import modelroute.control.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(
         clusterwide=settings.clusterwide,

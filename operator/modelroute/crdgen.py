@@ -16,7 +16,8 @@ from typing import Any
 import pydantic
 import yaml
 
-from modelroute import drivers, models
+from modelroute import routing
+from modelroute.api import models
 
 CRD_FILENAME = f"{models.GROUP}_{models.PLURAL}.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -165,8 +166,8 @@ def _add_list_semantics(status_schema: dict[str, Any]) -> None:
 def build_crd() -> dict[str, Any]:
     """The ModelRoute CustomResourceDefinition as a plain dict."""
     spec_schema = _model_schema(models.ModelRouteSpec)
-    routing = spec_schema["properties"]["routing"]["properties"]["driver"]
-    routing["enum"] = drivers.names()
+    driver = spec_schema["properties"]["routing"]["properties"]["driver"]
+    driver["enum"] = routing.names()
     status_schema = _without_defaults(_model_schema(models.ModelRouteStatus))
     _add_list_semantics(status_schema)
     return {

@@ -85,6 +85,6 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.networking.request_timeout = settings.api_timeout_seconds
     kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
     # kopf's peering would pause only kopf's handlers, not the probe loops: leader election is
-    # the operator's own (a Lease, see modelroute.leader), and kopf runs standalone.
+    # the operator's own (a Lease, see modelroute.kube.leader), and kopf runs standalone.
     kopf_settings.peering.standalone = True
     kopf_settings.peering.mandatory = False

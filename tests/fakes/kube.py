@@ -1,20 +1,25 @@
-"""An in-memory stand-in for ``modelroute.kube.KubeClient`` (our own boundary).
+"""An in-memory stand-in for ``modelroute.kube.client.KubeClient`` (our own boundary).
 
-It stores Services, fills in the defaults a real API server adds, rejects what a real one
-rejects (a changed ClusterIP, an ExternalName Service with a cluster IP, a duplicate create),
-and queues watch events that a test delivers to a real ``ObjectCache`` when it wants the watch
-to catch up. It also keeps route status patches, posted Events and Secrets, and can fail status
-writes on demand.
+It implements the ``KubeApi`` Protocol (mypy checks that: see the end of this module). It stores
+objects of any kind, fills in the defaults a real API server adds to Services, rejects what a
+real one rejects (a changed ClusterIP, an ExternalName Service with a cluster IP, a duplicate
+create), and queues watch events that a test delivers to a real ``ObjectCache`` when it wants
+the watch to catch up. It also keeps route status patches, posted Events, Secrets and Leases.
+Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
+``status_write_error``, ``lease_error``), never methods a test reassigns.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelroute.cache import ObjectCache, ObjectKey
-from modelroute.kube import ApiError
+from modelroute.kube.cache import ObjectCache, ObjectKey
+from modelroute.kube.client import SECRETS, SERVICES, ApiError, ObjectKind
+
+if TYPE_CHECKING:
+    from modelroute.kube.client import KubeApi
 
 
 def merge_patch(current: Any, patch: Any) -> Any:
@@ -31,14 +36,23 @@ def merge_patch(current: Any, patch: Any) -> Any:
 
 
 class FakeKube:
-    """In-memory Services with API-server defaults and validation; counts the driver's calls."""
+    """In-memory objects with API-server defaults and validation; counts the driver's calls.
 
-    def __init__(self) -> None:
-        self.services: dict[ObjectKey, dict[str, Any]] = {}
+    ``default_kind`` is the kind that ``seed``, ``mutate``, ``delete`` and ``services`` act on
+    when a test names none: Services, or another routing driver's kind.
+    """
+
+    def __init__(self, default_kind: ObjectKind = SERVICES) -> None:
+        self.default_kind = default_kind
+        self.objects: dict[ObjectKind, dict[ObjectKey, dict[str, Any]]] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []  # not yet seen by the watch
-        self.calls: list[str] = []  # "get", "create", "patch" made through the client API
+        self.calls: list[str] = []  # "get", "create", "patch", ... made through the client API
         self.fail_next_create: ApiError | None = None
         self.fail_status_writes = 0  # how many status patches to fail with a 500
+        # While set, every status patch raises it (e.g. a RuntimeError standing for a bug).
+        self.status_write_error: BaseException | None = None
+        # While set, every Lease call raises it (an operator cut off from the API server).
+        self.lease_error: BaseException | None = None
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
         self.posted_events: list[dict[str, Any]] = []
         self.secrets: dict[ObjectKey, dict[str, Any]] = {}
@@ -46,38 +60,59 @@ class FakeKube:
         self._revision = itertools.count(100)
         self._ips = itertools.count(10)
 
+    def store(self, kind: ObjectKind | None = None) -> dict[ObjectKey, dict[str, Any]]:
+        """The stored objects of ``kind`` (``default_kind`` when None)."""
+        return self.objects.setdefault(kind or self.default_kind, {})
+
+    @property
+    def services(self) -> dict[ObjectKey, dict[str, Any]]:
+        """The stored objects of ``default_kind`` (Services unless the test chose another)."""
+        return self.store()
+
     @property
     def writes(self) -> int:
-        """Service writes (create, patch) made through the client API."""
+        """Routing-object writes (create, patch) made through the client API."""
         return sum(1 for call in self.calls if call in ("create", "patch"))
 
-    # The KubeClient methods the driver and the cache use.
+    # The KubeApi methods that drivers, caches and workers use.
 
-    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append("get")
-        found = self.services.get((namespace, name))
+    async def get_object(
+        self, kind: ObjectKind, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """One stored object (Secrets come from ``secrets``), or None."""
+        if kind == SECRETS:
+            self.calls.append("get_secret")
+            found = self.secrets.get((namespace, name))
+        else:
+            self.calls.append("get")
+            found = self.store(kind).get((namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def create_object(
+        self, kind: ObjectKind, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create an object, or raise ``fail_next_create`` (once)."""
         self.calls.append("create")
         if self.fail_next_create is not None:
             error, self.fail_next_create = self.fail_next_create, None
             raise error
         assert body["metadata"]["namespace"] == namespace
-        return self.seed(body)
+        return self.seed(body, kind=kind)
 
-    async def patch_service(
-        self, namespace: str, name: str, patch: dict[str, Any]
+    async def patch_object(
+        self, kind: ObjectKind, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
+        """JSON-merge-patch an object, as the API server does."""
         self.calls.append("patch")
-        return self.mutate((namespace, name), patch)
-
-    # Status, Events and Secrets: what the scheduler writes and reads besides Services.
+        return self.mutate((namespace, name), patch, kind=kind)
 
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
+        """Merge-patch a route's status, unless a fault switch says otherwise."""
         self.calls.append("patch_status")
+        if self.status_write_error is not None:
+            raise self.status_write_error
         if self.fail_status_writes:
             self.fail_status_writes -= 1
             raise ApiError(500, "InternalError", "etcd is having a moment")
@@ -86,22 +121,22 @@ class FakeKube:
         return {"status": copy.deepcopy(self.route_status[key])}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep a posted Event."""
         self.calls.append("create_event")
         self.posted_events.append(copy.deepcopy(body))
         return body
 
-    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append("get_secret")
-        found = self.secrets.get((namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
     # Leases, with the API server's optimistic concurrency (resourceVersion) on replace.
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A stored Lease, or None."""
+        self._lease_fault()
         found = self.leases.get((namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Lease; 409 when it exists."""
+        self._lease_fault()
         key = (namespace, body["metadata"]["name"])
         if key in self.leases:
             raise ApiError(409, "AlreadyExists", f'leases "{key[1]}" already exists')
@@ -110,6 +145,8 @@ class FakeKube:
     async def replace_lease(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
+        """Replace a Lease; 409 when the given resourceVersion is stale."""
+        self._lease_fault()
         key = (namespace, name)
         current = self.leases.get(key)
         if current is None:
@@ -118,6 +155,10 @@ class FakeKube:
         if expected is not None and expected != current["metadata"]["resourceVersion"]:
             raise ApiError(409, "Conflict", "the object has been modified")
         return self._store_lease(key, body)
+
+    def _lease_fault(self) -> None:
+        if self.lease_error is not None:
+            raise self.lease_error
 
     def _store_lease(self, key: ObjectKey, body: dict[str, Any]) -> dict[str, Any]:
         stored = copy.deepcopy(body)
@@ -128,24 +169,34 @@ class FakeKube:
 
     # What other actors do (not counted as the driver's calls).
 
-    def seed(self, body: dict[str, Any], *, watched: bool = True) -> dict[str, Any]:
+    def seed(
+        self, body: dict[str, Any], *, watched: bool = True, kind: ObjectKind | None = None
+    ) -> dict[str, Any]:
+        """An object someone created (``create_object`` lands here too)."""
+        kind = kind or self.default_kind
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        if key in self.services:
-            raise ApiError(409, "AlreadyExists", f'services "{key[1]}" already exists')
+        if key in self.store(kind):
+            raise ApiError(409, "AlreadyExists", f'{kind.plural} "{key[1]}" already exists')
         stored = copy.deepcopy(body)
         meta = stored["metadata"]
-        meta.update(uid=f"uid-svc-{next(self._revision)}", creationTimestamp="2025-01-01T00:00:00Z")
+        meta.update(uid=f"uid-{next(self._revision)}", creationTimestamp="2025-01-01T00:00:00Z")
         meta.setdefault("managedFields", [{"manager": "someone"}])
-        stored["status"] = {"loadBalancer": {}}
-        return self._store(key, stored, "ADDED", watched=watched)
+        if kind == SERVICES:
+            stored["status"] = {"loadBalancer": {}}
+        return self._store(kind, key, stored, "ADDED", watched=watched)
 
-    def mutate(self, key: ObjectKey, patch: dict[str, Any]) -> dict[str, Any]:
-        if key not in self.services:
-            raise ApiError(404, "NotFound", f'services "{key[1]}" not found')
-        return self._store(key, merge_patch(self.services[key], patch), "MODIFIED")
+    def mutate(
+        self, key: ObjectKey, patch: dict[str, Any], *, kind: ObjectKind | None = None
+    ) -> dict[str, Any]:
+        """Someone merge-patches an object (``patch_object`` lands here too)."""
+        kind = kind or self.default_kind
+        if key not in self.store(kind):
+            raise ApiError(404, "NotFound", f'{kind.plural} "{key[1]}" not found')
+        return self._store(kind, key, merge_patch(self.store(kind)[key], patch), "MODIFIED")
 
-    def delete(self, key: ObjectKey) -> None:
-        gone = self.services.pop(key)
+    def delete(self, key: ObjectKey, *, kind: ObjectKind | None = None) -> None:
+        """Someone deletes an object; the watch tells when delivered."""
+        gone = self.store(kind).pop(key)
         self.events.append(("DELETED", copy.deepcopy(gone)))
 
     def deliver(self, cache: ObjectCache) -> None:
@@ -155,10 +206,24 @@ class FakeKube:
         self.events.clear()
 
     def _store(
-        self, key: ObjectKey, body: dict[str, Any], event: str, *, watched: bool = True
+        self,
+        kind: ObjectKind,
+        key: ObjectKey,
+        body: dict[str, Any],
+        event: str,
+        *,
+        watched: bool = True,
     ) -> dict[str, Any]:
-        old = self.services.get(key)
-        spec = body["spec"]
+        if kind == SERVICES:
+            self._service_defaults(self.store(kind).get(key), body["spec"])
+        body["metadata"]["resourceVersion"] = str(next(self._revision))
+        self.store(kind)[key] = body
+        if watched:
+            self.events.append((event, copy.deepcopy(body)))
+        return copy.deepcopy(body)
+
+    def _service_defaults(self, old: dict[str, Any] | None, spec: dict[str, Any]) -> None:
+        """What a real API server adds to a Service, and what it refuses."""
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")
         for port in spec.get("ports") or []:
@@ -167,17 +232,18 @@ class FakeKube:
         if spec["type"] == "ExternalName":
             if spec.get("clusterIP") or spec.get("clusterIPs"):
                 raise ApiError(422, "Invalid", "spec.clusterIP: may not be set for ExternalName")
-        else:
-            old_ip = (old or {}).get("spec", {}).get("clusterIP")
-            if old_ip and spec.get("clusterIP") != old_ip and old["spec"]["type"] != "ExternalName":
-                raise ApiError(422, "Invalid", "spec.clusterIP: field is immutable")
-            spec.setdefault("clusterIP", f"10.96.0.{next(self._ips)}")
-            spec.setdefault("clusterIPs", [spec["clusterIP"]])
-            spec.setdefault("ipFamilies", ["IPv4"])
-            spec.setdefault("ipFamilyPolicy", "SingleStack")
-            spec.setdefault("internalTrafficPolicy", "Cluster")
-        body["metadata"]["resourceVersion"] = str(next(self._revision))
-        self.services[key] = body
-        if watched:
-            self.events.append((event, copy.deepcopy(body)))
-        return copy.deepcopy(body)
+            return
+        old_spec = (old or {}).get("spec", {})
+        old_ip = old_spec.get("clusterIP")
+        if old_ip and spec.get("clusterIP") != old_ip and old_spec.get("type") != "ExternalName":
+            raise ApiError(422, "Invalid", "spec.clusterIP: field is immutable")
+        spec.setdefault("clusterIP", f"10.96.0.{next(self._ips)}")
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+
+
+if TYPE_CHECKING:
+    # The fake must keep up with the boundary it stands in for: mypy fails here if it drifts.
+    _conforms: KubeApi = FakeKube()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelroute.cache import ObjectCache, object_key, slim_secret, slim_service
+from modelroute.kube.cache import ObjectCache, object_key, slim_object, slim_secret
 
 ROUTE_A = ("ai", "chat")
 ROUTE_B = ("ai", "embed")
@@ -83,11 +83,14 @@ async def test_unsubscribed_key_is_read_every_time_and_not_stored() -> None:
 
 
 async def test_slim_applies_to_fetched_objects() -> None:
-    cache, _ = make({KEY: {**svc(), "status": {"x": 1}}}, slim=slim_service)
+    body = {**svc(), "status": {"x": 1}}
+    body["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    cache, _ = make({KEY: body}, slim=slim_object)
     cache.subscribe(ROUTE_A, [KEY])
     got = await cache.get(KEY)
     assert got is not None
-    assert "status" not in got
+    assert "managedFields" not in got["metadata"]
+    assert got["status"] == {"x": 1}  # a gateway's verdict lives in status
 
 
 def test_observe_returns_subscribers() -> None:
@@ -252,7 +255,7 @@ def test_slim_secret_without_data() -> None:
     assert slim_secret({"metadata": {"name": "s"}, "data": None})["data"] == {}
 
 
-def test_slim_service_keeps_what_routing_needs() -> None:
+def test_slim_object_keeps_what_routing_needs() -> None:
     body = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -270,8 +273,8 @@ def test_slim_service_keeps_what_routing_needs() -> None:
         "spec": {"type": "ClusterIP", "selector": {"app": "x"}, "ports": [{"port": 80}]},
         "status": {"loadBalancer": {}},
     }
-    slim = slim_service(body)
-    assert set(slim) == {"metadata", "spec"}
+    slim = slim_object(body)
+    assert set(slim) == {"metadata", "spec", "status"}
     assert set(slim["metadata"]) == {
         "name",
         "namespace",
@@ -289,5 +292,5 @@ def test_slim_service_keeps_what_routing_needs() -> None:
     assert body["spec"]["type"] == "ClusterIP"  # the spec is copied, not aliased
 
 
-def test_slim_service_of_a_minimal_body() -> None:
-    assert slim_service({}) == {"metadata": {}, "spec": {}}
+def test_slim_object_of_a_minimal_body() -> None:
+    assert slim_object({}) == {"metadata": {}, "spec": {}}

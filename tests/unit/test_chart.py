@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from modelroute import cli, crdgen
-from modelroute.kube import Credentials, KubeClient
-from modelroute.leader import LeaderElector, LeaseConfig
+from modelroute.kube.client import Credentials, KubeClient
+from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.settings import Settings
 from tests.harness.apiserver import REPO_ROOT
 from tests.harness.helm import CHART_DIR, WARNING, chart_crds, find, lint, notes, render, validate

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelroute.conditions import get_condition, set_condition
-from modelroute.models import Condition, ConditionStatus
+from modelroute.api.models import Condition, ConditionStatus
+from modelroute.core.conditions import get_condition, set_condition
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 BEFORE = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelroute import drivers
-from modelroute.models import FailbackMode, ModelRouteSpec, ProbeType
-from modelroute.validation import problems
+from modelroute import routing
+from modelroute.api.models import FailbackMode, ModelRouteSpec, ProbeType
+from modelroute.api.validation import problems
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "chat.yaml"
@@ -78,7 +78,7 @@ def test_example_parses_to_the_documented_values(spec: ModelRouteSpec) -> None:
     assert [b.name for b in spec.preference_order()] == ["vendor", "inhouse"]
     assert spec.probe.type is ProbeType.OPENAI_MODELS
     assert spec.failback.mode is FailbackMode.AUTOMATIC
-    assert problems(spec, drivers.names()) == []
+    assert problems(spec, routing.names()) == []
 
 
 def test_example_gets_the_documented_defaults(spec: ModelRouteSpec) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelroute import crdgen, drivers, models
-from modelroute.models import DNS_LABEL_PATTERN
+from modelroute import crdgen, routing
+from modelroute.api import models
+from modelroute.api.models import DNS_LABEL_PATTERN
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "crds" / crdgen.CRD_FILENAME
@@ -185,7 +186,7 @@ def test_enums(schema: dict[str, Any], path: str, expected: list[str]) -> None:
 
 def test_driver_enum_follows_the_registry(schema: dict[str, Any]) -> None:
     driver = at(schema, ".spec.routing.driver")
-    assert driver["enum"] == drivers.names()
+    assert driver["enum"] == routing.names()
     assert "Service" in driver["enum"]
     assert driver["default"] == "Service"
 

@@ -381,8 +381,8 @@ def test_builder_stage_installs_a_working_operator_from_the_lock(tmp_path: Path)
     assert "--leader-election" in help_text and "--namespace" in help_text
 
     probe = (
-        "import importlib.metadata as m, importlib.util as u, json, modelroute.handlers\n"
-        "print(json.dumps({'module': modelroute.handlers.__file__,"
+        "import importlib.metadata as m, importlib.util as u, json, modelroute.control.handlers\n"
+        "print(json.dumps({'module': modelroute.control.handlers.__file__,"
         " 'dists': {d.metadata['Name']: d.version for d in m.distributions()},"
         " 'dev': [n for n in ('pytest', 'ruff', 'mypy', 'helm_python') if u.find_spec(n)]}))"
     )

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelroute.health import HealthRecord, ProbeOutcome, fold, from_status, to_status
-from modelroute.models import BackendStatus, ProbeSpec
+from modelroute.api.models import BackendStatus, ProbeSpec
+from modelroute.core.health import HealthRecord, ProbeOutcome, fold, from_status, to_status
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 EARLIER = T0 - timedelta(hours=1)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from modelroute.kube import ApiError, Credentials, KubeClient
+from modelroute.kube.client import SERVICES, ApiError, Credentials, KubeClient, ObjectKind
 
 Seen = list[dict[str, Any]]
 
@@ -82,8 +82,8 @@ async def api() -> AsyncIterator[tuple[KubeClient, Seen]]:
 
 async def test_get_returns_the_object_and_none_for_404(api: tuple[KubeClient, Seen]) -> None:
     client, seen = api
-    assert await client.get_service("ai", "chat-llm") == {"metadata": {"name": "chat-llm"}}
-    assert await client.get_service("ai", "missing") is None
+    assert await client.get_object(SERVICES, "ai", "chat-llm") == {"metadata": {"name": "chat-llm"}}
+    assert await client.get_object(SERVICES, "ai", "missing") is None
     assert seen[0]["path"] == "/api/v1/namespaces/ai/services/chat-llm"
     assert seen[0]["headers"]["Authorization"] == "Bearer t0k3n"
     assert "fieldManager" not in seen[0]["query"]
@@ -93,7 +93,7 @@ async def test_writes_carry_the_field_manager_and_content_type(
     api: tuple[KubeClient, Seen],
 ) -> None:
     client, seen = api
-    await client.patch_service("ai", "chat-llm", {"spec": {"selector": {"app": "x"}}})
+    await client.patch_object(SERVICES, "ai", "chat-llm", {"spec": {"selector": {"app": "x"}}})
     await client.patch_route_status("ai", "chat", {"activeBackend": "vendor"})
     await client.create_event("ai", {"reason": "FailedOver"})
     assert [s["query"].get("fieldManager") for s in seen] == ["modelroute-operator"] * 3
@@ -106,23 +106,23 @@ async def test_writes_carry_the_field_manager_and_content_type(
 async def test_errors_become_api_errors_with_reason(api: tuple[KubeClient, Seen]) -> None:
     client, _ = api
     with pytest.raises(ApiError) as conflict:
-        await client.create_service("ai", {"metadata": {"name": "taken"}})
+        await client.create_object(SERVICES, "ai", {"metadata": {"name": "taken"}})
     assert (conflict.value.status, conflict.value.reason) == (409, "AlreadyExists")
     with pytest.raises(ApiError) as not_found_write:
-        await client.patch_service("ai", "missing", {})
+        await client.patch_object(SERVICES, "ai", "missing", {})
     assert not_found_write.value.status == 404  # a 404 on a write is an error, not None
     with pytest.raises(ApiError) as proxy:
-        await client.get_service("ai", "proxy")
+        await client.get_object(SERVICES, "ai", "proxy")
     assert proxy.value.status == 502
 
 
 async def test_chunked_bodies_are_read(api: tuple[KubeClient, Seen]) -> None:
     client, _ = api
-    assert await client.get_service("ai", "chunked") == {"metadata": {"name": "chunked"}}
+    assert await client.get_object(SERVICES, "ai", "chunked") == {"metadata": {"name": "chunked"}}
 
 
 async def test_routing_writes_take_free_slots_before_other_waiting_requests() -> None:
-    from modelroute.kube import _Lanes
+    from modelroute.kube.client import _Lanes
 
     lanes = _Lanes(1)
     order: list[str] = []
@@ -148,3 +148,11 @@ async def test_routing_writes_take_free_slots_before_other_waiting_requests() ->
     assert order == ["route", "status-1", "event-1"]
     async with asyncio.timeout(1):  # the slot is free again: this must not block
         await lanes.acquire(urgent=False)
+
+
+def test_object_kinds_build_rest_paths() -> None:
+    routes = ObjectKind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+    assert routes.api_version == "gateway.networking.k8s.io/v1"
+    assert routes.path("ai") == "/apis/gateway.networking.k8s.io/v1/namespaces/ai/httproutes"
+    assert SERVICES.api_version == "v1"
+    assert SERVICES.path("a b", "x") == "/api/v1/namespaces/a%20b/services/x"

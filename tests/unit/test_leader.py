@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelroute.leader import MICROTIME, LeaderElector, LeaseAction, LeaseConfig, decide
+from modelroute.kube.leader import MICROTIME, LeaderElector, LeaseAction, LeaseConfig, decide
 from tests.fakes.kube import FakeKube
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -107,10 +107,7 @@ async def test_a_leader_cut_off_from_the_api_steps_down_after_the_deadline() -> 
     a = Candidate(kube, "a", lambda: datetime.now(UTC))
     await _until(lambda: a.elector.leading)
 
-    async def unreachable(namespace: str, name: str) -> dict[str, Any] | None:
-        raise TimeoutError
-
-    kube.get_lease = unreachable  # type: ignore[method-assign]
+    kube.lease_error = TimeoutError()
     loop = asyncio.get_running_loop()
     cut_at = loop.time()
     await _until(lambda: not a.elector.leading)

@@ -18,7 +18,9 @@ CREATED = 1735732800.25  # 2025-01-01T12:00:00.250Z
 
 
 def record(msg: str = "probe failed", *args: Any, **extra: Any) -> logging.LogRecord:
-    rec = logging.LogRecord("modelroute.prober", logging.WARNING, __file__, 1, msg, args, None)
+    rec = logging.LogRecord(
+        "modelroute.probing.prober", logging.WARNING, __file__, 1, msg, args, None
+    )
     rec.created = CREATED
     rec.__dict__.update(extra)
     return rec
@@ -36,7 +38,7 @@ def test_base_fields() -> None:
     assert entry == {
         "time": "2025-01-01T12:00:00.250+00:00",
         "level": "WARNING",
-        "logger": "modelroute.prober",
+        "logger": "modelroute.probing.prober",
         "message": "backend vendor is down",
     }
 

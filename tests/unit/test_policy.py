@@ -11,8 +11,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from modelroute.health import HealthRecord, ProbeOutcome, fold
-from modelroute.models import (
+from modelroute.api.models import (
     Backend,
     FailbackMode,
     FailbackSpec,
@@ -20,7 +19,8 @@ from modelroute.models import (
     ProbeOverride,
     ServiceSpec,
 )
-from modelroute.policy import Decision, Transition, decide, is_degraded
+from modelroute.core.health import HealthRecord, ProbeOutcome, fold
+from modelroute.core.policy import Decision, Transition, decide, is_degraded
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 AUTO = FailbackMode.AUTOMATIC

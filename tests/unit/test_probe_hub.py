@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from modelroute import prober
-from modelroute.cache import ObjectCache, slim_secret
+from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec
+from modelroute.kube.cache import ObjectCache, slim_secret
 from modelroute.metrics import Metrics
-from modelroute.models import AuthSecretRef, Backend, ProbeSpec
-from modelroute.probe_hub import ProbeHub, ProbeKey
+from modelroute.probing import prober
+from modelroute.probing.hub import ProbeHub, ProbeKey
 from tests.fakes.openai_backend import FakeBackend, Fault
 
 PROBE = ProbeSpec(interval_seconds=1, timeout_seconds=1)

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from modelroute.models import ProbeSpec, ProbeType
-from modelroute.prober import (
+from modelroute.api.models import ProbeSpec, ProbeType
+from modelroute.probing.prober import (
     MAX_BODY_BYTES,
     ProbeResult,
     ProbeTarget,

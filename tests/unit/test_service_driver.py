@@ -1,22 +1,26 @@
 """Tests for the Service routing driver: the pure diff, then the driver against a fake client.
 
-The fake (``tests.fakes.kube.FakeKube``) stands in for ``modelroute.kube.KubeClient``, our own
-boundary: it stores Services, fills in the defaults a real API server adds, rejects what a real
-one rejects, and queues watch events that a test delivers to a real ``ObjectCache``.
+The fake (``tests.fakes.kube.FakeKube``) stands in for ``modelroute.kube.client.KubeClient``,
+our own boundary: it stores Services, fills in the defaults a real API server adds, rejects what
+a real one rejects, and queues watch events that a test delivers to a real ``ObjectCache``.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import pytest
 
-from modelroute import drivers
-from modelroute.cache import ObjectCache, slim_service
-from modelroute.drivers.base import DriverContext, RouteRef, RoutingProblem, RoutingState
-from modelroute.drivers.service import (
+from modelroute import routing
+from modelroute.api.models import Backend, ModelRouteSpec
+from modelroute.core.types import Problem, RouteRef, TrafficSplit
+from modelroute.kube.cache import ObjectCache, slim_object
+from modelroute.kube.client import SERVICES, ApiError
+from modelroute.routing.base import DriverContext, RoutingState
+from modelroute.routing.service import (
     BACKEND_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -27,8 +31,6 @@ from modelroute.drivers.service import (
     ownership,
     service_patch,
 )
-from modelroute.kube import ApiError, KubeClient
-from modelroute.models import Backend, ModelRouteSpec
 from tests.fakes.kube import FakeKube, merge_patch
 
 NS = "ai"
@@ -90,6 +92,11 @@ def ours(backend: str = "inhouse", route: RouteRef = ROUTE) -> dict[str, Any]:
     return desired
 
 
+def routed(backend: str, *, wrote: bool = False) -> RoutingState:
+    """The state of a Service that sends all traffic to ``backend``."""
+    return RoutingState(split=TrafficSplit.single(backend), wrote=wrote)
+
+
 # --- a fake KubeClient ---------------------------------------------------------------------
 
 
@@ -99,7 +106,7 @@ class World(NamedTuple):
     driver: ServiceDriver
 
     async def apply(self, backend: Backend, spec: ModelRouteSpec = SPEC) -> RoutingState:
-        return await self.driver.apply(ROUTE, spec, backend)
+        return await self.driver.apply(ROUTE, spec, TrafficSplit.single(backend.name))
 
     def stable(self) -> dict[str, Any]:
         return self.kube.services[STABLE]
@@ -116,10 +123,10 @@ def world() -> World:
 
 
 def make_world(kube: FakeKube) -> World:
-    cache = ObjectCache(kube.get_service, slim_service)
-    context = DriverContext(kube=cast(KubeClient, kube), services=cache)
+    cache = ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)
+    context = DriverContext(kube=kube, caches={SERVICES: cache})
     driver = ServiceDriver(context)
-    cache.subscribe(ROUTE.key, driver.dependencies(ROUTE, SPEC))
+    cache.subscribe(ROUTE.key, driver.dependencies(ROUTE, SPEC)[SERVICES])
     return World(kube, cache, driver)
 
 
@@ -208,7 +215,7 @@ def test_desired_service_empty_selector_counts_as_none() -> None:
 def test_desired_service_target_port_missing() -> None:
     tgt = target("llama-vllm", [{"port": 9090, "targetPort": 9091}], {"app": "llama"})
     problem = desired_service(ROUTE, SPEC, INHOUSE, tgt, "cluster.local")
-    assert isinstance(problem, RoutingProblem)
+    assert isinstance(problem, Problem)
     assert problem.reason == "TargetPortMissing"
     for part in ("ai/llama-vllm", "8000", "inhouse"):
         assert part in problem.message
@@ -217,7 +224,7 @@ def test_desired_service_target_port_missing() -> None:
 def test_desired_service_without_service_ref_is_a_problem() -> None:
     backend = Backend(name="direct", priority=0, model="m", endpoint="http://x.example")
     problem = desired_service(ROUTE, SPEC, backend, {}, "cluster.local")
-    assert isinstance(problem, RoutingProblem)
+    assert isinstance(problem, Problem)
     assert problem.reason == "InvalidSpec"
 
 
@@ -306,7 +313,7 @@ def test_service_patch_none_after_api_server_defaults(backend: str) -> None:
     assert stored["spec"]["ports"][0]["protocol"] == "TCP"
     assert "targetPort" in stored["spec"]["ports"][0]
     assert service_patch(stored, desired) is None
-    assert service_patch(slim_service(stored), desired) is None
+    assert service_patch(slim_object(stored), desired) is None
 
 
 def test_service_patch_none_when_server_defaults_protocol_and_target_port() -> None:
@@ -461,24 +468,21 @@ def test_ownership(service: dict[str, Any], expected: str) -> None:
 
 
 def test_registry_creates_the_service_driver(world: World) -> None:
-    assert "Service" in drivers.names()
-    context = DriverContext(kube=cast(KubeClient, world.kube), services=world.cache)
-    assert isinstance(drivers.create("Service", context), ServiceDriver)
+    assert "Service" in routing.names()
+    context = DriverContext(kube=world.kube, caches={SERVICES: world.cache})
+    assert isinstance(routing.create("Service", context), ServiceDriver)
 
 
 def test_dependencies_are_stable_and_target_services(world: World) -> None:
     assert world.driver.dependencies(ROUTE, SPEC) == {
-        STABLE,
-        (NS, "vendor-egress"),
-        (NS, "llama-vllm"),
-        (NS, "spare-vllm"),
+        SERVICES: {STABLE, (NS, "vendor-egress"), (NS, "llama-vllm"), (NS, "spare-vllm")}
     }
 
 
 @pytest.mark.parametrize("watch_caught_up", [True, False], ids=["watched", "watch-lagging"])
 async def test_creates_once_then_no_writes(world: World, watch_caught_up: bool) -> None:
     state = await world.apply(INHOUSE)
-    assert state == RoutingState(backend="inhouse", wrote=True)
+    assert state == routed("inhouse", wrote=True)
     assert world.kube.calls.count("create") == 1
     stable = world.stable()
     assert stable["spec"]["type"] == "ClusterIP"
@@ -489,7 +493,7 @@ async def test_creates_once_then_no_writes(world: World, watch_caught_up: bool) 
         world.kube.deliver(world.cache)
     world.kube.calls.clear()
     for _ in range(3):
-        assert await world.apply(INHOUSE) == RoutingState(backend="inhouse")
+        assert await world.apply(INHOUSE) == routed("inhouse")
     assert world.kube.calls == []  # no write, and no read either: the cache answers
 
 
@@ -498,26 +502,26 @@ async def test_switch_between_selector_backends_is_one_patch(world: World) -> No
     world.kube.deliver(world.cache)
     cluster_ip = world.stable()["spec"]["clusterIP"]
     world.kube.calls.clear()
-    assert await world.apply(SPARE) == RoutingState(backend="spare", wrote=True)
+    assert await world.apply(SPARE) == routed("spare", wrote=True)
     assert world.kube.calls == ["patch"]
     stable = world.stable()
     assert stable["spec"]["clusterIP"] == cluster_ip
     assert stable["spec"]["type"] == "ClusterIP"
     assert stable["spec"]["selector"] == {"app": "spare"}
     assert stable["spec"]["ports"] == [{"protocol": "TCP", "port": 80, "targetPort": "http"}]
-    assert await world.driver.observe(ROUTE, SPEC) == RoutingState(backend="spare")
+    assert await world.driver.observe(ROUTE, SPEC) == routed("spare")
 
 
 async def test_switch_to_external_name_and_back(world: World) -> None:
     await world.apply(INHOUSE)
     world.kube.calls.clear()
-    assert await world.apply(VENDOR) == RoutingState(backend="vendor", wrote=True)
+    assert await world.apply(VENDOR) == routed("vendor", wrote=True)
     stable = world.stable()
     assert stable["spec"]["type"] == "ExternalName"
     assert stable["spec"]["externalName"] == "vendor-egress.ai.svc.cluster.local"
     assert "clusterIP" not in stable["spec"]
     assert "selector" not in stable["spec"]
-    assert await world.apply(INHOUSE) == RoutingState(backend="inhouse", wrote=True)
+    assert await world.apply(INHOUSE) == routed("inhouse", wrote=True)
     stable = world.stable()
     assert stable["spec"]["type"] == "ClusterIP"
     assert "externalName" not in stable["spec"]
@@ -544,7 +548,7 @@ async def test_drift_is_reverted_with_one_patch(world: World, drift: dict[str, A
     world.kube.events.clear()
     assert woken == [{ROUTE.key}]
     world.kube.calls.clear()
-    assert await world.apply(INHOUSE) == RoutingState(backend="inhouse", wrote=True)
+    assert await world.apply(INHOUSE) == routed("inhouse", wrote=True)
     assert world.kube.calls == ["patch"]
     reverted = world.stable()
     for part in ("labels", "annotations"):
@@ -568,7 +572,7 @@ async def test_additions_by_others_cause_no_write(world: World) -> None:
     )
     world.kube.deliver(world.cache)
     world.kube.calls.clear()
-    assert await world.apply(INHOUSE) == RoutingState(backend="inhouse")
+    assert await world.apply(INHOUSE) == routed("inhouse")
     assert world.kube.calls == []
 
 
@@ -579,7 +583,7 @@ async def test_recreated_after_deletion(world: World) -> None:
     world.kube.deliver(world.cache)  # the cache sees DELETED
     assert await world.driver.observe(ROUTE, SPEC) == RoutingState()
     world.kube.calls.clear()
-    assert await world.apply(INHOUSE) == RoutingState(backend="inhouse", wrote=True)
+    assert await world.apply(INHOUSE) == routed("inhouse", wrote=True)
     assert world.kube.calls == ["create"]
     assert STABLE in world.kube.services
 
@@ -593,7 +597,7 @@ async def test_foreign_service_is_never_written(world: World) -> None:
         state = await world.apply(backend)
         assert state.problem is not None
         assert state.problem.reason == "ServiceConflict"
-        assert state.backend is None
+        assert state.split is None
         assert not state.wrote
     observed = await world.driver.observe(ROUTE, SPEC)
     assert observed.problem is not None
@@ -607,7 +611,7 @@ async def test_target_service_missing_then_appears(world: World) -> None:
     world.kube.deliver(world.cache)
     world.kube.calls.clear()
     state = await world.apply(INHOUSE)
-    assert state.problem == RoutingProblem(
+    assert state.problem == Problem(
         "TargetServiceMissing", "Service ai/llama-vllm of backend inhouse does not exist"
     )
     assert world.kube.writes == 0
@@ -617,7 +621,7 @@ async def test_target_service_missing_then_appears(world: World) -> None:
     assert world.kube.calls == []
     world.kube.seed(LLAMA_SVC)  # the watch brings it in
     world.kube.deliver(world.cache)
-    assert await world.apply(INHOUSE) == RoutingState(backend="inhouse", wrote=True)
+    assert await world.apply(INHOUSE) == routed("inhouse", wrote=True)
 
 
 async def test_target_port_missing_writes_nothing(world: World) -> None:
@@ -633,7 +637,7 @@ async def test_target_port_missing_writes_nothing(world: World) -> None:
 async def test_adopts_service_of_an_earlier_route_object(world: World) -> None:
     world.kube.seed(ours("inhouse", route=EARLIER_ROUTE))
     world.kube.calls.clear()
-    assert await world.apply(INHOUSE) == RoutingState(backend="inhouse", wrote=True)
+    assert await world.apply(INHOUSE) == routed("inhouse", wrote=True)
     assert world.kube.calls == ["get", "patch"]  # the cache miss, then the one write
     assert world.stable()["metadata"]["ownerReferences"] == [owner_reference(ROUTE)]
 
@@ -646,12 +650,10 @@ async def prime_missing_stable(world: World) -> None:
 @pytest.mark.parametrize(
     ("existing", "expected", "expected_calls"),
     [
-        pytest.param(
-            ours("inhouse"), RoutingState(backend="inhouse"), ["create", "get"], id="same"
-        ),
+        pytest.param(ours("inhouse"), routed("inhouse"), ["create", "get"], id="same"),
         pytest.param(
             ours("spare"),
-            RoutingState(backend="inhouse", wrote=True),
+            routed("inhouse", wrote=True),
             ["create", "get", "patch"],
             id="ours-other-backend",
         ),
@@ -675,7 +677,7 @@ async def test_create_conflict_diffs_against_existing(
     state = await world.apply(INHOUSE)
     if isinstance(expected, str):
         assert state.problem is not None
-        assert (state.backend, state.wrote, state.problem.reason) == (None, False, expected)
+        assert (state.split, state.wrote, state.problem.reason) == (None, False, expected)
         assert world.stable()["spec"]["selector"] == {"app": "x"}
     else:
         assert state == expected
@@ -699,7 +701,7 @@ async def test_create_error_other_than_conflict_propagates(world: World) -> None
 async def test_observe(world: World) -> None:
     assert await world.driver.observe(ROUTE, SPEC) == RoutingState()
     await world.apply(VENDOR)
-    assert await world.driver.observe(ROUTE, SPEC) == RoutingState(backend="vendor")
+    assert await world.driver.observe(ROUTE, SPEC) == routed("vendor")
 
 
 @pytest.mark.parametrize(
@@ -720,6 +722,6 @@ def test_external_name_needs_the_stable_port_on_the_target(
         assert isinstance(desired, dict)
         assert desired["spec"]["type"] == "ExternalName"
     else:
-        assert isinstance(desired, RoutingProblem)
+        assert isinstance(desired, Problem)
         assert desired.reason == problem
         assert "port 80" in desired.message

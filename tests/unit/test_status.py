@@ -8,17 +8,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from modelroute import policy
-from modelroute.conditions import get_condition
-from modelroute.health import HealthRecord, ProbeOutcome, fold
-from modelroute.models import (
+from modelroute.api.models import (
     Condition,
     ConditionStatus,
     FailbackMode,
     ModelRouteSpec,
     ModelRouteStatus,
 )
-from modelroute.status import (
+from modelroute.core import policy
+from modelroute.core.conditions import get_condition
+from modelroute.core.health import HealthRecord, ProbeOutcome, fold
+from modelroute.core.status import (
     DEGRADED,
     READY,
     Problem,
@@ -26,6 +26,7 @@ from modelroute.status import (
     build_status,
     needs_write,
 )
+from modelroute.core.types import TrafficSplit
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -96,7 +97,7 @@ def build(
         spec=spec,
         generation=3,
         records=records,
-        active=active,
+        traffic=TrafficSplit.single(active) if active else None,
         decision=decision,
         problem=problem,
         moved=moved,

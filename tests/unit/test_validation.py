@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modelroute import drivers
-from modelroute.models import ModelRouteSpec
-from modelroute.validation import INVALID_SPEC, InvalidSpecError, parse_spec, problems, validate
+from modelroute.api.models import ModelRouteSpec
+from modelroute.api.validation import INVALID_SPEC, InvalidSpecError, parse_spec, problems
+from modelroute.routing import spec_problems, validate
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVERS = ["Service"]
@@ -154,15 +154,23 @@ def spec_of(*backends: dict[str, Any], driver: str = "Service") -> ModelRouteSpe
     ],
 )
 def test_problems(spec: ModelRouteSpec, expected: list[str]) -> None:
-    assert problems(spec, DRIVERS) == expected
+    assert spec_problems(spec) == expected
+
+
+def test_general_rules_do_not_depend_on_a_driver() -> None:
+    # Duplicate names are wrong for every driver; a missing serviceRef only for Service's.
+    spec = spec_of(backend("a", ref=None), backend("a", ref=None))
+    assert problems(spec, DRIVERS) == [
+        "spec.backends[1].name: duplicate backend name 'a' (also spec.backends[0].name)"
+    ]
 
 
 def test_problems_lists_every_violation() -> None:
     spec = spec_of(backend("a", ref=None), backend("a", ref="chat-llm"))
-    found = problems(spec, DRIVERS)
+    found = spec_problems(spec)
     assert [p.split(":")[0] for p in found] == [
-        "spec.backends[0].serviceRef",
         "spec.backends[1].name",
+        "spec.backends[0].serviceRef",
         "spec.backends[1].serviceRef.name",
     ]
 
@@ -170,9 +178,9 @@ def test_problems_lists_every_violation() -> None:
 def test_validate_raises_with_all_problems() -> None:
     spec = spec_of(backend("a", ref=None), backend("a"))
     with pytest.raises(InvalidSpecError) as raised:
-        validate(spec, DRIVERS)
-    assert str(raised.value) == "; ".join(problems(spec, DRIVERS))
-    validate(spec_of(backend("a")), DRIVERS)  # valid: no exception
+        validate(spec)
+    assert str(raised.value) == "; ".join(spec_problems(spec))
+    validate(spec_of(backend("a")))  # valid: no exception
 
 
 def load_example() -> dict[str, Any]:
@@ -182,7 +190,7 @@ def load_example() -> dict[str, Any]:
 
 def test_canonical_example_has_no_problems() -> None:
     spec = parse_spec(load_example()["spec"])
-    assert problems(spec, drivers.names()) == []
+    assert spec_problems(spec) == []
 
 
 def test_parse_spec_does_not_change_its_input() -> None:

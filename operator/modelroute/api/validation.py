@@ -2,6 +2,7 @@
 
 A violation makes the route ``Ready=False`` with reason ``InvalidSpec`` and a message naming the
 field; the route is not probed or routed, and is looked at again only when its spec changes.
+The rules here hold for every driver; each routing driver adds its own (``routing.validate``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import pydantic
 
-from modelroute.models import ModelRouteSpec
+from modelroute.api.models import ModelRouteSpec
 
 INVALID_SPEC = "InvalidSpec"
 
@@ -39,7 +40,7 @@ def _path(loc: Iterable[Any]) -> str:
 
 
 def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str]:
-    """Every rule violation in ``spec``, each naming its field; empty when valid."""
+    """Every violation of the driver-independent rules, each naming its field; empty when valid."""
     found: list[str] = []
     drivers = sorted(available_drivers)
     if spec.routing.driver not in drivers:
@@ -55,21 +56,4 @@ def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str
                 f"(also spec.backends[{first_index[backend.name]}].name)"
             )
         first_index.setdefault(backend.name, index)
-        if spec.routing.driver == "Service" and backend.service_ref is None:
-            found.append(
-                f"spec.backends[{index}].serviceRef: required by the Service routing driver"
-            )
-        elif backend.service_ref is not None and backend.service_ref.name == spec.service.name:
-            found.append(
-                f"spec.backends[{index}].serviceRef.name: must differ from "
-                f"spec.service.name {spec.service.name!r} (the Service the operator "
-                "manages)"
-            )
     return found
-
-
-def validate(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> None:
-    """Raise :class:`InvalidSpecError` naming every violation."""
-    found = problems(spec, available_drivers)
-    if found:
-        raise InvalidSpecError("; ".join(found))

@@ -29,7 +29,7 @@ from typing import Any, Final
 import aiohttp
 from yarl import URL
 
-from modelroute.models import ProbeSpec, ProbeType
+from modelroute.api.models import ProbeSpec, ProbeType
 
 __all__ = ["ProbeResult", "ProbeTarget", "new_session", "probe"]
 

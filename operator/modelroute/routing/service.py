@@ -8,27 +8,52 @@
   connect to the target on the port they know, ``spec.service.port``: the target must serve
   that port, and TLS/SNI and Host headers carry the stable name.
 - A Service the operator did not create is never written (reason ServiceConflict).
+- Weights are not supported: a Service sends all traffic to one backend.
+- Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect
+  the Service with its ModelRoute.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from typing import Any
 
-from modelroute.cache import ObjectCache, ObjectKey
-from modelroute.drivers.base import (
-    DriverContext,
-    DriverInfo,
-    RouteRef,
-    RoutingProblem,
-    RoutingState,
-)
-from modelroute.kube import ApiError, KubeClient
-from modelroute.models import GROUP, KIND, VERSION, Backend, ModelRouteSpec
+from modelroute.api.models import GROUP, KIND, VERSION, Backend, ModelRouteSpec
+from modelroute.core.types import Problem, ReadyReason, RouteRef, TrafficSplit
+from modelroute.kube.cache import ObjectCache, ObjectKey
+from modelroute.kube.client import SERVICES, ApiError, KubeApi, ObjectKind
+from modelroute.routing.base import DriverContext, DriverInfo, RoutingState
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelroute-operator"
 ROUTE_LABEL = "modelroute.dev/route"
 BACKEND_ANNOTATION = "modelroute.dev/backend"
+
+
+class ServiceReason(enum.StrEnum):
+    """``Ready=False`` reasons this driver reports."""
+
+    TARGET_SERVICE_MISSING = "TargetServiceMissing"
+    TARGET_PORT_MISSING = "TargetPortMissing"
+    EXTERNAL_NAME_PORT_MISMATCH = "ExternalNamePortMismatch"
+    SERVICE_CONFLICT = "ServiceConflict"
+
+
+def check_spec(spec: ModelRouteSpec) -> list[str]:
+    """The Service driver's rules: every backend has a serviceRef, none is the stable Service."""
+    found: list[str] = []
+    for index, backend in enumerate(spec.backends):
+        if backend.service_ref is None:
+            found.append(
+                f"spec.backends[{index}].serviceRef: required by the Service routing driver"
+            )
+        elif backend.service_ref.name == spec.service.name:
+            found.append(
+                f"spec.backends[{index}].serviceRef.name: must differ from "
+                f"spec.service.name {spec.service.name!r} (the Service the operator manages)"
+            )
+    return found
 
 
 def owner_reference(route: RouteRef) -> dict[str, Any]:
@@ -66,17 +91,17 @@ def desired_service(
     backend: Backend,
     target: dict[str, Any],
     cluster_domain: str,
-) -> dict[str, Any] | RoutingProblem:
+) -> dict[str, Any] | Problem:
     """The stable Service that sends traffic to ``backend`` (pure), or why it cannot."""
     ref = backend.service_ref
     if ref is None:  # validation reports this before routing; kept total for safety
-        return RoutingProblem("InvalidSpec", f"backend {backend.name} has no serviceRef")
+        return Problem(ReadyReason.INVALID_SPEC, f"backend {backend.name} has no serviceRef")
     selector = target.get("spec", {}).get("selector") or {}
     if selector:
         port = _target_port(target, ref.port)
         if port is None:
-            return RoutingProblem(
-                "TargetPortMissing",
+            return Problem(
+                ServiceReason.TARGET_PORT_MISSING,
                 f"Service {route.namespace}/{ref.name} has no port {ref.port} "
                 f"(backend {backend.name})",
             )
@@ -96,8 +121,8 @@ def desired_service(
         # declares ports but not that one would take the traffic nowhere while looking routed.
         declared = [p.get("port") for p in target.get("spec", {}).get("ports") or []]
         if declared and spec.service.port not in declared:
-            return RoutingProblem(
-                "ExternalNamePortMismatch",
+            return Problem(
+                ServiceReason.EXTERNAL_NAME_PORT_MISMATCH,
                 f"Service {route.namespace}/{ref.name} has no selector, so traffic would "
                 f"reach it by DNS on port {spec.service.port}, which it does not expose "
                 f"(ports: {', '.join(str(p) for p in declared)}); expose port "
@@ -175,15 +200,17 @@ class ServiceDriver:
     """Routing by one stable Service per route (see the module docstring)."""
 
     def __init__(self, context: DriverContext) -> None:
-        self._kube: KubeClient = context.kube
-        self._services: ObjectCache = context.services
+        self._kube: KubeApi = context.kube
+        self._services: ObjectCache = context.cache(SERVICES)
         self._cluster_domain = context.cluster_domain
 
-    def dependencies(self, route: RouteRef, spec: ModelRouteSpec) -> set[ObjectKey]:
+    def dependencies(
+        self, route: RouteRef, spec: ModelRouteSpec
+    ) -> Mapping[ObjectKind, set[ObjectKey]]:
         """The stable Service and every backend's target Service."""
         keys = {(route.namespace, spec.service.name)}
         keys.update((route.namespace, b.service_ref.name) for b in spec.backends if b.service_ref)
-        return keys
+        return {SERVICES: keys}
 
     async def observe(self, route: RouteRef, spec: ModelRouteSpec) -> RoutingState:
         """The backend named on the stable Service, if the operator owns it."""
@@ -193,46 +220,61 @@ class ServiceDriver:
         if ownership(route, current) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         annotations = current.get("metadata", {}).get("annotations") or {}
-        return RoutingState(backend=annotations.get(BACKEND_ANNOTATION))
+        backend = annotations.get(BACKEND_ANNOTATION)
+        return RoutingState(split=TrafficSplit.single(backend) if backend else None)
 
-    async def apply(self, route: RouteRef, spec: ModelRouteSpec, backend: Backend) -> RoutingState:
-        """Create or patch the stable Service so it sends traffic to ``backend``."""
+    async def apply(
+        self, route: RouteRef, spec: ModelRouteSpec, split: TrafficSplit
+    ) -> RoutingState:
+        """Create or patch the stable Service so it sends all traffic to the split's backend."""
+        if not split.is_single:
+            # The registry says supports_weights=False, so plans never ask for this.
+            raise ValueError(f"the Service driver cannot split traffic ({split})")
+        backend = next(b for b in spec.backends if b.name == split.primary)
         ref = backend.service_ref
         target = await self._services.get((route.namespace, ref.name)) if ref else None
         if ref is not None and target is None:
             return RoutingState(
-                problem=RoutingProblem(
-                    "TargetServiceMissing",
+                problem=Problem(
+                    ServiceReason.TARGET_SERVICE_MISSING,
                     f"Service {route.namespace}/{ref.name} of backend {backend.name} "
                     "does not exist",
                 )
             )
         desired = desired_service(route, spec, backend, target or {}, self._cluster_domain)
-        if isinstance(desired, RoutingProblem):
+        if isinstance(desired, Problem):
             return RoutingState(problem=desired)
         current = await self._services.get((route.namespace, spec.service.name))
         if current is None:
             current = await self._create(route, desired)
             if current is None:
-                return RoutingState(backend=backend.name, wrote=True)
+                return RoutingState(split=split, wrote=True)
         if ownership(route, current) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         patch = service_patch(current, desired)
         if patch is None:
-            return RoutingState(backend=backend.name)
-        updated = await self._kube.patch_service(route.namespace, spec.service.name, patch)
+            return RoutingState(split=split)
+        updated = await self._kube.patch_object(SERVICES, route.namespace, spec.service.name, patch)
         self._services.put(updated)
-        return RoutingState(backend=backend.name, wrote=True)
+        return RoutingState(split=split, wrote=True)
+
+    async def finalize(self, route: RouteRef, spec: ModelRouteSpec) -> None:
+        """Nothing to do: the ownerReference makes Kubernetes delete the Service with the route.
+
+        Deleting it here too would race the garbage collector for no gain, and a route that is
+        deleted while another process still routes through the Service must not break it early.
+        """
 
     async def _create(self, route: RouteRef, desired: dict[str, Any]) -> dict[str, Any] | None:
         """Create the Service: None when created, else the one that already exists (to diff)."""
         try:
-            created = await self._kube.create_service(route.namespace, desired)
+            created = await self._kube.create_object(SERVICES, route.namespace, desired)
         except ApiError as exc:
             if exc.status != 409:
                 raise
             # Created meanwhile (or the cache had not seen it yet): diff against the real one.
-            existing = await self._kube.get_service(route.namespace, desired["metadata"]["name"])
+            name = desired["metadata"]["name"]
+            existing = await self._kube.get_object(SERVICES, route.namespace, name)
             if existing is None:
                 raise
             self._services.put(existing)
@@ -241,12 +283,18 @@ class ServiceDriver:
         return None
 
     @staticmethod
-    def _conflict(route: RouteRef, spec: ModelRouteSpec) -> RoutingProblem:
-        return RoutingProblem(
-            "ServiceConflict",
+    def _conflict(route: RouteRef, spec: ModelRouteSpec) -> Problem:
+        return Problem(
+            ServiceReason.SERVICE_CONFLICT,
             f"Service {route.namespace}/{spec.service.name} exists and is not managed by this "
             "ModelRoute; the operator never writes a Service it did not create",
         )
 
 
-DRIVER = DriverInfo(name="Service", create=ServiceDriver)
+DRIVER = DriverInfo(
+    name="Service",
+    kind=SERVICES,
+    create=ServiceDriver,
+    check=check_spec,
+    supports_weights=False,
+)

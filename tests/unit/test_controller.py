@@ -6,18 +6,21 @@ Backends are real loopback fakes; the Kubernetes side is FakeKube feeding real c
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from modelroute import prober
-from modelroute.cache import ObjectCache, slim_secret, slim_service
-from modelroute.events import EventRecorder
+from modelroute.control.controller import Controller
+from modelroute.control.route import Deps
+from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
+from modelroute.kube.client import SECRETS, SERVICES
+from modelroute.kube.events import EventRecorder
 from modelroute.metrics import Metrics
-from modelroute.probe_hub import ProbeHub
-from modelroute.scheduler import Controller, Deps
+from modelroute.probing import prober
+from modelroute.probing.hub import ProbeHub
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
 from tests.fakes.openai_backend import FakeBackend
@@ -67,7 +70,7 @@ async def world() -> AsyncIterator[World]:
     kube.seed(_target("vendor-egress", 8080), watched=False)
     kube.seed(_target("llama-vllm", 8000), watched=False)
     metrics = Metrics()
-    secrets = ObjectCache(kube.get_secret, slim_secret)
+    secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
 
     def now() -> datetime:
         return datetime.now(UTC)
@@ -82,11 +85,11 @@ async def world() -> AsyncIterator[World]:
     )
     deps = Deps(
         settings=Settings(),
-        kube=kube,  # type: ignore[arg-type]
-        services=ObjectCache(kube.get_service, slim_service),
+        kube=kube,
+        caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
         secrets=secrets,
         metrics=metrics,
-        events=EventRecorder(kube, "test"),  # type: ignore[arg-type]
+        events=EventRecorder(kube, "test"),
         probes=hub,
         now=now,
     )
@@ -123,10 +126,7 @@ async def test_a_failed_status_write_is_retried_without_a_health_change(world: W
 
 
 async def test_a_crashed_worker_fails_liveness(world: World) -> None:
-    async def broken(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        raise RuntimeError("a bug")  # not an API error: nothing should swallow it
-
-    world.kube.patch_route_status = broken  # type: ignore[method-assign]
+    world.kube.status_write_error = RuntimeError("a bug")  # not an API error: never swallowed
     async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
         await world.controller.on_route_event("ADDED", _route(vendor.url, inhouse.url))
         loop = asyncio.get_running_loop()

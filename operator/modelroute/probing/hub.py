@@ -22,18 +22,31 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import aiohttp
 
-from modelroute import prober
-from modelroute.cache import ObjectCache
-from modelroute.kube import ApiError
+from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec, ProbeType
+from modelroute.kube.cache import ObjectCache
+from modelroute.kube.client import ApiError
 from modelroute.metrics import Metrics
-from modelroute.models import AuthSecretRef, Backend, ProbeSpec, ProbeType
+from modelroute.probing import prober
 
-logger = logging.getLogger("modelroute.probe_hub")
+logger = logging.getLogger("modelroute.probing.hub")
 
 Subscriber = Callable[[prober.ProbeResult], None]
+
+
+class ProbeSource(Protocol):
+    """Where routes get probe results from: :class:`ProbeHub`, or a test's scripted source."""
+
+    def subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        """Deliver every result of ``key``'s probe to ``subscriber``."""
+        ...
+
+    def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        """Stop delivering to ``subscriber``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ class FailbackSpec(_Model):
 class RoutingSpec(_Model):
     """Which routing object is pointed at the active backend."""
 
-    # A plain string here: the allowed names come from the driver registry (modelroute.drivers),
+    # A plain string here: the allowed names come from the driver registry (modelroute.routing),
     # which crdgen writes into the CRD as an enum, so adding a driver is adding one module.
     driver: Annotated[str, Field(min_length=1, max_length=63)] = Field(
         default="Service", description="Routing driver that points traffic at the active backend."
@@ -283,6 +283,13 @@ class BackendStatus(_Model):
     message: str = Field(default="", description="Result of the last probe.")
 
 
+class TrafficWeight(_Model):
+    """One backend's share of the route's traffic, as the routing object carries it now."""
+
+    backend: str = Field(description="Backend name.")
+    weight: int = Field(description="Percentage of the traffic (0-100).")
+
+
 class ModelRouteStatus(_Model):
     """Observed state of a ModelRoute, written only when it changes."""
 
@@ -298,4 +305,8 @@ class ModelRouteStatus(_Model):
         description="The last modelroute.dev/approve-failback annotation value acted on.",
     )
     backends: list[BackendStatus] = Field(default_factory=list, description="Per-backend health.")
+    traffic: list[TrafficWeight] = Field(
+        default_factory=list,
+        description="The split the routing object carries now (backends with traffic only).",
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")

@@ -6,15 +6,15 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from modelroute.drivers.base import RouteRef
-from modelroute.kube import ApiError, KubeClient
-from modelroute.models import GROUP, KIND, VERSION
+from modelroute.api.models import GROUP, KIND, VERSION
+from modelroute.core.types import EventType, RouteRef
+from modelroute.kube.client import ApiError, KubeApi
 
-logger = logging.getLogger("modelroute.events")
+logger = logging.getLogger("modelroute.kube.events")
 
 
 def event_body(
-    route: RouteRef, event_type: str, reason: str, message: str, now: datetime, component: str
+    route: RouteRef, event_type: EventType, reason: str, message: str, now: datetime, component: str
 ) -> dict[str, Any]:
     """A core/v1 Event about ``route`` (pure)."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -29,8 +29,8 @@ def event_body(
             "namespace": route.namespace,
             "uid": route.uid,
         },
-        "type": event_type,
-        "reason": reason,
+        "type": str(event_type),
+        "reason": str(reason),
         "message": message[:1024],
         "source": {"component": component},
         "reportingComponent": component,
@@ -44,19 +44,19 @@ def event_body(
 class EventRecorder:
     """Logs and posts Events; a failure to post is logged, never raised (not on the hot path)."""
 
-    def __init__(self, kube: KubeClient, component: str) -> None:
+    def __init__(self, kube: KubeApi, component: str) -> None:
         self._kube = kube
         self._component = component
 
     async def emit(
-        self, route: RouteRef, event_type: str, reason: str, message: str, now: datetime
+        self, route: RouteRef, event_type: EventType, reason: str, message: str, now: datetime
     ) -> None:
         """Log the event and create it on the route."""
-        level = logging.WARNING if event_type == "Warning" else logging.INFO
+        level = logging.WARNING if event_type is EventType.WARNING else logging.INFO
         logger.log(
             level,
             message,
-            extra={"namespace": route.namespace, "route": route.name, "reason": reason},
+            extra={"namespace": route.namespace, "route": route.name, "reason": str(reason)},
         )
         try:
             await self._kube.create_event(

@@ -10,8 +10,10 @@ from typing import Any
 
 import kopf
 
-from modelroute.models import GROUP, PLURAL, VERSION
-from modelroute.runtime import Runtime
+from modelroute import routing
+from modelroute.api.models import GROUP, PLURAL, VERSION
+from modelroute.control.runtime import Runtime
+from modelroute.kube.client import ObjectKind
 from modelroute.settings import Settings, apply_to_kopf
 
 
@@ -43,10 +45,22 @@ async def modelroute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
     await memo["runtime"].controller.on_route_event(event.get("type"), event["object"])
 
 
-@kopf.on.event("", "v1", "services")
-async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A Service changed (the stable one, or a backend's target)."""
-    memo["runtime"].controller.on_service_event(event.get("type"), event["object"])
+def _watch(kind: ObjectKind) -> None:
+    """Register a watch of ``kind``: its events go to the caches of the routes that need them."""
+
+    async def object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["runtime"].controller.on_object_event(kind, event.get("type"), event["object"])
+
+    object_event.__name__ = object_event.__qualname__ = f"{kind.plural}_event"
+    kopf.on.event(kind.group, kind.version, kind.plural, id=f"{kind.plural}.{kind.group}")(
+        object_event
+    )
+
+
+# The kinds routing drivers declared (their routing objects and what they read): adding a
+# driver adds its watches here without touching this module.
+for _kind in routing.watched_kinds():
+    _watch(_kind)
 
 
 @kopf.on.event("", "v1", "secrets")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -20,17 +21,19 @@ from prometheus_client import (
     generate_latest,
 )
 
-from modelroute import prober
-from modelroute.cache import ObjectCache, slim_secret, slim_service
-from modelroute.events import EventRecorder
-from modelroute.kube import KubeClient, load_credentials
-from modelroute.leader import LeaderElector, LeaseConfig
+from modelroute import routing
+from modelroute.control.controller import Controller
+from modelroute.control.route import Deps
+from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
+from modelroute.kube.client import SECRETS, KubeClient, load_credentials
+from modelroute.kube.events import EventRecorder
+from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.metrics import Metrics
-from modelroute.probe_hub import ProbeHub
-from modelroute.scheduler import Controller, Deps
+from modelroute.probing import prober
+from modelroute.probing.hub import ProbeHub
 from modelroute.settings import Settings
 
-logger = logging.getLogger("modelroute.runtime")
+logger = logging.getLogger("modelroute.control.runtime")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,6 +49,8 @@ class Runtime:
     settings: Settings
     controller: Controller
     deps: Deps
+    kube: KubeClient
+    probes: ProbeHub
     runners: list[web.AppRunner]
     ready: bool = False
     elector: asyncio.Task[None] | None = None
@@ -61,8 +66,13 @@ class Runtime:
         metrics = Metrics()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=metrics.registry)
-        services = ObjectCache(kube.get_service, slim_service)
-        secrets = ObjectCache(kube.get_secret, slim_secret)
+        # One cache per kind some routing driver routes through or reads, and the Secrets
+        # that probes authenticate with.
+        caches = {
+            kind: ObjectCache(functools.partial(kube.get_object, kind), slim_object)
+            for kind in routing.watched_kinds()
+        }
+        secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
         probes = ProbeHub(
             # No global connection limit: a hung host must not hold up probes of other hosts.
             session=prober.new_session(
@@ -77,7 +87,7 @@ class Runtime:
         deps = Deps(
             settings=settings,
             kube=kube,
-            services=services,
+            caches=caches,
             secrets=secrets,
             metrics=metrics,
             events=EventRecorder(kube, settings.field_manager),
@@ -85,7 +95,14 @@ class Runtime:
             now=utc_now,
         )
         controller = Controller(deps, leading=not settings.leader_election)
-        runtime = cls(settings=settings, controller=controller, deps=deps, runners=[])
+        runtime = cls(
+            settings=settings,
+            controller=controller,
+            deps=deps,
+            kube=kube,
+            probes=probes,
+            runners=[],
+        )
         if settings.leader_election:
             runtime.elector = asyncio.create_task(
                 LeaderElector(
@@ -131,8 +148,8 @@ class Runtime:
         await self.controller.shutdown()
         for runner in self.runners:
             await runner.cleanup()
-        await self.deps.probes.close()
-        await self.deps.kube.close()
+        await self.probes.close()
+        await self.kube.close()
 
     async def _serve(self, port: int, routes: list[tuple[str, _Handler]]) -> None:
         if port == 0:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from modelroute.models import BackendStatus, ProbeSpec
+from modelroute.api.models import BackendStatus, ProbeSpec
 
 
 class ProbeOutcomeLike(Protocol):
@@ -98,6 +98,22 @@ def _next_healthy_since(
     if record.healthy and record.healthy_since is not None:
         return record.healthy_since
     return finished_at
+
+
+def material_key(record: HealthRecord, probe: ProbeSpec) -> tuple[object, ...]:
+    """What of ``record`` can change a decision or is worth a status write.
+
+    Counters are capped at their thresholds: past them, one more failure of a dead backend
+    changes nothing an admin acts on (live counts are in the metrics). Probe times and
+    latencies are left out for the same reason. The worker wakes a reconcile, and status is
+    written, only when this key changes.
+    """
+    return (
+        record.healthy,
+        min(record.consecutive_failures, probe.failure_threshold),
+        min(record.consecutive_successes, probe.success_threshold),
+        record.message,
+    )
 
 
 def from_status(status: BackendStatus) -> HealthRecord:

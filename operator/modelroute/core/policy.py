@@ -7,26 +7,17 @@ routing as it is", which is how fail-static and "not enough is known yet" are ex
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from modelroute.health import HealthRecord
-from modelroute.models import FailbackMode, ModelRouteSpec
+from modelroute.api.models import FailbackMode, ModelRouteSpec
+from modelroute.core.health import HealthRecord
+from modelroute.core.types import DecisionReason, DegradedReason, Transition
 
 APPROVE_FAILBACK_ANNOTATION = "modelroute.dev/approve-failback"
 
 _UNKNOWN = HealthRecord()
-
-
-class Transition(enum.StrEnum):
-    """Why traffic moves; the values double as Kubernetes Event reasons."""
-
-    INITIAL = "Initial"
-    FAILOVER = "FailedOver"
-    FAILBACK = "FailedBack"
-    REROUTE = "Rerouted"  # the active backend disappeared from spec
 
 
 @dataclass(frozen=True)
@@ -40,7 +31,7 @@ class Decision:
 
     target: str | None
     transition: Transition | None
-    reason: str
+    reason: DecisionReason
     message: str
     failback_pending: str | None = None
 
@@ -65,7 +56,9 @@ def decide(
         return _choose_without_active(order, records, removed=active)
     active_health = records[active].healthy
     if active_health is None:
-        return _stay(active, "AwaitingFirstProbes", f"waiting for the first probe of {active}")
+        return _stay(
+            active, DecisionReason.AWAITING_FIRST_PROBES, f"waiting for the first probe of {active}"
+        )
     if not active_health:
         return _fail_over(order, records, active)
     return _consider_failback(spec, order, records, active, now, failback_approved)
@@ -73,7 +66,7 @@ def decide(
 
 def is_degraded(
     spec: ModelRouteSpec, health: Mapping[str, HealthRecord], active: str | None
-) -> tuple[bool, str, str]:
+) -> tuple[bool, DegradedReason, str]:
     """Return ``(degraded, reason, message)`` for the ``Degraded`` condition.
 
     Degraded while any backend is unhealthy or traffic is not on the most preferred backend.
@@ -86,13 +79,17 @@ def is_degraded(
         message = f"unhealthy: {', '.join(unhealthy)}"
         if active != preferred:
             message += f"; {_where_traffic_is(active, order)}"
-        return True, "BackendUnhealthy", message
+        return True, DegradedReason.BACKEND_UNHEALTHY, message
     if active is None:
-        return True, "NoActiveBackend", "no backend receives traffic yet"
+        return True, DegradedReason.NO_ACTIVE_BACKEND, "no backend receives traffic yet"
     if active != preferred:
         message = _where_traffic_is(active, order)
-        return True, "NotOnPreferredBackend", message
-    return False, "AllBackendsHealthy", f"traffic is on {preferred}, the preferred backend"
+        return True, DegradedReason.NOT_ON_PREFERRED_BACKEND, message
+    return (
+        False,
+        DegradedReason.ALL_BACKENDS_HEALTHY,
+        f"traffic is on {preferred}, the preferred backend",
+    )
 
 
 def _where_traffic_is(active: str | None, order: Sequence[str]) -> str:
@@ -114,21 +111,23 @@ def _choose_without_active(
     for name in order:
         healthy = records[name].healthy
         if healthy is None:
-            return Decision(None, None, "AwaitingFirstProbes", _awaiting_message(name, removed))
+            return Decision(
+                None, None, DecisionReason.AWAITING_FIRST_PROBES, _awaiting_message(name, removed)
+            )
         if healthy:
             return _initial_or_reroute(name, removed)
     unhealthy = f"no backend is healthy ({_failure_list(order, records)})"
     if removed is not None:
         unhealthy += f"; routing stays on {removed}, which was removed from spec"
-    return Decision(None, None, "AllBackendsUnhealthy", unhealthy)
+    return Decision(None, None, DecisionReason.ALL_BACKENDS_UNHEALTHY, unhealthy)
 
 
 def _initial_or_reroute(target: str, removed: str | None) -> Decision:
     if removed is None:
         message = f"routing traffic to {target}, the most preferred healthy backend"
-        return Decision(target, Transition.INITIAL, "Initial", message)
+        return Decision(target, Transition.INITIAL, DecisionReason.INITIAL, message)
     message = f"active backend {removed} was removed from spec; moving traffic to {target}"
-    return Decision(target, Transition.REROUTE, "ActiveBackendRemoved", message)
+    return Decision(target, Transition.REROUTE, DecisionReason.ACTIVE_BACKEND_REMOVED, message)
 
 
 def _awaiting_message(name: str, removed: str | None) -> str:
@@ -145,9 +144,9 @@ def _fail_over(order: Sequence[str], records: Mapping[str, HealthRecord], active
     why = _failure_summary(active, records[active])
     if target is None:
         message = f"{why}; no backend is healthy, routing stays on {active}"
-        return Decision(None, None, "AllBackendsUnhealthy", message)
+        return Decision(None, None, DecisionReason.ALL_BACKENDS_UNHEALTHY, message)
     message = f"{why}; moving traffic to {target}"
-    return Decision(target, Transition.FAILOVER, "ActiveBackendUnhealthy", message)
+    return Decision(target, Transition.FAILOVER, DecisionReason.ACTIVE_BACKEND_UNHEALTHY, message)
 
 
 def _consider_failback(
@@ -163,7 +162,9 @@ def _consider_failback(
     # again shortly after would move traffic twice for one recovery.
     candidate = _first_healthy(order[: order.index(active)], records)
     if candidate is None:
-        return _stay(active, "Steady", f"{active} is the most preferred healthy backend")
+        return _stay(
+            active, DecisionReason.STEADY, f"{active} is the most preferred healthy backend"
+        )
     healthy_for = _healthy_for(records[candidate], now)
     stabilization = spec.failback.stabilization_seconds
     stable = healthy_for is not None and healthy_for >= timedelta(seconds=stabilization)
@@ -174,11 +175,13 @@ def _consider_failback(
             f"{candidate} has been healthy for {_seconds(healthy_for)} "
             f"(stabilization {stabilization}s); moving traffic back from {active} to {candidate}"
         )
-        return Decision(candidate, Transition.FAILBACK, "PreferredBackendRecovered", message)
+        return Decision(
+            candidate, Transition.FAILBACK, DecisionReason.PREFERRED_BACKEND_RECOVERED, message
+        )
     message = (
         f"{_stabilizing_message(active, candidate, healthy_for)}, failback after {stabilization}s"
     )
-    return _stay(active, "Steady", message)
+    return _stay(active, DecisionReason.STEADY, message)
 
 
 def _manual_failback(
@@ -187,25 +190,27 @@ def _manual_failback(
     # An approval skips the stabilization wait: the admin has decided the backend is good.
     if approved:
         message = f"failback approved; moving traffic from {active} back to {candidate}"
-        return Decision(candidate, Transition.FAILBACK, "FailbackApproved", message)
+        return Decision(candidate, Transition.FAILBACK, DecisionReason.FAILBACK_APPROVED, message)
     if not stable:
         message = (
             f"{_stabilizing_message(active, candidate, healthy_for)}, failback is offered once "
             "it is stable"
         )
-        return _stay(active, "Steady", message)
+        return _stay(active, DecisionReason.STEADY, message)
     message = (
         f"{candidate} has been healthy for {_seconds(healthy_for)}; annotate the route with "
         f"{APPROVE_FAILBACK_ANNOTATION} to move traffic from {active} back to {candidate}"
     )
-    return Decision(active, None, "FailbackPending", message, failback_pending=candidate)
+    return Decision(
+        active, None, DecisionReason.FAILBACK_PENDING, message, failback_pending=candidate
+    )
 
 
 def _stabilizing_message(active: str, candidate: str, healthy_for: timedelta | None) -> str:
     return f"{active} is active; {candidate} is healthy for {_seconds(healthy_for)}"
 
 
-def _stay(active: str, reason: str, message: str) -> Decision:
+def _stay(active: str, reason: DecisionReason, message: str) -> Decision:
     return Decision(active, None, reason, message)
 
 

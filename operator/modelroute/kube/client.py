@@ -13,12 +13,42 @@ import contextlib
 import json
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
 
+from modelroute.api.models import GROUP, KIND, PLURAL, VERSION
+
 MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class ObjectKind:
+    """A namespaced resource type the operator reads, watches or writes."""
+
+    group: str  # "" for the core API group
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        """``apiVersion`` of its objects, e.g. ``v1`` or ``gateway.networking.k8s.io/v1``."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str, name: str | None = None) -> str:
+        """The REST path of the collection in ``namespace``, or of one object in it."""
+        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        path = f"{prefix}/namespaces/{quote(namespace)}/{self.plural}"
+        return f"{path}/{quote(name)}" if name else path
+
+
+SERVICES = ObjectKind("", "v1", "services", "Service")
+SECRETS = ObjectKind("", "v1", "secrets", "Secret")
+EVENTS = ObjectKind("", "v1", "events", "Event")
+LEASES = ObjectKind("coordination.k8s.io", "v1", "leases", "Lease")
+MODELROUTES = ObjectKind(GROUP, VERSION, PLURAL, KIND)
 
 
 class ApiError(Exception):
@@ -141,8 +171,59 @@ class _Lanes:
         self._free += 1
 
 
+class KubeApi(Protocol):
+    """The calls the operator makes to the API server: our own boundary.
+
+    :class:`KubeClient` is the real one; tests use ``tests.fakes.kube.FakeKube``, which mypy
+    checks against this Protocol. Reads answer ``None`` for a missing object; failures raise
+    :class:`ApiError`. Writes of routing objects are sent before any other queued request.
+    """
+
+    async def get_object(
+        self, kind: ObjectKind, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """One object, or None if it does not exist."""
+        ...
+
+    async def create_object(
+        self, kind: ObjectKind, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create a routing object (urgent)."""
+        ...
+
+    async def patch_object(
+        self, kind: ObjectKind, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON-merge-patch a routing object (urgent)."""
+        ...
+
+    async def patch_route_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch ``status`` of a ModelRoute through the status subresource."""
+        ...
+
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a core/v1 Event."""
+        ...
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A coordination.k8s.io/v1 Lease, or None if it does not exist."""
+        ...
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Lease (409 if another replica created it first)."""
+        ...
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace a Lease; with metadata.resourceVersion set, 409 if it changed meanwhile."""
+        ...
+
+
 class KubeClient:
-    """Async JSON client for the few calls the operator makes."""
+    """Async JSON client for the few calls the operator makes (implements :class:`KubeApi`)."""
 
     def __init__(
         self, credentials: Credentials, *, field_manager: str, timeout_seconds: float = 30.0
@@ -216,65 +297,49 @@ class KubeClient:
 
     # --- typed helpers -------------------------------------------------------------------
 
-    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Service, or None if it does not exist."""
-        return await self.request("GET", _core(namespace, "services", name))
+    async def get_object(
+        self, kind: ObjectKind, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """One object, or None if it does not exist."""
+        return await self.request("GET", kind.path(namespace, name))
 
-    async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a Service."""
-        return await self.request("POST", _core(namespace, "services"), body, urgent=True) or {}
-
-    async def patch_service(
-        self, namespace: str, name: str, patch: dict[str, Any]
+    async def create_object(
+        self, kind: ObjectKind, namespace: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        """JSON-merge-patch a Service."""
-        return (
-            await self.request(
-                "PATCH",
-                _core(namespace, "services", name),
-                patch,
-                content_type=MERGE_PATCH,
-                urgent=True,
-            )
-            or {}
-        )
+        """Create a routing object (urgent)."""
+        return await self.request("POST", kind.path(namespace), body, urgent=True) or {}
 
-    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Secret, or None if it does not exist."""
-        return await self.request("GET", _core(namespace, "secrets", name))
+    async def patch_object(
+        self, kind: ObjectKind, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON-merge-patch a routing object (urgent)."""
+        path = kind.path(namespace, name)
+        return await self.request("PATCH", path, patch, content_type=MERGE_PATCH, urgent=True) or {}
 
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
         """Merge-patch ``status`` of a ModelRoute through the status subresource."""
-        path = (
-            f"/apis/modelroute.dev/v1alpha1/namespaces/{quote(namespace)}/modelroutes/"
-            f"{quote(name)}/status"
-        )
+        path = MODELROUTES.path(namespace, name) + "/status"
         return await self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH) or {}
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A coordination.k8s.io/v1 Lease, or None if it does not exist."""
-        return await self.request("GET", _lease_path(namespace, name))
+        return await self.request("GET", LEASES.path(namespace, name))
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Lease (409 if another replica created it first)."""
-        return await self.request("POST", _lease_path(namespace), body) or {}
+        return await self.request("POST", LEASES.path(namespace), body) or {}
 
     async def replace_lease(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         """Replace a Lease; with metadata.resourceVersion set, 409 if it changed meanwhile."""
-        return await self.request("PUT", _lease_path(namespace, name), body) or {}
+        return await self.request("PUT", LEASES.path(namespace, name), body) or {}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
-        return await self.request("POST", _core(namespace, "events"), body) or {}
-
-
-def _lease_path(namespace: str, name: str | None = None) -> str:
-    path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
-    return f"{path}/{quote(name)}" if name else path
+        return await self.request("POST", EVENTS.path(namespace), body) or {}
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -284,8 +349,3 @@ def _json_object(text: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _core(namespace: str, plural: str, name: str | None = None) -> str:
-    path = f"/api/v1/namespaces/{quote(namespace)}/{plural}"
-    return f"{path}/{quote(name)}" if name else path

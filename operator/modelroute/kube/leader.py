@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from modelroute.kube import ApiError, KubeClient
+from modelroute.kube.client import ApiError, KubeApi
 
-logger = logging.getLogger("modelroute.leader")
+logger = logging.getLogger("modelroute.kube.leader")
 
 MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -69,7 +69,7 @@ class LeaderElector:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: KubeApi,
         config: LeaseConfig,
         *,
         now: Callable[[], datetime],

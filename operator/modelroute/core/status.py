@@ -12,20 +12,26 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from modelroute import conditions, health, policy
-from modelroute.drivers.base import RoutingProblem
-from modelroute.models import (
+from modelroute.api.models import (
+    BackendStatus,
     ConditionStatus,
     ModelRouteSpec,
     ModelRouteStatus,
+    ProbeSpec,
+    TrafficWeight,
+)
+from modelroute.core import conditions, health, policy
+from modelroute.core.types import (
+    ConditionType,
+    DecisionReason,
+    DegradedReason,
+    Problem,
+    ReadyReason,
+    TrafficSplit,
 )
 
-# What keeps a route from being Ready regardless of health: a routing problem from the driver
-# or an invalid spec are reported the same way (reason + message), so one type serves both.
-Problem = RoutingProblem
-
-READY = "Ready"
-DEGRADED = "Degraded"
+READY = ConditionType.READY
+DEGRADED = ConditionType.DEGRADED
 
 
 def _ready(
@@ -38,13 +44,13 @@ def _ready(
     if problem is not None:
         return ConditionStatus.FALSE, problem.reason, problem.message
     if active is not None and records.get(active, health.HealthRecord()).healthy:
-        return ConditionStatus.TRUE, "Routed", f"traffic goes to backend {active}"
-    if decision.reason == "AwaitingFirstProbes":
-        return ConditionStatus.FALSE, "AwaitingFirstProbes", decision.message
+        return ConditionStatus.TRUE, ReadyReason.ROUTED, f"traffic goes to backend {active}"
+    if decision.reason is DecisionReason.AWAITING_FIRST_PROBES:
+        return ConditionStatus.FALSE, ReadyReason.AWAITING_FIRST_PROBES, decision.message
     where = f"routing stays on {active} (fail-static)" if active else "nothing is routed yet"
     return (
         ConditionStatus.FALSE,
-        "AllBackendsUnhealthy",
+        ReadyReason.ALL_BACKENDS_UNHEALTHY,
         f"no backend of {len(spec.backends)} is healthy; {where}",
     )
 
@@ -61,7 +67,7 @@ def _degraded(
     if decision.failback_pending is not None:
         return (
             ConditionStatus.TRUE,
-            "FailbackPending",
+            DegradedReason.FAILBACK_PENDING,
             f"backend {decision.failback_pending} is healthy and stable; traffic stays on "
             f"{active} until an admin approves (kubectl annotate modelroute <name> "
             "modelroute.dev/approve-failback=$(date +%s) --overwrite)",
@@ -76,14 +82,16 @@ def build_status(
     spec: ModelRouteSpec,
     generation: int | None,
     records: Mapping[str, health.HealthRecord],
-    active: str | None,
+    traffic: TrafficSplit | None,
     decision: policy.Decision,
     problem: Problem | None,
     moved: bool,
     failback_approval: str | None,
     now: datetime,
 ) -> ModelRouteStatus:
-    """The status for this reconcile; ``moved`` is True when traffic just changed backend."""
+    """The status for this reconcile; ``traffic`` is the split the routing object carries and
+    ``moved`` is True when traffic just changed backend."""
+    active = traffic.primary if traffic is not None else None
     known = [b.name for b in spec.backends if b.name in records]
     healthy = sum(1 for name in known if records[name].healthy)
     conds = list(previous.conditions)
@@ -108,6 +116,7 @@ def build_status(
         failover_count=previous.failover_count + (1 if moved else 0),
         failback_approval=failback_approval,
         backends=[health.to_status(name, records[name]) for name in known],
+        traffic=[TrafficWeight(backend=b, weight=w) for b, w in (traffic or {}).items()],
         conditions=conds,
     )
 
@@ -115,21 +124,25 @@ def build_status(
 def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str, Any]:
     """What decides whether ``status`` is worth a write (see the module docstring)."""
     wire = status.to_wire()
-    thresholds = (
-        {b.name: spec.effective_probe(b) for b in spec.backends} if spec is not None else {}
-    )
-    for entry in wire.get("backends", []):
-        entry.pop("lastProbeTime", None)
-        entry.pop("latencyMs", None)
-        probe = thresholds.get(entry["name"])
-        if probe is not None:
-            entry["consecutiveFailures"] = min(
-                entry.get("consecutiveFailures", 0), probe.failure_threshold
-            )
-            entry["consecutiveSuccesses"] = min(
-                entry.get("consecutiveSuccesses", 0), probe.success_threshold
-            )
+    probes = {b.name: spec.effective_probe(b) for b in spec.backends} if spec is not None else {}
+    wire["backends"] = [
+        _backend_material(entry, probes.get(entry.name)) for entry in status.backends
+    ]
     return wire
+
+
+def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:
+    record = health.from_status(entry)
+    if probe is None:  # a backend no longer in spec: nothing to cap against
+        key: tuple[object, ...] = (
+            record.healthy,
+            record.consecutive_failures,
+            record.consecutive_successes,
+            record.message,
+        )
+    else:
+        key = health.material_key(record, probe)
+    return (entry.name, record.healthy_since, *key)
 
 
 def needs_write(
@@ -144,7 +157,9 @@ def build_invalid_status(
 ) -> ModelRouteStatus:
     """Status of a route whose spec breaks a rule: Ready=False naming the field, the rest kept."""
     reason, message = (
-        (problem.reason, problem.message) if problem else ("InvalidSpec", "the spec is invalid")
+        (problem.reason, problem.message)
+        if problem
+        else (ReadyReason.INVALID_SPEC, "the spec is invalid")
     )
     conds = conditions.set_condition(
         previous.conditions,

@@ -1,4 +1,4 @@
-"""Watch-fed caches of the objects routes depend on (Services, Secrets).
+"""Watch-fed caches of the objects routes depend on (routing objects, their targets, Secrets).
 
 kopf streams watch events in; a cache keeps only the objects some route subscribed to, and
 tells which routes to wake when one changes. A miss is read from the API once; afterwards the
@@ -100,8 +100,8 @@ class ObjectCache:
         return sum(1 for v in self._entries.values() if v is not None)
 
 
-def slim_service(body: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what routing needs from a Service."""
+def slim_object(body: dict[str, Any]) -> dict[str, Any]:
+    """Keep only what routing needs from an object: identity, ownership, spec and status."""
     meta = body.get("metadata", {})
     return {
         "metadata": {
@@ -118,6 +118,7 @@ def slim_service(body: dict[str, Any]) -> dict[str, Any]:
             if k in meta
         },
         "spec": dict(body.get("spec", {})),
+        **({"status": dict(body["status"])} if isinstance(body.get("status"), dict) else {}),
     }
 
 

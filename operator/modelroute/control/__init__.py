@@ -1,0 +1,1 @@
+"""Composition and control flow: kopf handlers, the controller, one worker per route."""

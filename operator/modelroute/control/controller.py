@@ -1,0 +1,126 @@
+"""All route workers of this operator process, and the watch events that wake them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from modelroute.control.route import Deps, RouteObject
+from modelroute.control.worker import RouteWorker
+from modelroute.kube.cache import RouteKey
+from modelroute.kube.client import ObjectKind
+
+
+class Controller:
+    """Starts, replaces and stops one :class:`RouteWorker` per ModelRoute.
+
+    Every ModelRoute body seen is kept, leading or not; workers run only while this replica
+    leads (always, without leader election), so a takeover starts every route at once.
+    """
+
+    def __init__(self, deps: Deps, *, leading: bool = True) -> None:
+        self._deps = deps
+        self._workers: dict[RouteKey, RouteWorker] = {}
+        self._bodies: dict[RouteKey, dict[str, Any]] = {}
+        self._leading = leading
+        deps.metrics.leader.set(1 if leading else 0)
+
+    @property
+    def workers(self) -> dict[RouteKey, RouteWorker]:
+        """Live workers by route key (read-only use)."""
+        return self._workers
+
+    async def on_route_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A ModelRoute was listed, added, modified or deleted."""
+        route = RouteObject.from_body(body)
+        if event_type == "DELETED":
+            self._bodies.pop(route.ref.key, None)
+            await self.remove(route.ref.key, finalize=True)
+            return
+        self._bodies[route.ref.key] = body
+        if not self._leading:
+            return
+        worker = self._workers.get(route.ref.key)
+        if worker is None or not worker.same_spec(route):
+            await self._replace(worker, route)
+        elif (worker.route.annotations, worker.route.generation) != (
+            route.annotations,
+            route.generation,
+        ):
+            worker.update(route)  # an approval annotation, or a new generation: same spec
+
+    async def _replace(self, worker: RouteWorker | None, route: RouteObject) -> None:
+        """A new route, or a new spec: a new worker (carrying over what the old one learnt)."""
+        carried: RouteWorker | None = None
+        if worker is not None:
+            await worker.stop()
+            carried = worker if worker.route.ref.uid == route.ref.uid else None
+        new = RouteWorker(route, self._deps, carried=carried)
+        if carried is not None:
+            gone = set(carried.route.backend_names()) - set(route.backend_names())
+            self._deps.metrics.forget(route.ref.namespace, route.ref.name, gone)
+        self._workers[route.ref.key] = new
+        self._deps.metrics.routes.set(len(self._workers))
+        new.start()
+
+    async def remove(self, key: RouteKey, *, finalize: bool = False) -> None:
+        """Stop a route's worker and drop its subscriptions and metric series.
+
+        ``finalize`` when the route itself was deleted (not when leadership is lost): its
+        driver then leaves the routing object as the deletion policy says.
+        """
+        worker = self._workers.pop(key, None)
+        if worker is None:
+            return
+        await worker.stop()
+        if finalize:
+            await worker.finalize()
+        for cache in (*self._deps.caches.values(), self._deps.secrets):
+            cache.unsubscribe(key)
+        self._deps.metrics.forget(key[0], key[1], worker.route.backend_names())
+        self._deps.metrics.routes.set(len(self._workers))
+
+    def on_object_event(
+        self, kind: ObjectKind, event_type: str | None, body: dict[str, Any]
+    ) -> None:
+        """A watched object changed: wake the routes that route through it or depend on it."""
+        for key in self._deps.caches[kind].observe(event_type, body):
+            if (worker := self._workers.get(key)) is not None:
+                worker.wake()
+
+    def on_secret_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A Secret changed: the next probes use the new key (no wake needed)."""
+        self._deps.secrets.observe(event_type, body)
+
+    def stalled(self, now: float) -> list[RouteKey]:
+        """Routes whose worker crashed, or whose probes produced nothing for far longer than
+        their schedule allows."""
+        limit = self._deps.settings.liveness_stall_intervals
+        return [
+            key
+            for key, w in self._workers.items()
+            if w.crashed
+            or (
+                (last := w.feed.last_result_at) is not None
+                and now - last > limit * w.feed.max_probe_period
+            )
+        ]
+
+    async def start_leading(self) -> None:
+        """This replica now holds the Lease: start a worker for every route seen."""
+        self._leading = True
+        self._deps.metrics.leader.set(1)
+        for body in list(self._bodies.values()):
+            await self.on_route_event(None, body)
+
+    async def stop_leading(self) -> None:
+        """Another replica may take over: stop every worker (route bodies are kept)."""
+        self._leading = False
+        self._deps.metrics.leader.set(0)
+        for key in list(self._workers):
+            await self.remove(key)
+
+    async def shutdown(self) -> None:
+        """Stop every worker."""
+        workers, self._workers = list(self._workers.values()), {}
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)

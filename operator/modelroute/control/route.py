@@ -1,0 +1,90 @@
+"""What a route worker is built from: the route as seen, the shared dependencies, its state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pydantic
+
+from modelroute.api.models import ModelRouteStatus
+from modelroute.core import health
+from modelroute.core.types import RouteRef, TrafficSplit
+from modelroute.kube.cache import ObjectCache
+from modelroute.kube.client import KubeApi, ObjectKind
+from modelroute.kube.events import EventRecorder
+from modelroute.metrics import Metrics
+from modelroute.probing.hub import ProbeSource
+from modelroute.routing import DriverContext
+from modelroute.settings import Settings
+
+
+@dataclass(frozen=True)
+class RouteObject:
+    """The parts of a ModelRoute body the worker uses."""
+
+    ref: RouteRef
+    generation: int | None
+    raw_spec: dict[str, Any]
+    annotations: dict[str, str]
+    status: ModelRouteStatus
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> RouteObject:
+        """Parse a kopf/API body; an unreadable status is treated as empty (it is ours)."""
+        meta = body.get("metadata", {})
+        try:
+            parsed_status = ModelRouteStatus.model_validate(body.get("status") or {})
+        except pydantic.ValidationError:
+            parsed_status = ModelRouteStatus()
+        return cls(
+            ref=RouteRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")),
+            generation=meta.get("generation"),
+            raw_spec=dict(body.get("spec") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            status=parsed_status,
+        )
+
+    def backend_names(self) -> list[str]:
+        """Backend names of the spec (raw, so it works for invalid specs too)."""
+        return [b.get("name", "") for b in self.raw_spec.get("backends") or []]
+
+
+@dataclass
+class Deps:
+    """Everything workers share; built once by the runtime."""
+
+    settings: Settings
+    kube: KubeApi
+    caches: Mapping[ObjectKind, ObjectCache]  # one per kind the routing drivers declared
+    secrets: ObjectCache
+    metrics: Metrics
+    events: EventRecorder
+    probes: ProbeSource
+    now: Callable[[], datetime]
+    driver_context: DriverContext = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.driver_context = DriverContext(kube=self.kube, caches=self.caches)
+
+
+def split_from_status(status: ModelRouteStatus) -> TrafficSplit | None:
+    """The split status says the routing object carried (resume after a restart)."""
+    if status.traffic:
+        try:
+            return TrafficSplit({t.backend: t.weight for t in status.traffic})
+        except ValueError:
+            pass  # hand-edited status: fall back to the active backend
+    return TrafficSplit.single(status.active_backend) if status.active_backend else None
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What a worker hands to its successor when the route's spec changes."""
+
+    records: Mapping[str, health.HealthRecord]
+    routed: TrafficSplit | None
+    previous: ModelRouteStatus
+    written: ModelRouteStatus | None

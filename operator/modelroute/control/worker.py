@@ -1,0 +1,268 @@
+"""One route's control loop: observe -> plan -> apply (routing first) -> Events -> status.
+
+A :class:`RouteWorker` subscribes its backends' probes to the shared probe loops, folds each
+result into its health records, and runs one reconcile loop that wakes only when something
+material changed: a health flip, a watched object (drift, a target changed), a spec or
+annotation change, or the plan's ``recheck_at`` (a failback window maturing). Every decision is
+:func:`modelroute.core.plan.plan`; the worker only gathers its inputs and carries it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+
+from modelroute import routing
+from modelroute.api.models import ModelRouteSpec, ModelRouteStatus
+from modelroute.api.validation import InvalidSpecError, parse_spec
+from modelroute.control.feed import HealthFeed
+from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
+from modelroute.core import health
+from modelroute.core.plan import Plan, PlanInput, plan, plan_invalid
+from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
+from modelroute.kube.cache import RouteKey
+from modelroute.kube.client import ApiError
+from modelroute.routing import DriverInfo, RoutingDriver, RoutingState
+
+logger = logging.getLogger("modelroute.control.worker")
+
+# Backoff (seconds) for retrying a reconcile whose API calls failed.
+_RETRY_FIRST_SECONDS = 1.0
+_RETRY_MAX_SECONDS = 30.0
+_API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
+
+
+@dataclass
+class _Driven:
+    """The parsed spec and its driver, once the spec is known to be valid."""
+
+    spec: ModelRouteSpec
+    info: DriverInfo
+    driver: RoutingDriver
+
+
+class RouteWorker:
+    """Probes one route's backends and keeps its routing and status in line with their health."""
+
+    def __init__(self, route: RouteObject, deps: Deps, carried: RouteWorker | None = None) -> None:
+        """Start from the route's status, or from ``carried`` (the same route's previous worker,
+        before a spec change), which keeps what was learnt about backends still there."""
+        self.route = route
+        self._deps = deps
+        source = carried.state() if carried is not None else None
+        records = (
+            dict(source.records)
+            if source
+            else {b.name: health.from_status(b) for b in route.status.backends}
+        )
+        self.feed = HealthFeed(deps.probes, deps.metrics, records, self.wake)
+        self.routed = source.routed if source else split_from_status(route.status)
+        self._previous = source.previous if source else route.status
+        self._written: ModelRouteStatus | None = source.written if source else route.status
+        self._driven: _Driven | None = None
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recheck: asyncio.TimerHandle | None = None
+        self.crashed = False
+
+    def state(self) -> WorkerState:
+        """Health, routing and status as this worker knows them."""
+        return WorkerState(self.feed.records, self.routed, self._previous, self._written)
+
+    @property
+    def key(self) -> RouteKey:
+        """(namespace, name) of the route."""
+        return self.route.ref.key
+
+    @property
+    def active(self) -> str | None:
+        """The backend that has the traffic, as far as this worker knows."""
+        return self.routed.primary if self.routed is not None else None
+
+    def start(self) -> None:
+        """Start the reconcile loop (which starts the probe loops)."""
+        task = asyncio.create_task(self._run(), name=f"route:{self.key}")
+        task.add_done_callback(self._log_crash)
+        self._tasks.append(task)
+
+    def _log_crash(self, task: asyncio.Task[None]) -> None:
+        # A bug must not end a route's probing silently: log it loudly; liveness then fails.
+        if not task.cancelled() and task.exception() is not None:
+            self.crashed = True
+            logger.error("route worker crashed", exc_info=task.exception(), extra=self._log)
+
+    @property
+    def _log(self) -> dict[str, str]:
+        return {"namespace": self.route.ref.namespace, "route": self.route.ref.name}
+
+    async def stop(self) -> None:
+        """Cancel every task of this route and wait for them (returns within milliseconds)."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+        self.feed.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def finalize(self) -> None:
+        """The route was deleted: let its driver leave the routing object as the policy says."""
+        if self._driven is None:
+            return
+        try:
+            await self._driven.driver.finalize(self.route.ref, self._driven.spec)
+        except _API_FAILURES as exc:
+            logger.warning("could not finalize the routing object: %s", exc, extra=self._log)
+
+    def wake(self) -> None:
+        """Ask for a reconcile (a dependency or the route's metadata changed)."""
+        self._dirty.set()
+
+    def same_spec(self, route: RouteObject) -> bool:
+        """True when ``route`` is this worker's route object with an unchanged spec."""
+        return self.route.ref.uid == route.ref.uid and self.route.raw_spec == route.raw_spec
+
+    def update(self, route: RouteObject) -> None:
+        """Same spec, new metadata (annotations, generation): reconcile with it."""
+        self.route = route
+        self.wake()
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            spec = parse_spec(self.route.raw_spec)
+            routing.validate(spec)
+        except InvalidSpecError as exc:
+            # Reported once (retried only until written): no probing, no routing, and the
+            # spec is looked at again only when it changes.
+            message = str(exc)
+            await self._loop(lambda: self._carry_out_invalid(message), once=True)
+            return
+        info = routing.info(spec.routing.driver)
+        driven = self._driven = _Driven(spec, info, info.create(self._deps.driver_context))
+        self._subscribe_objects(driven)
+        await self._resume_routing(driven)
+        self.feed.start(self.route.ref, spec)
+        await self._loop(lambda: self._reconcile(driven), once=False)
+
+    async def _loop(self, step: Callable[[], Awaitable[None]], *, once: bool) -> None:
+        """Run ``step`` whenever woken (``once``: until it succeeds), retrying API failures."""
+        self._dirty.set()
+        retry = _RETRY_FIRST_SECONDS
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await step()
+            except _API_FAILURES as exc:
+                # Nothing material may change for a long time after a failed write: retry on
+                # a timer (with backoff) rather than waiting for the next health change.
+                logger.warning(
+                    "reconcile failed, retrying in %.0fs: %s", retry, exc, extra=self._log
+                )
+                asyncio.get_running_loop().call_later(retry, self._dirty.set)
+                retry = min(retry * 2, _RETRY_MAX_SECONDS)
+            else:
+                if once:
+                    return
+                retry = _RETRY_FIRST_SECONDS
+
+    def _subscribe_objects(self, driven: _Driven) -> None:
+        ref = self.route.ref
+        wanted = driven.driver.dependencies(ref, driven.spec)
+        for kind, cache in self._deps.caches.items():
+            cache.subscribe(self.key, wanted.get(kind, set()))
+        auth = {b.auth_secret_ref.name for b in driven.spec.backends if b.auth_secret_ref}
+        self._deps.secrets.subscribe(self.key, {(ref.namespace, name) for name in auth})
+
+    async def _resume_routing(self, driven: _Driven) -> None:
+        """Take the split from the routing object when it names only backends of ours."""
+        try:
+            observed = await driven.driver.observe(self.route.ref, driven.spec)
+        except _API_FAILURES as exc:
+            # Status still says where traffic was; the first reconcile reads the object again.
+            logger.warning("could not read the routing object at start: %s", exc, extra=self._log)
+            return
+        names = {b.name for b in driven.spec.backends}
+        if observed.split is not None and set(observed.split) <= names:
+            # The routing object is written before status: after a crash between the two it
+            # is the more recent truth.
+            self.routed = observed.split
+
+    def _inputs(self, spec: ModelRouteSpec) -> PlanInput:
+        return PlanInput(
+            spec=spec,
+            generation=self.route.generation,
+            records=dict(self.feed.records),
+            routed=self.routed,
+            previous=self._previous,
+            written=self._written,
+            approval=self.route.annotations.get(APPROVE_FAILBACK_ANNOTATION),
+            now=self._deps.now(),
+        )
+
+    async def _reconcile(self, driven: _Driven) -> None:
+        given = self._inputs(driven.spec)
+        decided = plan(given)
+        state = await self._route(driven, decided)
+        if state.problem is not None:
+            decided = plan(dataclasses.replace(given, problem=state.problem))
+        elif decided.split is not None:
+            self.routed = decided.split
+        await self._carry_out(decided, driven.spec)
+
+    async def _route(self, driven: _Driven, decided: Plan) -> RoutingState:
+        """The routing write, first: apply the planned split (a no-op when it is there)."""
+        ref, spec = self.route.ref, driven.spec
+        if decided.split is None:
+            return await driven.driver.observe(ref, spec)
+        state = await driven.driver.apply(ref, spec, decided.split)
+        if state.wrote:
+            self._deps.metrics.api_writes.labels(driven.info.kind.plural).inc()
+        return state
+
+    async def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
+        """After routing: metrics, Events, the status write, and the next recheck."""
+        ref, deps = self.route.ref, self._deps
+        if spec is not None:
+            deps.metrics.set_active(
+                ref.namespace, ref.name, [b.name for b in spec.backends], self.active
+            )
+        if decided.moved and self.active is not None:
+            deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
+        for event in decided.events:
+            await deps.events.emit(ref, event.type, event.reason, event.message, deps.now())
+        # Kept before the write: a failed write must not lose a counted move on the retry.
+        self._previous = decided.status
+        if decided.write_status:
+            await deps.kube.patch_route_status(ref.namespace, ref.name, decided.status.to_wire())
+            deps.metrics.api_writes.labels("modelroutes/status").inc()
+            self._written = decided.status
+        self._schedule_recheck(decided.recheck_at)
+
+    async def _carry_out_invalid(self, message: str) -> None:
+        decided = plan_invalid(
+            previous=self._previous,
+            written=self._written,
+            generation=self.route.generation,
+            message=message,
+            now=self._deps.now(),
+        )
+        await self._carry_out(decided, None)
+
+    def _schedule_recheck(self, at: datetime | None) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        if at is not None:
+            # A window that ended while this reconcile ran (slow writes under load) gets an
+            # immediate wake-up: delay 0, never a missed failback.
+            delay = max(0.0, (at - self._deps.now()).total_seconds()) + 0.001
+            self._recheck = asyncio.get_running_loop().call_later(delay, self._dirty.set)

@@ -1,0 +1,1 @@
+"""Pure decisions: health, policy, the plan, status and conditions (no I/O, no clock)."""

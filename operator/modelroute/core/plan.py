@@ -1,0 +1,183 @@
+"""The whole decision of one reconcile, as one pure function: :func:`plan`.
+
+It takes everything observed (spec, health records, the split the routing object carries, the
+status written before, an admin's approval) and ``now``, and returns what to do: the split to
+apply, the status to write (and whether it is worth a write), the Events to post, and when to
+look again (``recheck_at``: a failback stabilization window that ends with no probe result
+changing anything). No I/O, no clock: every rule is a table test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from modelroute.api.models import ConditionStatus, ModelRouteSpec, ModelRouteStatus
+from modelroute.core import policy, status
+from modelroute.core.conditions import get_condition
+from modelroute.core.health import HealthRecord
+from modelroute.core.types import (
+    ConditionType,
+    EventType,
+    Problem,
+    ReadyReason,
+    TrafficSplit,
+    Transition,
+)
+
+_EVENT_TYPES = {
+    Transition.INITIAL: EventType.NORMAL,
+    Transition.FAILOVER: EventType.WARNING,
+    Transition.FAILBACK: EventType.NORMAL,
+    Transition.REROUTE: EventType.NORMAL,
+}
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything one reconcile decides from.
+
+    ``previous`` is the status the last plan built (written or not: a failed write must not
+    lose a counted failover), ``written`` the one last written to (or read from) the API
+    server. ``problem`` is set when the driver reported that the routing object cannot carry
+    what was asked (the worker then plans again with it).
+    """
+
+    spec: ModelRouteSpec
+    generation: int | None
+    records: Mapping[str, HealthRecord]
+    routed: TrafficSplit | None
+    previous: ModelRouteStatus
+    written: ModelRouteStatus | None
+    approval: str | None
+    now: datetime
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A Kubernetes Event to post on the route."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile does, in order: apply ``split``, post ``events``, write ``status``."""
+
+    split: TrafficSplit | None  # None: leave routing as it is (fail-static, waiting, invalid)
+    decision: policy.Decision | None  # None for an invalid spec
+    status: ModelRouteStatus
+    write_status: bool
+    events: tuple[PlannedEvent, ...]
+    recheck_at: datetime | None
+    moved: bool  # traffic moves from one backend to another with this plan
+
+    @property
+    def active(self) -> str | None:
+        """The backend with the traffic once the plan is carried out."""
+        return self.status.active_backend
+
+
+def plan(given: PlanInput) -> Plan:
+    """Decide the split, the status, the Events and the next recheck (see the module doc)."""
+    active = given.routed.primary if given.routed is not None else None
+    consumed = given.previous.failback_approval
+    decision = policy.decide(
+        given.spec,
+        given.records,
+        active,
+        given.now,
+        failback_approved=given.approval is not None and given.approval != consumed,
+    )
+    target = decision.target if decision.target is not None else active
+    split = TrafficSplit.single(target) if target is not None else None
+    achieved = given.problem is None
+    traffic = split if achieved else given.routed
+    transition = decision.transition if achieved else None
+    moved = transition is not None and active is not None
+    new = status.build_status(
+        previous=given.previous,
+        spec=given.spec,
+        generation=given.generation,
+        records=given.records,
+        traffic=traffic,
+        decision=decision,
+        problem=given.problem,
+        moved=moved,
+        failback_approval=given.approval or consumed,
+        now=given.now,
+    )
+    events = _problem_events(given.previous, new)
+    if transition is not None:
+        events = (PlannedEvent(_EVENT_TYPES[transition], transition, decision.message), *events)
+    return Plan(
+        split=split,
+        decision=decision,
+        status=new,
+        write_status=status.needs_write(given.written, new, given.spec),
+        events=events,
+        recheck_at=_recheck_at(given.spec, given.records, new.active_backend, given.now),
+        moved=moved,
+    )
+
+
+def plan_invalid(
+    *,
+    previous: ModelRouteStatus,
+    written: ModelRouteStatus | None,
+    generation: int | None,
+    message: str,
+    now: datetime,
+) -> Plan:
+    """The plan for a spec that breaks a rule: no routing, Ready=False naming the field."""
+    problem = Problem(ReadyReason.INVALID_SPEC, message)
+    new = status.build_invalid_status(
+        previous=previous, generation=generation, problem=problem, now=now
+    )
+    return Plan(
+        split=None,
+        decision=None,
+        status=new,
+        write_status=status.needs_write(written, new, None),
+        events=_problem_events(previous, new),
+        recheck_at=None,
+        moved=False,
+    )
+
+
+def _problem_events(previous: ModelRouteStatus, new: ModelRouteStatus) -> tuple[PlannedEvent, ...]:
+    """A Warning when Ready turns False for a new reason (waiting for probes is no problem)."""
+    old_ready = get_condition(previous.conditions, ConditionType.READY)
+    ready = get_condition(new.conditions, ConditionType.READY)
+    if ready is None or ready.status is ConditionStatus.TRUE:
+        return ()
+    if ready.reason == ReadyReason.AWAITING_FIRST_PROBES:
+        return ()
+    if old_ready is not None and old_ready.reason == ready.reason:
+        return ()
+    return (PlannedEvent(EventType.WARNING, ready.reason, ready.message),)
+
+
+def _recheck_at(
+    spec: ModelRouteSpec, records: Mapping[str, HealthRecord], active: str | None, now: datetime
+) -> datetime | None:
+    """When the earliest more preferred backend's stabilization window ends, if in the future.
+
+    Failback waits on time alone, with no probe result changing anything material, so the
+    worker must wake itself then. A window that already ended is acted on by this very plan.
+    """
+    order = [b.name for b in spec.preference_order()]
+    if active is None or active not in order:
+        return None
+    window = timedelta(seconds=spec.failback.stabilization_seconds)
+    ready_at = [
+        record.healthy_since + window
+        for name in order[: order.index(active)]
+        if (record := records.get(name)) and record.healthy and record.healthy_since
+    ]
+    future = [at for at in ready_at if at > now]
+    return min(future) if future else None

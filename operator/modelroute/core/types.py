@@ -1,0 +1,152 @@
+"""The vocabulary the layers share: route identity, problems, traffic splits and typed reasons.
+
+Reasons are enums so no module compares condition or decision values as free strings; each is a
+``StrEnum`` because its value is what the API shows (condition reasons, Event reasons).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    """Identity of a ModelRoute, as owner references and Events need it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(namespace, name)."""
+        return self.namespace, self.name
+
+
+class ConditionType(enum.StrEnum):
+    """The condition types the operator sets on a ModelRoute."""
+
+    READY = "Ready"
+    DEGRADED = "Degraded"
+
+
+class ReadyReason(enum.StrEnum):
+    """Reasons of the ``Ready`` condition that the core decides."""
+
+    ROUTED = "Routed"
+    AWAITING_FIRST_PROBES = "AwaitingFirstProbes"
+    ALL_BACKENDS_UNHEALTHY = "AllBackendsUnhealthy"
+    INVALID_SPEC = "InvalidSpec"
+
+
+class DegradedReason(enum.StrEnum):
+    """Reasons of the ``Degraded`` condition."""
+
+    BACKEND_UNHEALTHY = "BackendUnhealthy"
+    NO_ACTIVE_BACKEND = "NoActiveBackend"
+    NOT_ON_PREFERRED_BACKEND = "NotOnPreferredBackend"
+    FAILBACK_PENDING = "FailbackPending"
+    ALL_BACKENDS_HEALTHY = "AllBackendsHealthy"
+
+
+class DecisionReason(enum.StrEnum):
+    """Why the policy decided what it did (shown in messages, never on the wire alone)."""
+
+    AWAITING_FIRST_PROBES = "AwaitingFirstProbes"
+    ALL_BACKENDS_UNHEALTHY = "AllBackendsUnhealthy"
+    STEADY = "Steady"
+    FAILBACK_PENDING = "FailbackPending"
+    INITIAL = "Initial"
+    ACTIVE_BACKEND_REMOVED = "ActiveBackendRemoved"
+    ACTIVE_BACKEND_UNHEALTHY = "ActiveBackendUnhealthy"
+    PREFERRED_BACKEND_RECOVERED = "PreferredBackendRecovered"
+    FAILBACK_APPROVED = "FailbackApproved"
+
+
+class Transition(enum.StrEnum):
+    """Why traffic moves; the values are the Kubernetes Event reasons."""
+
+    INITIAL = "Routed"
+    FAILOVER = "FailedOver"
+    FAILBACK = "FailedBack"
+    REROUTE = "Rerouted"  # the active backend disappeared from spec
+
+
+class EventType(enum.StrEnum):
+    """Kubernetes Event types."""
+
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why routing cannot be done as asked: ``Ready=False`` with this reason and message.
+
+    ``reason`` is an enum member: the core's :class:`ReadyReason`, or a driver's own reasons
+    (each driver module defines the ones it reports).
+    """
+
+    reason: enum.StrEnum
+    message: str
+
+
+class TrafficSplit(Mapping[str, int]):
+    """How a route's traffic is shared: backend name -> weight, weights summing to 100.
+
+    Backends with weight 0 are not stored, so a split read back from a routing object that
+    lists every backend (most at 0) equals the one that was asked for. Immutable and hashable.
+    """
+
+    __slots__ = ("_weights",)
+
+    def __init__(self, weights: Mapping[str, int]) -> None:
+        kept = {name: int(weight) for name, weight in weights.items() if weight != 0}
+        if any(weight < 0 or weight > 100 for weight in kept.values()):
+            raise ValueError(f"weights must be within 0..100: {dict(weights)}")
+        if sum(kept.values()) != 100:
+            raise ValueError(f"weights must sum to 100: {dict(weights)}")
+        self._weights = kept
+
+    @classmethod
+    def single(cls, backend: str) -> TrafficSplit:
+        """All traffic to ``backend``."""
+        return cls({backend: 100})
+
+    def __getitem__(self, backend: str) -> int:
+        return self._weights.get(backend, 0)
+
+    def __contains__(self, backend: object) -> bool:
+        return backend in self._weights
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._weights)
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TrafficSplit):
+            return self._weights == other._weights
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._weights.items()))
+
+    def __repr__(self) -> str:
+        return f"TrafficSplit({self._weights!r})"
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {weight}%" for name, weight in self._weights.items())
+
+    @property
+    def primary(self) -> str:
+        """The backend with the most traffic (the first listed on a tie): the active one."""
+        return max(self._weights, key=lambda name: self._weights[name])
+
+    @property
+    def is_single(self) -> bool:
+        """True when one backend takes all traffic."""
+        return len(self._weights) == 1

@@ -1,0 +1,1 @@
+"""The Kubernetes boundary: the REST client (a Protocol), watch-fed caches, Events, leader Lease."""

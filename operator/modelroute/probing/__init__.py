@@ -1,0 +1,1 @@
+"""Probing backends in their own dialects, and the shared probe loops."""
