@@ -26,10 +26,11 @@ $(CURDIR)/.uv/bin/uv:
 install: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.uv/bin/uv) ## create .venv from uv.lock
 	$(UV) sync --frozen
 
-lint: install ## ruff, mypy, and a check that crds/ matches the models
+lint: install ## ruff, mypy, import layers (lint-imports), and a check that crds/ matches the models
 	$(BIN)/ruff check operator tests hack bench
 	$(BIN)/ruff format --check operator tests hack bench
 	$(BIN)/mypy
+	PYTHONPATH=operator $(BIN)/lint-imports --no-cache
 	PYTHONPATH=operator $(BIN)/python -m modelroute.crdgen --check
 
 crds: install ## regenerate the CRD YAML from operator/modelroute/models.py

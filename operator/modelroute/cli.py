@@ -19,6 +19,41 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         prog="modelroute-operator",
         description="Keep one stable Service pointed at the best healthy LLM backend.",
     )
+    _add_scope_and_endpoints(parser)
+    _add_leader_election(parser)
+    parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)
+    parser.add_argument(
+        "--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    settings = Settings(
+        namespaces=tuple(dict.fromkeys(args.namespaces)),
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        bind_address=args.bind_address,
+        max_connections_per_host=args.max_connections_per_host,
+        leader_election=args.leader_election,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_election_lease=args.leader_election_lease,
+        kubeconfig=args.kubeconfig,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+    return settings, args
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for port in (args.metrics_port, args.health_port):
+        if not 0 <= port <= 65535:
+            parser.error(f"port {port} is out of range 0-65535")
+    if args.metrics_port and args.metrics_port == args.health_port:
+        parser.error(f"--metrics-port and --health-port are both {args.metrics_port}")
+    if args.max_connections_per_host < 1:
+        parser.error("--max-connections-per-host must be at least 1")
+
+
+def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--namespace",
         "-n",
@@ -53,6 +88,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         default=_DEFAULTS.max_connections_per_host,
         help="probe connections kept per backend host (default %(default)s)",
     )
+
+
+def _add_leader_election(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--leader-election",
         action="store_true",
@@ -69,32 +107,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         default=_DEFAULTS.leader_election_lease,
         help="name of the Lease (default %(default)s)",
     )
-    parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)
-    parser.add_argument(
-        "--log-level", default=_DEFAULTS.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
-    )
-    args = parser.parse_args(argv)
-    for port in (args.metrics_port, args.health_port):
-        if not 0 <= port <= 65535:
-            parser.error(f"port {port} is out of range 0-65535")
-    if args.metrics_port and args.metrics_port == args.health_port:
-        parser.error(f"--metrics-port and --health-port are both {args.metrics_port}")
-    if args.max_connections_per_host < 1:
-        parser.error("--max-connections-per-host must be at least 1")
-    settings = Settings(
-        namespaces=tuple(dict.fromkeys(args.namespaces)),
-        metrics_port=args.metrics_port,
-        health_port=args.health_port,
-        bind_address=args.bind_address,
-        max_connections_per_host=args.max_connections_per_host,
-        leader_election=args.leader_election,
-        leader_election_namespace=args.leader_election_namespace,
-        leader_election_lease=args.leader_election_lease,
-        kubeconfig=args.kubeconfig,
-        log_format=args.log_format,
-        log_level=args.log_level,
-    )
-    return settings, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

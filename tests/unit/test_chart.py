@@ -20,8 +20,9 @@ import helm_python as helm
 import pytest
 import yaml
 
-from modelroute import cli, crdgen
-from modelroute.kube.client import Credentials, KubeClient
+from modelroute import cli, crdgen, routing
+from modelroute.kube.client import KubeClient
+from modelroute.kube.credentials import Credentials
 from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.settings import Settings
 from tests.harness.apiserver import REPO_ROOT
@@ -50,21 +51,39 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resourceNames)
 
-# What the operator calls (operator/modelroute/kube.py) and kopf does for it, per watched scope.
-BASE_RULES: set[Rule] = {
+# What the operator calls (operator/modelroute/kube/client.py) and kopf does for it, per watched
+# scope, besides the routing drivers' kinds.
+CORE_RULES: set[Rule] = {
     ("modelroute.dev", "modelroutes", "list", ()),
     ("modelroute.dev", "modelroutes", "watch", ()),
     ("modelroute.dev", "modelroutes/status", "patch", ()),
-    ("", "services", "get", ()),
-    ("", "services", "list", ()),
-    ("", "services", "watch", ()),
-    ("", "services", "create", ()),
-    ("", "services", "patch", ()),
     ("", "secrets", "get", ()),
     ("", "secrets", "list", ()),
     ("", "secrets", "watch", ()),
     ("", "events", "create", ()),
 }
+
+
+def driver_rules() -> set[Rule]:
+    """What the routing registry declares: every kind a driver routes through or reads is read
+    (get on a cache miss) and watched; each driver's own routing object is created and patched.
+    A driver added without its RBAC in the chart fails the tests that compare against this."""
+    rules: set[Rule] = set()
+    for name in routing.names():
+        info = routing.info(name)
+        for kind in info.watched_kinds:
+            rules |= {(kind.group, kind.plural, verb, ()) for verb in ("get", "list", "watch")}
+        rules |= {(info.kind.group, info.kind.plural, verb, ()) for verb in ("create", "patch")}
+    return rules
+
+
+BASE_RULES: set[Rule] = CORE_RULES | driver_rules()
+
+
+def test_the_service_driver_needs_exactly_the_service_verbs() -> None:
+    assert driver_rules() == {
+        ("", "services", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
+    }
 
 
 class RecordingKube(KubeClient):

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from modelroute.kube.client import SERVICES, ApiError, Credentials, KubeClient, ObjectKind
+from modelroute.kube.client import SERVICES, ApiError, KubeClient, ObjectKind
+from modelroute.kube.credentials import Credentials
 
 Seen = list[dict[str, Any]]
 
@@ -122,9 +123,9 @@ async def test_chunked_bodies_are_read(api: tuple[KubeClient, Seen]) -> None:
 
 
 async def test_routing_writes_take_free_slots_before_other_waiting_requests() -> None:
-    from modelroute.kube.client import _Lanes
+    from modelroute.kube.lanes import Lanes
 
-    lanes = _Lanes(1)
+    lanes = Lanes(1)
     order: list[str] = []
     await lanes.acquire(urgent=False)  # the only slot is taken
 

@@ -20,17 +20,15 @@ from modelroute.core.types import Problem, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache, slim_object
 from modelroute.kube.client import SERVICES, ApiError
 from modelroute.routing.base import DriverContext, RoutingState
-from modelroute.routing.service import (
-    BACKEND_ANNOTATION,
+from modelroute.routing.ownership import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     ROUTE_LABEL,
-    ServiceDriver,
-    desired_service,
     owner_reference,
     ownership,
-    service_patch,
 )
+from modelroute.routing.service import ServiceDriver
+from modelroute.routing.service_object import BACKEND_ANNOTATION, desired_service, service_patch
 from tests.fakes.kube import FakeKube, merge_patch
 
 NS = "ai"

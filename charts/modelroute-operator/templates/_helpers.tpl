@@ -64,7 +64,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-RBAC rules for one watched scope: exactly what the operator calls (operator/modelroute/kube.py)
+RBAC rules for one watched scope: exactly what the operator calls (operator/modelroute/kube/)
 plus what kopf does for it (watches, events). No wildcards. The leader-election Lease has its
 own Role in the release namespace (rbac.yaml).
 */}}
@@ -77,7 +77,9 @@ own Role in the release namespace (rbac.yaml).
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes/status"]
   verbs: ["patch"]
-# Target and stable Services: watched; the stable Service is created and patched.
+# The routing drivers' kinds (operator/modelroute/routing/, each DriverInfo's kind and reads;
+# tests/unit/test_chart.py derives the expected rules from that registry). Service driver:
+# target and stable Services are read and watched; the stable Service is created and patched.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]

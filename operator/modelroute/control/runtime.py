@@ -25,7 +25,8 @@ from modelroute import routing
 from modelroute.control.controller import Controller
 from modelroute.control.route import Deps
 from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
-from modelroute.kube.client import SECRETS, KubeClient, load_credentials
+from modelroute.kube.client import SECRETS, KubeClient
+from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.metrics import Metrics
@@ -66,34 +67,7 @@ class Runtime:
         metrics = Metrics()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=metrics.registry)
-        # One cache per kind some routing driver routes through or reads, and the Secrets
-        # that probes authenticate with.
-        caches = {
-            kind: ObjectCache(functools.partial(kube.get_object, kind), slim_object)
-            for kind in routing.watched_kinds()
-        }
-        secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
-        probes = ProbeHub(
-            # No global connection limit: a hung host must not hold up probes of other hosts.
-            session=prober.new_session(
-                connection_limit=0, connection_limit_per_host=settings.max_connections_per_host
-            ),
-            secrets=secrets,
-            metrics=metrics,
-            now=utc_now,
-            start_jitter_seconds=settings.probe_start_jitter_seconds,
-            max_retry_after_seconds=settings.max_retry_after_seconds,
-        )
-        deps = Deps(
-            settings=settings,
-            kube=kube,
-            caches=caches,
-            secrets=secrets,
-            metrics=metrics,
-            events=EventRecorder(kube, settings.field_manager),
-            probes=probes,
-            now=utc_now,
-        )
+        deps, probes = _build_deps(settings, kube, metrics)
         controller = Controller(deps, leading=not settings.leader_election)
         runtime = cls(
             settings=settings,
@@ -105,23 +79,7 @@ class Runtime:
         )
         if settings.leader_election:
             runtime.elector = asyncio.create_task(
-                LeaderElector(
-                    kube,
-                    LeaseConfig(
-                        # In a Pod the chart sets POD_NAMESPACE from the downward API.
-                        namespace=settings.leader_election_namespace
-                        or os.environ.get("POD_NAMESPACE", "default"),
-                        name=settings.leader_election_lease,
-                        identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
-                        lease_seconds=settings.leader_election_lease_seconds,
-                        renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
-                        renew_seconds=settings.leader_election_retry_seconds,
-                    ),
-                    now=utc_now,
-                    on_started=controller.start_leading,
-                    on_stopped=controller.stop_leading,
-                ).run(),
-                name="leader-election",
+                _elector(settings, kube, controller).run(), name="leader-election"
             )
         await runtime._serve(settings.metrics_port, [("/metrics", runtime._metrics)])
         await runtime._serve(
@@ -178,3 +136,56 @@ class Runtime:
         if not self.ready:
             return web.Response(status=503, text="starting\n")
         return web.Response(text="ok\n")
+
+
+def _build_deps(settings: Settings, kube: KubeClient, metrics: Metrics) -> tuple[Deps, ProbeHub]:
+    """What every route worker shares, and the probe hub behind it."""
+    # One cache per kind some routing driver routes through or reads, and the Secrets that
+    # probes authenticate with.
+    caches = {
+        kind: ObjectCache(functools.partial(kube.get_object, kind), slim_object)
+        for kind in routing.watched_kinds()
+    }
+    secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
+    probes = ProbeHub(
+        # No global connection limit: a hung host must not hold up probes of other hosts.
+        session=prober.new_session(
+            connection_limit=0, connection_limit_per_host=settings.max_connections_per_host
+        ),
+        secrets=secrets,
+        metrics=metrics,
+        now=utc_now,
+        start_jitter_seconds=settings.probe_start_jitter_seconds,
+        max_retry_after_seconds=settings.max_retry_after_seconds,
+    )
+    deps = Deps(
+        settings=settings,
+        kube=kube,
+        caches=caches,
+        secrets=secrets,
+        metrics=metrics,
+        events=EventRecorder(kube, settings.field_manager),
+        probes=probes,
+        now=utc_now,
+    )
+    return deps, probes
+
+
+def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:
+    """Leader election with a Lease: only the holder runs the route workers."""
+    return LeaderElector(
+        kube,
+        LeaseConfig(
+            # In a Pod the chart sets POD_NAMESPACE from the downward API.
+            namespace=settings.leader_election_namespace
+            or os.environ.get("POD_NAMESPACE", "default"),
+            name=settings.leader_election_lease,
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            lease_seconds=settings.leader_election_lease_seconds,
+            renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
+            renew_seconds=settings.leader_election_retry_seconds,
+        ),
+        now=utc_now,
+        on_started=controller.start_leading,
+        on_stopped=controller.stop_leading,
+    )

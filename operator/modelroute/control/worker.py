@@ -69,6 +69,7 @@ class RouteWorker:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recheck: asyncio.TimerHandle | None = None
+        self._retry: asyncio.TimerHandle | None = None
         self.crashed = False
 
     def state(self) -> WorkerState:
@@ -103,8 +104,9 @@ class RouteWorker:
 
     async def stop(self) -> None:
         """Cancel every task of this route and wait for them (returns within milliseconds)."""
-        if self._recheck is not None:
-            self._recheck.cancel()
+        for timer in (self._recheck, self._retry):
+            if timer is not None:
+                timer.cancel()
         self.feed.stop()
         for task in self._tasks:
             task.cancel()
@@ -167,7 +169,7 @@ class RouteWorker:
                 logger.warning(
                     "reconcile failed, retrying in %.0fs: %s", retry, exc, extra=self._log
                 )
-                asyncio.get_running_loop().call_later(retry, self._dirty.set)
+                self._retry = asyncio.get_running_loop().call_later(retry, self._dirty.set)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
             else:
                 if once:
@@ -258,8 +260,9 @@ class RouteWorker:
         await self._carry_out(decided, None)
 
     def _schedule_recheck(self, at: datetime | None) -> None:
-        if self._recheck is not None:
-            self._recheck.cancel()
+        for timer in (self._recheck, self._retry):
+            if timer is not None:
+                timer.cancel()
             self._recheck = None
         if at is not None:
             # A window that ended while this reconcile ran (slow writes under load) gets an

@@ -93,10 +93,9 @@ def plan(given: PlanInput) -> Plan:
         given.now,
         failback_approved=given.approval is not None and given.approval != consumed,
     )
-    target = decision.target if decision.target is not None else active
-    split = TrafficSplit.single(target) if target is not None else None
+    split = _split(given.spec, decision, active)
     achieved = given.problem is None
-    traffic = split if achieved else given.routed
+    traffic = split if achieved and split is not None else given.routed
     transition = decision.transition if achieved else None
     moved = transition is not None and active is not None
     new = status.build_status(
@@ -108,7 +107,8 @@ def plan(given: PlanInput) -> Plan:
         decision=decision,
         problem=given.problem,
         moved=moved,
-        failback_approval=given.approval or consumed,
+        # Recorded as given, even empty: an empty value must not approve on every reconcile.
+        failback_approval=consumed if given.approval is None else given.approval,
         now=given.now,
     )
     events = _problem_events(given.previous, new)
@@ -147,6 +147,20 @@ def plan_invalid(
         recheck_at=None,
         moved=False,
     )
+
+
+def _split(
+    spec: ModelRouteSpec, decision: policy.Decision, active: str | None
+) -> TrafficSplit | None:
+    """The split to apply: the decision's target, else the active backend again (drift).
+
+    An active backend no longer in spec is not applied again (no driver can point at a backend
+    it has no spec for): routing is left as it is until a backend of the spec can take over.
+    """
+    target = decision.target if decision.target is not None else active
+    if target is None or target not in {backend.name for backend in spec.backends}:
+        return None
+    return TrafficSplit.single(target)
 
 
 def _problem_events(previous: ModelRouteStatus, new: ModelRouteStatus) -> tuple[PlannedEvent, ...]:

@@ -1,17 +1,13 @@
 """The only module that talks to the Kubernetes API (besides kopf's own watches).
 
-A small async REST client on aiohttp. Credentials come from the in-cluster ServiceAccount or
-from a kubeconfig, loaded by the ``kubernetes`` package so every kubeconfig feature it supports
-works here too. Every write carries the field manager.
+A small async REST client on aiohttp, behind the :class:`KubeApi` Protocol (our own boundary,
+which the tests' FakeKube implements). Credentials come from ``credentials``; requests in
+flight are bounded by ``lanes``, routing writes first. Every write carries the field manager.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
 import json
-import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -19,6 +15,8 @@ from urllib.parse import quote
 import aiohttp
 
 from modelroute.api.models import GROUP, KIND, PLURAL, VERSION
+from modelroute.kube.credentials import Credentials
+from modelroute.kube.lanes import MAX_IN_FLIGHT, Lanes
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -59,116 +57,6 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
-
-
-@dataclass
-class Credentials:
-    """How to reach and authenticate to the API server."""
-
-    server: str
-    ssl_context: ssl.SSLContext | bool
-    token: str | None = None
-    refresh: Any = None  # kubernetes.client.Configuration refresh hook (in-cluster tokens)
-    configuration: Any = None
-
-    def authorization(self) -> str | None:
-        """The current Authorization header value (refreshing rotating tokens first)."""
-        if self.refresh is not None and self.configuration is not None:
-            self.refresh(self.configuration)
-            self.token = _token(self.configuration) or self.token
-        return f"Bearer {self.token}" if self.token else None
-
-
-def load_credentials(kubeconfig: str | None = None, context: str | None = None) -> Credentials:
-    """In-cluster credentials when running in a Pod, else the kubeconfig (KUBECONFIG)."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(context=context, client_configuration=configuration)
-    else:
-        config.load_kube_config(
-            config_file=kubeconfig, context=context, client_configuration=configuration
-        )
-    return credentials_from_configuration(configuration)
-
-
-def credentials_from_configuration(configuration: Any) -> Credentials:
-    """Credentials from a ``kubernetes.client.Configuration``."""
-    context: ssl.SSLContext | bool = False
-    if configuration.verify_ssl:
-        verified = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        if configuration.cert_file:
-            verified.load_cert_chain(configuration.cert_file, configuration.key_file)
-        context = verified
-    return Credentials(
-        server=configuration.host.rstrip("/"),
-        ssl_context=context,
-        token=_token(configuration),
-        refresh=configuration.refresh_api_key_hook,
-        configuration=configuration,
-    )
-
-
-def _token(configuration: Any) -> str | None:
-    # Older kubernetes clients store the token under "authorization", newer under "BearerToken".
-    for name in ("BearerToken", "authorization"):
-        value = configuration.api_key.get(name)
-        if value:
-            return str(value).removeprefix("Bearer ").strip()
-    return None
-
-
-# Requests in flight to the API server at once (the connection pool has as many).
-_MAX_IN_FLIGHT = 20
-
-
-class _Lanes:
-    """At most ``limit`` requests in flight; routing writes (the Service patches that move
-    traffic) take free slots before anything else waiting.
-
-    Why: when one shared vendor goes down under many routes, every route decides at the same
-    moment and each sends a Service patch, an Event and a status patch, and the status writes
-    of the previous (non-deciding) failed probe may still be queued. In arrival order the
-    traffic moves waited behind all of those (bench mass, 1,000 routes: the last route
-    switched 6.7-9.1 s after the floor). Only the order changes: every request is still sent.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._free = limit
-        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
-            collections.deque(),  # urgent: routing writes
-            collections.deque(),  # the rest
-        )
-
-    async def acquire(self, urgent: bool) -> None:
-        urgent_queue, normal_queue = self._waiting
-        if self._free > 0 and not urgent_queue and (urgent or not normal_queue):
-            self._free -= 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        (urgent_queue if urgent else normal_queue).append(future)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.release()  # the slot was handed over just as we were cancelled
-            else:
-                with contextlib.suppress(ValueError):  # release() may have skipped it already
-                    (urgent_queue if urgent else normal_queue).remove(future)
-            raise
-
-    def release(self) -> None:
-        for queue in self._waiting:
-            while queue:
-                future = queue.popleft()
-                if not future.done():
-                    future.set_result(None)  # the slot passes straight to the next waiter
-                    return
-        self._free += 1
 
 
 class KubeApi(Protocol):
@@ -232,7 +120,7 @@ class KubeClient:
         self._field_manager = field_manager
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
-        self._lanes = _Lanes(_MAX_IN_FLIGHT)
+        self._lanes = Lanes(MAX_IN_FLIGHT)
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -242,9 +130,7 @@ class KubeClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                ssl=self._credentials.ssl_context, limit=_MAX_IN_FLIGHT
-            )
+            connector = aiohttp.TCPConnector(ssl=self._credentials.ssl_context, limit=MAX_IN_FLIGHT)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 

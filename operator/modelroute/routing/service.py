@@ -1,12 +1,9 @@
 """The Service driver: one stable Service that mirrors the active backend's Service.
 
-- Target Service with a selector: copy the selector and map ``spec.service.port`` to the
-  target's ``targetPort`` for ``serviceRef.port``. One merge patch; the type stays ClusterIP so
-  the ClusterIP never changes.
-- Target Service without a selector: the stable Service becomes ExternalName
-  ``<serviceRef.name>.<namespace>.svc.<cluster domain>``. This is DNS (a CNAME), so clients
-  connect to the target on the port they know, ``spec.service.port``: the target must serve
-  that port, and TLS/SNI and Host headers carry the stable name.
+- What the stable Service looks like for a backend is pure, in ``service_object``: it mirrors
+  a target with a selector (one merge patch, the ClusterIP never changes), or becomes an
+  ExternalName DNS alias of a selector-less target (TLS/SNI and Host headers then carry the
+  stable name).
 - A Service the operator did not create is never written (reason ServiceConflict).
 - Weights are not supported: a Service sends all traffic to one backend.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect
@@ -15,29 +12,21 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Any
 
-from modelroute.api.models import GROUP, KIND, VERSION, Backend, ModelRouteSpec
-from modelroute.core.types import Problem, ReadyReason, RouteRef, TrafficSplit
+from modelroute.api.models import ModelRouteSpec
+from modelroute.core.types import Problem, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache, ObjectKey
 from modelroute.kube.client import SERVICES, ApiError, KubeApi, ObjectKind
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingState
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "modelroute-operator"
-ROUTE_LABEL = "modelroute.dev/route"
-BACKEND_ANNOTATION = "modelroute.dev/backend"
-
-
-class ServiceReason(enum.StrEnum):
-    """``Ready=False`` reasons this driver reports."""
-
-    TARGET_SERVICE_MISSING = "TargetServiceMissing"
-    TARGET_PORT_MISSING = "TargetPortMissing"
-    EXTERNAL_NAME_PORT_MISMATCH = "ExternalNamePortMismatch"
-    SERVICE_CONFLICT = "ServiceConflict"
+from modelroute.routing.ownership import ownership
+from modelroute.routing.service_object import (
+    BACKEND_ANNOTATION,
+    ServiceReason,
+    desired_service,
+    service_patch,
+)
 
 
 def check_spec(spec: ModelRouteSpec) -> list[str]:
@@ -54,146 +43,6 @@ def check_spec(spec: ModelRouteSpec) -> list[str]:
                 f"spec.service.name {spec.service.name!r} (the Service the operator manages)"
             )
     return found
-
-
-def owner_reference(route: RouteRef) -> dict[str, Any]:
-    """The ownerReference that makes the route own (and garbage-collect) the Service."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "name": route.name,
-        "uid": route.uid,
-        "controller": True,
-    }
-
-
-def ownership(route: RouteRef, service: dict[str, Any]) -> str:
-    """'owned', 'adoptable' (ours, from an earlier route object of the same name) or 'foreign'."""
-    meta = service.get("metadata", {})
-    if any(ref.get("uid") == route.uid for ref in meta.get("ownerReferences") or []):
-        return "owned"
-    labels = meta.get("labels") or {}
-    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(ROUTE_LABEL) == route.name:
-        return "adoptable"
-    return "foreign"
-
-
-def _target_port(target: dict[str, Any], port: int) -> dict[str, Any] | None:
-    for entry in target.get("spec", {}).get("ports") or []:
-        if entry.get("port") == port:
-            return dict(entry)
-    return None
-
-
-def desired_service(
-    route: RouteRef,
-    spec: ModelRouteSpec,
-    backend: Backend,
-    target: dict[str, Any],
-    cluster_domain: str,
-) -> dict[str, Any] | Problem:
-    """The stable Service that sends traffic to ``backend`` (pure), or why it cannot."""
-    ref = backend.service_ref
-    if ref is None:  # validation reports this before routing; kept total for safety
-        return Problem(ReadyReason.INVALID_SPEC, f"backend {backend.name} has no serviceRef")
-    selector = target.get("spec", {}).get("selector") or {}
-    if selector:
-        port = _target_port(target, ref.port)
-        if port is None:
-            return Problem(
-                ServiceReason.TARGET_PORT_MISSING,
-                f"Service {route.namespace}/{ref.name} has no port {ref.port} "
-                f"(backend {backend.name})",
-            )
-        spec_part: dict[str, Any] = {
-            "type": "ClusterIP",
-            "selector": dict(selector),
-            "ports": [
-                {
-                    "protocol": port.get("protocol", "TCP"),
-                    "port": spec.service.port,
-                    "targetPort": port.get("targetPort", port["port"]),
-                }
-            ],
-        }
-    else:
-        # ExternalName is DNS: clients reach the target on spec.service.port. A target that
-        # declares ports but not that one would take the traffic nowhere while looking routed.
-        declared = [p.get("port") for p in target.get("spec", {}).get("ports") or []]
-        if declared and spec.service.port not in declared:
-            return Problem(
-                ServiceReason.EXTERNAL_NAME_PORT_MISMATCH,
-                f"Service {route.namespace}/{ref.name} has no selector, so traffic would "
-                f"reach it by DNS on port {spec.service.port}, which it does not expose "
-                f"(ports: {', '.join(str(p) for p in declared)}); expose port "
-                f"{spec.service.port} on it or give it a selector",
-            )
-        spec_part = {
-            "type": "ExternalName",
-            "externalName": f"{ref.name}.{route.namespace}.svc.{cluster_domain}",
-            "ports": [{"protocol": "TCP", "port": spec.service.port, "targetPort": ref.port}],
-        }
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": spec.service.name,
-            "namespace": route.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROUTE_LABEL: route.name},
-            "annotations": {BACKEND_ANNOTATION: backend.name},
-            "ownerReferences": [owner_reference(route)],
-        },
-        "spec": spec_part,
-    }
-
-
-def _normalized_ports(ports: list[dict[str, Any]] | None) -> list[tuple[Any, ...]]:
-    # The API server fills in protocol and targetPort defaults; compare what they mean.
-    return [
-        (p.get("protocol", "TCP"), p.get("port"), p.get("targetPort", p.get("port")))
-        for p in ports or []
-    ]
-
-
-def service_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON merge patch that turns ``current`` into ``desired``; None when nothing differs.
-
-    Only fields the operator manages are compared, so other controllers' additions (extra
-    labels, annotations, status) never cause a write.
-    """
-    meta, want_meta = current.get("metadata", {}), desired["metadata"]
-    spec, want = current.get("spec", {}), desired["spec"]
-    patch_meta: dict[str, Any] = {}
-    for field in ("labels", "annotations"):
-        have = meta.get(field) or {}
-        changed = {k: v for k, v in want_meta[field].items() if have.get(k) != v}
-        if changed:
-            patch_meta[field] = changed
-    owners = meta.get("ownerReferences") or []
-    if not any(o.get("uid") == want_meta["ownerReferences"][0]["uid"] for o in owners):
-        patch_meta["ownerReferences"] = want_meta["ownerReferences"]
-    patch_spec: dict[str, Any] = {}
-    if spec.get("type", "ClusterIP") != want["type"]:
-        patch_spec["type"] = want["type"]
-    want_selector = want.get("selector") or {}
-    have_selector = spec.get("selector") or {}
-    if have_selector != want_selector:
-        # Merge patch merges maps: name the keys to remove explicitly with null.
-        removed: dict[str, Any] = {k: None for k in have_selector if k not in want_selector}
-        patch_spec["selector"] = {**removed, **want_selector} if want_selector else None
-    if spec.get("externalName") != want.get("externalName"):
-        patch_spec["externalName"] = want.get("externalName")
-    if _normalized_ports(spec.get("ports")) != _normalized_ports(want["ports"]):
-        patch_spec["ports"] = want["ports"]
-    if patch_spec.get("type") == "ExternalName":
-        # An ExternalName Service has no cluster IP; release it explicitly.
-        patch_spec.update(clusterIP=None, clusterIPs=None)
-    patch: dict[str, Any] = {}
-    if patch_meta:
-        patch["metadata"] = patch_meta
-    if patch_spec:
-        patch["spec"] = patch_spec
-    return patch or None
 
 
 class ServiceDriver:
@@ -254,7 +103,18 @@ class ServiceDriver:
         patch = service_patch(current, desired)
         if patch is None:
             return RoutingState(split=split)
-        updated = await self._kube.patch_object(SERVICES, route.namespace, spec.service.name, patch)
+        try:
+            updated = await self._kube.patch_object(
+                SERVICES, route.namespace, spec.service.name, patch
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # Deleted before the watch said so: forget it and create it again, now.
+            self._services.observe("DELETED", current)
+            if await self._create(route, desired) is not None:
+                raise  # created meanwhile by someone else: the retry diffs against it
+            return RoutingState(split=split, wrote=True)
         self._services.put(updated)
         return RoutingState(split=split, wrote=True)
 
