@@ -260,9 +260,8 @@ class RouteWorker:
         await self._carry_out(decided, None)
 
     def _schedule_recheck(self, at: datetime | None) -> None:
-        for timer in (self._recheck, self._retry):
-            if timer is not None:
-                timer.cancel()
+        if self._recheck is not None:
+            self._recheck.cancel()
             self._recheck = None
         if at is not None:
             # A window that ended while this reconcile ran (slow writes under load) gets an
