@@ -18,6 +18,7 @@ import yaml
 
 from modelroute import routing
 from modelroute.api import models
+from modelroute.api.status import ModelRouteStatus
 
 CRD_FILENAME = f"{models.GROUP}_{models.PLURAL}.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +169,7 @@ def build_crd() -> dict[str, Any]:
     spec_schema = _model_schema(models.ModelRouteSpec)
     driver = spec_schema["properties"]["routing"]["properties"]["driver"]
     driver["enum"] = routing.names()
-    status_schema = _without_defaults(_model_schema(models.ModelRouteStatus))
+    status_schema = _without_defaults(_model_schema(ModelRouteStatus))
     _add_list_semantics(status_schema)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

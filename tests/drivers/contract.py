@@ -33,6 +33,7 @@ from modelroute.kube.cache import ObjectCache, ObjectKey, slim_object
 from modelroute.kube.client import SERVICES, KubeApi, ObjectKind
 from modelroute.routing import ownership, service_object
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingDriver, RoutingState
+from modelroute.routing.service_object import stable
 
 ROUTE_NAME = "chat"
 # What another actor adds beside a drift: the driver must keep it (it does not manage it).
@@ -133,7 +134,7 @@ class ServiceAdapter:
         return [(SERVICES, llama), (SERVICES, vendor)]
 
     def key(self, spec: ModelRouteSpec) -> ObjectKey:
-        return self.namespace, spec.service.name
+        return self.namespace, stable(spec).name
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -166,7 +167,7 @@ class ServiceAdapter:
 
     def foreign(self, spec: ModelRouteSpec) -> dict[str, Any]:
         return self._service(
-            spec.service.name,
+            stable(spec).name,
             {"selector": {"app": "someone-elses"}, "ports": [{"port": 80, "targetPort": 8080}]},
         )
 

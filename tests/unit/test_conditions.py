@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelroute.api.models import Condition, ConditionStatus
+from modelroute.api.status import Condition, ConditionStatus
 from modelroute.core.conditions import get_condition, set_condition
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN

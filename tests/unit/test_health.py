@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelroute.api.models import BackendStatus, ProbeSpec
+from modelroute.api.models import ProbeSpec
+from modelroute.api.status import BackendStatus
 from modelroute.core.health import HealthRecord, ProbeOutcome, fold, from_status, to_status
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)

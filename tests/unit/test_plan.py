@@ -16,17 +16,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from modelroute.api.models import (
-    Backend,
-    Condition,
-    ConditionStatus,
-    FailbackMode,
-    FailbackSpec,
-    ModelRouteSpec,
-    ModelRouteStatus,
-    ServiceSpec,
-    TrafficWeight,
-)
+from modelroute.api.models import Backend, FailbackMode, FailbackSpec, ModelRouteSpec, ServiceSpec
+from modelroute.api.status import Condition, ConditionStatus, ModelRouteStatus, TrafficWeight
 from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord
 from modelroute.core.plan import Plan, PlanInput, PlannedEvent, plan, plan_invalid

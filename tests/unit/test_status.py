@@ -8,13 +8,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from modelroute.api.models import (
-    Condition,
-    ConditionStatus,
-    FailbackMode,
-    ModelRouteSpec,
-    ModelRouteStatus,
-)
+from modelroute.api.models import FailbackMode, ModelRouteSpec
+from modelroute.api.status import Condition, ConditionStatus, ModelRouteStatus
 from modelroute.core import policy
 from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord, ProbeOutcome, fold

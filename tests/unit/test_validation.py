@@ -61,7 +61,6 @@ DELETE = object()
             "spec.backends",
             id="too-many-backends",
         ),
-        pytest.param(with_("service", DELETE), "spec.service", id="service-missing"),
         pytest.param(with_("service.port", 70000), "spec.service.port", id="service-port"),
         pytest.param(with_("probe.type", "Ping"), "spec.probe.type", id="probe-type"),
         pytest.param(
@@ -147,8 +146,32 @@ def spec_of(*backends: dict[str, Any], driver: str = "Service") -> ModelRouteSpe
             id="service-ref-is-the-stable-service",
         ),
         pytest.param(
-            spec_of(backend("a", ref=None), driver="HTTPRoute"),
-            ["spec.routing.driver: unknown driver 'HTTPRoute' (available: Service)"],
+            ModelRouteSpec.model_validate({"backends": [backend("a", ref="s1")]}),
+            ["spec.service: required by the Service routing driver"],
+            id="service-missing",
+        ),
+        pytest.param(
+            spec_of(backend("a", ref=None)),
+            [
+                "spec.backends[0].endpoint: required when the backend has no serviceRef "
+                "(probes need an address)",
+                "spec.backends[0].serviceRef: required by the Service routing driver",
+            ],
+            id="nowhere-to-probe",
+        ),
+        pytest.param(
+            ModelRouteSpec.model_validate(
+                {**raw_spec(backend("a", ref="s1")), "failback": {"steps": [10, 100]}}
+            ),
+            [
+                "spec.failback.steps: the Service routing driver cannot split traffic (staged "
+                "failback needs a weighted driver such as HTTPRoute)"
+            ],
+            id="steps-need-weights",
+        ),
+        pytest.param(
+            spec_of(backend("a", ref=None, endpoint="http://a.example"), driver="Nope"),
+            ["spec.routing.driver: unknown driver 'Nope' (available: HTTPRoute, Service)"],
             id="unknown-driver",
         ),
     ],

@@ -9,11 +9,21 @@ constraints (they become the CRD's OpenAPI schema, see ``crdgen``); rules it can
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from modelroute.api.base import (
+    DNS_SUBDOMAIN_PATTERN,
+    HTTP_HEADER_PATTERN,
+    SECRET_KEY_PATTERN,
+    URL_PATTERN,
+    ApiModel,
+    DnsLabel,
+    Port,
+    ServiceName,
+)
+from modelroute.api.gateway import BackendRef, HTTPRouteSpec
 
 GROUP = "modelroute.dev"
 VERSION = "v1alpha1"
@@ -21,37 +31,6 @@ KIND = "ModelRoute"
 PLURAL = "modelroutes"
 SINGULAR = "modelroute"
 SHORT_NAMES = ("mroute",)
-
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
-HTTP_HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s]*)?$"
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
-ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_1035_LABEL_PATTERN)]
-
-
-class _Model(BaseModel):
-    """Base: camelCase on the wire, snake_case in Python, unknown fields ignored.
-
-    Unknown fields are ignored rather than rejected so an older operator keeps working while a
-    newer CRD adds fields; the API server's structural schema already prunes unknown input.
-    """
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
-        frozen=True,
-        use_enum_values=False,
-    )
-
-    def to_wire(self) -> dict[str, Any]:
-        """Serialize to the camelCase JSON shape the API server stores."""
-        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 class ProbeType(enum.StrEnum):
@@ -70,21 +49,21 @@ class FailbackMode(enum.StrEnum):
     MANUAL = "Manual"
 
 
-class ServiceSpec(_Model):
+class ServiceSpec(ApiModel):
     """The stable Service that clients call; created and owned by the operator."""
 
     name: ServiceName = Field(description="Name of the stable Service clients call.")
     port: Port = Field(description="Port the stable Service exposes.")
 
 
-class ServiceRef(_Model):
+class ServiceRef(ApiModel):
     """A Service in the route's namespace that serves one backend."""
 
     name: ServiceName = Field(description="Name of the backend's Service (same namespace).")
     port: Port = Field(description="Port of that Service to route to.")
 
 
-class AuthSecretRef(_Model):
+class AuthSecretRef(ApiModel):
     """Where the probe's API key lives; the key is sent as ``<header>: <prefix><key>``."""
 
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = (
@@ -113,7 +92,7 @@ _PROBE_FIELD_DOCS = {
 }
 
 
-class ProbeSpec(_Model):
+class ProbeSpec(ApiModel):
     """Route-level probe settings; every field has a default."""
 
     type: ProbeType = Field(default=ProbeType.OPENAI_MODELS, description=_PROBE_FIELD_DOCS["type"])
@@ -144,7 +123,7 @@ class ProbeSpec(_Model):
         return self.model_copy(update=changes) if changes else self
 
 
-class ProbeOverride(_Model):
+class ProbeOverride(ApiModel):
     """Per-backend probe settings: the fields set here replace the route-level ones."""
 
     type: ProbeType | None = Field(default=None, description=_PROBE_FIELD_DOCS["type"])
@@ -168,7 +147,7 @@ class ProbeOverride(_Model):
     )
 
 
-class Backend(_Model):
+class Backend(ApiModel):
     """One place the route can send traffic to."""
 
     name: DnsLabel = Field(description="Unique name of the backend within the route.")
@@ -177,6 +156,11 @@ class Backend(_Model):
     )
     service_ref: ServiceRef | None = Field(
         default=None, description="The Service the route points at when this backend is active."
+    )
+    backend_ref: BackendRef | None = Field(
+        default=None,
+        description="HTTPRoute driver: any Gateway API backend (InferencePool, Envoy Gateway "
+        "Backend, Service) the HTTPRoute sends this backend's traffic to.",
     )
     model: Annotated[str, Field(min_length=1, max_length=256)] = Field(
         description="Model id served by this backend (used by OpenAI probes)."
@@ -201,7 +185,7 @@ class Backend(_Model):
         return f"http://{self.service_ref.name}.{namespace}.svc:{self.service_ref.port}"
 
 
-class FailbackSpec(_Model):
+class FailbackSpec(ApiModel):
     """Failback behaviour once a more preferred backend is healthy again."""
 
     mode: FailbackMode = Field(
@@ -213,9 +197,19 @@ class FailbackSpec(_Model):
         default=60,
         description="Seconds a more preferred backend must stay healthy before failback.",
     )
+    steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(max_length=10)] | None = (
+        Field(
+            default=None,
+            description="Weighted drivers: percentages of traffic given back to the recovered "
+            "backend in turn, e.g. [10, 50, 100] (increasing; 100 is implied at the end).",
+        )
+    )
+    step_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=30, description="Seconds each step is held while the backend stays healthy."
+    )
 
 
-class RoutingSpec(_Model):
+class RoutingSpec(ApiModel):
     """Which routing object is pointed at the active backend."""
 
     # A plain string here: the allowed names come from the driver registry (modelroute.routing),
@@ -223,12 +217,24 @@ class RoutingSpec(_Model):
     driver: Annotated[str, Field(min_length=1, max_length=63)] = Field(
         default="Service", description="Routing driver that points traffic at the active backend."
     )
+    http_route: HTTPRouteSpec | None = Field(
+        default=None, description="The HTTPRoute of the HTTPRoute driver."
+    )
 
 
-class ModelRouteSpec(_Model):
+class ModelRouteSpec(ApiModel):
     """Desired state of a ModelRoute."""
 
-    service: ServiceSpec = Field(description="The stable Service clients call.")
+    service: ServiceSpec | None = Field(
+        default=None,
+        description="The stable Service clients call; required by the Service driver (L7 "
+        "drivers need none: clients call the Gateway).",
+    )
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="The model name clients send; L7 drivers match on it. Default: the most "
+        "preferred backend's model.",
+    )
     backends: Annotated[list[Backend], Field(min_length=1, max_length=16)] = Field(
         description="Backends in order of preference (see priority)."
     )
@@ -243,70 +249,3 @@ class ModelRouteSpec(_Model):
     def preference_order(self) -> list[Backend]:
         """Backends sorted by priority, ties kept in list order (sort is stable)."""
         return sorted(self.backends, key=lambda b: b.priority)
-
-
-class ConditionStatus(enum.StrEnum):
-    """Kubernetes condition status."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class Condition(_Model):
-    """A Kubernetes-style condition (metav1.Condition shape)."""
-
-    type: str = Field(description="Condition type, e.g. Ready or Degraded.")
-    status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str = Field(description="CamelCase machine-readable reason.")
-    message: str = Field(default="", description="Human-readable details.")
-    last_transition_time: datetime = Field(description="When status last changed.")
-    observed_generation: int | None = Field(
-        default=None, description="The .metadata.generation the condition was computed from."
-    )
-
-
-class BackendStatus(_Model):
-    """Observed health of one backend."""
-
-    name: str = Field(description="Backend name.")
-    healthy: bool | None = Field(
-        default=None, description="Healthy after hysteresis; unset until the first probe finished."
-    )
-    consecutive_failures: int = Field(default=0, description="Failed probes in a row.")
-    consecutive_successes: int = Field(default=0, description="Successful probes in a row.")
-    healthy_since: datetime | None = Field(
-        default=None, description="When the backend last became healthy (for stabilization)."
-    )
-    last_probe_time: datetime | None = Field(default=None, description="When the last probe ended.")
-    latency_ms: int | None = Field(default=None, description="Latency of the last probe (ms).")
-    message: str = Field(default="", description="Result of the last probe.")
-
-
-class TrafficWeight(_Model):
-    """One backend's share of the route's traffic, as the routing object carries it now."""
-
-    backend: str = Field(description="Backend name.")
-    weight: int = Field(description="Percentage of the traffic (0-100).")
-
-
-class ModelRouteStatus(_Model):
-    """Observed state of a ModelRoute, written only when it changes."""
-
-    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
-    active_backend: str | None = Field(default=None, description="Backend receiving traffic.")
-    healthy_backends: str | None = Field(default=None, description="Healthy/total, e.g. 1/2.")
-    last_failover_time: datetime | None = Field(
-        default=None, description="When traffic last moved between backends."
-    )
-    failover_count: int = Field(default=0, description="Number of failovers and failbacks.")
-    failback_approval: str | None = Field(
-        default=None,
-        description="The last modelroute.dev/approve-failback annotation value acted on.",
-    )
-    backends: list[BackendStatus] = Field(default_factory=list, description="Per-backend health.")
-    traffic: list[TrafficWeight] = Field(
-        default_factory=list,
-        description="The split the routing object carries now (backends with traffic only).",
-    )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")

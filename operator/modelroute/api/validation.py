@@ -56,4 +56,17 @@ def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str
                 f"(also spec.backends[{first_index[backend.name]}].name)"
             )
         first_index.setdefault(backend.name, index)
+        if backend.endpoint is None and backend.service_ref is None:
+            found.append(
+                f"spec.backends[{index}].endpoint: required when the backend has no serviceRef "
+                "(probes need an address)"
+            )
+    found.extend(_step_problems(spec))
     return found
+
+
+def _step_problems(spec: ModelRouteSpec) -> list[str]:
+    steps = spec.failback.steps or []
+    if any(later <= earlier for earlier, later in zip(steps, steps[1:], strict=False)):
+        return [f"spec.failback.steps: must increase, e.g. [10, 50, 100] (got {steps})"]
+    return []

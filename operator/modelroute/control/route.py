@@ -9,7 +9,7 @@ from typing import Any
 
 import pydantic
 
-from modelroute.api.models import ModelRouteStatus
+from modelroute.api.status import ModelRouteStatus
 from modelroute.core import health
 from modelroute.core.types import RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache

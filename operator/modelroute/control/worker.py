@@ -19,7 +19,8 @@ from datetime import datetime
 import aiohttp
 
 from modelroute import routing
-from modelroute.api.models import ModelRouteSpec, ModelRouteStatus
+from modelroute.api.models import ModelRouteSpec
+from modelroute.api.status import ModelRouteStatus
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status

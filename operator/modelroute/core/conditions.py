@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from modelroute.api.models import Condition, ConditionStatus
+from modelroute.api.status import Condition, ConditionStatus
 
 
 def set_condition(

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from modelroute.api.models import BackendStatus, ProbeSpec
+from modelroute.api.models import ProbeSpec
+from modelroute.api.status import BackendStatus
 
 
 class ProbeOutcomeLike(Protocol):

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from modelroute.api.models import ConditionStatus, ModelRouteSpec, ModelRouteStatus
+from modelroute.api.models import ModelRouteSpec
+from modelroute.api.status import ConditionStatus, ModelRouteStatus
 from modelroute.core import policy, status
 from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord
@@ -86,12 +87,9 @@ def plan(given: PlanInput) -> Plan:
     """Decide the split, the status, the Events and the next recheck (see the module doc)."""
     active = given.routed.primary if given.routed is not None else None
     consumed = given.previous.failback_approval
+    approved = given.approval is not None and given.approval != consumed
     decision = policy.decide(
-        given.spec,
-        given.records,
-        active,
-        given.now,
-        failback_approved=given.approval is not None and given.approval != consumed,
+        given.spec, given.records, active, given.now, failback_approved=approved
     )
     split = _split(given.spec, decision, active)
     achieved = given.problem is None
@@ -107,8 +105,7 @@ def plan(given: PlanInput) -> Plan:
         decision=decision,
         problem=given.problem,
         moved=moved,
-        # Recorded as given, even empty: an empty value must not approve on every reconcile.
-        failback_approval=consumed if given.approval is None else given.approval,
+        failback_approval=_approval_to_record(given, decision, approved and not achieved),
         now=given.now,
     )
     events = _problem_events(given.previous, new)
@@ -123,6 +120,20 @@ def plan(given: PlanInput) -> Plan:
         recheck_at=_recheck_at(given.spec, given.records, new.active_backend, given.now),
         moved=moved,
     )
+
+
+def _approval_to_record(given: PlanInput, decision: policy.Decision, blocked: bool) -> str | None:
+    """The approval value status records as acted on.
+
+    Recorded as given, even empty (an empty value must not approve on every reconcile), and
+    also when nothing was pending (it then does nothing, and cannot trigger a failback later).
+    An approved failback that routing could not carry out stays pending instead: the admin's
+    decision is acted on once the problem is fixed, without annotating again.
+    """
+    consumed = given.previous.failback_approval
+    if given.approval is None or (blocked and decision.transition is Transition.FAILBACK):
+        return consumed
+    return given.approval
 
 
 def plan_invalid(

@@ -12,14 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from modelroute.api.models import (
-    BackendStatus,
-    ConditionStatus,
-    ModelRouteSpec,
-    ModelRouteStatus,
-    ProbeSpec,
-    TrafficWeight,
-)
+from modelroute.api.models import ModelRouteSpec, ProbeSpec
+from modelroute.api.status import BackendStatus, ConditionStatus, ModelRouteStatus, TrafficWeight
 from modelroute.core import conditions, health, policy
 from modelroute.core.types import (
     ConditionType,

@@ -30,6 +30,7 @@ class ConditionType(enum.StrEnum):
 
     READY = "Ready"
     DEGRADED = "Degraded"
+    ROUTING_ACCEPTED = "RoutingAccepted"  # L7 drivers: the gateway's verdict on the object
 
 
 class ReadyReason(enum.StrEnum):
@@ -90,6 +91,19 @@ class Problem:
     """
 
     reason: enum.StrEnum
+    message: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the gateway said of the routing object: the ``RoutingAccepted`` condition.
+
+    ``status`` is "True", "False" or "Unknown" (no gateway has answered for this generation);
+    reason and message are the gateway's own where it gave them.
+    """
+
+    status: str
+    reason: str
     message: str
 
 

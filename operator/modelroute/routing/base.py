@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelroute.api.models import ModelRouteSpec
-from modelroute.core.types import Problem, RouteRef, TrafficSplit
+from modelroute.core.types import Problem, RouteRef, TrafficSplit, Verdict
 from modelroute.kube.cache import ObjectCache, ObjectKey
 from modelroute.kube.client import KubeApi, ObjectKind
 
@@ -25,6 +25,9 @@ class RoutingState:
     split: TrafficSplit | None = None  # the split it carries; None if none of ours yet
     problem: Problem | None = None  # why it cannot carry what was asked
     wrote: bool = False  # the call changed the routing object
+    # The gateway's verdict, for drivers whose object a gateway accepts or rejects (None: the
+    # driver has no such verdict, e.g. a Service).
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True)

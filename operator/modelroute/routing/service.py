@@ -26,18 +26,27 @@ from modelroute.routing.service_object import (
     ServiceReason,
     desired_service,
     service_patch,
+    stable,
 )
 
 
 def check_spec(spec: ModelRouteSpec) -> list[str]:
-    """The Service driver's rules: every backend has a serviceRef, none is the stable Service."""
+    """The Service driver's rules: a stable Service, a serviceRef per backend, none of them the
+    stable Service itself, and no traffic split (a Service sends all traffic to one backend)."""
     found: list[str] = []
+    if spec.service is None:
+        found.append("spec.service: required by the Service routing driver")
+    if spec.failback.steps:
+        found.append(
+            "spec.failback.steps: the Service routing driver cannot split traffic (staged "
+            "failback needs a weighted driver such as HTTPRoute)"
+        )
     for index, backend in enumerate(spec.backends):
         if backend.service_ref is None:
             found.append(
                 f"spec.backends[{index}].serviceRef: required by the Service routing driver"
             )
-        elif backend.service_ref.name == spec.service.name:
+        elif spec.service is not None and backend.service_ref.name == spec.service.name:
             found.append(
                 f"spec.backends[{index}].serviceRef.name: must differ from "
                 f"spec.service.name {spec.service.name!r} (the Service the operator manages)"
@@ -57,13 +66,13 @@ class ServiceDriver:
         self, route: RouteRef, spec: ModelRouteSpec
     ) -> Mapping[ObjectKind, set[ObjectKey]]:
         """The stable Service and every backend's target Service."""
-        keys = {(route.namespace, spec.service.name)}
+        keys = {(route.namespace, stable(spec).name)}
         keys.update((route.namespace, b.service_ref.name) for b in spec.backends if b.service_ref)
         return {SERVICES: keys}
 
     async def observe(self, route: RouteRef, spec: ModelRouteSpec) -> RoutingState:
         """The backend named on the stable Service, if the operator owns it."""
-        current = await self._services.get((route.namespace, spec.service.name))
+        current = await self._services.get((route.namespace, stable(spec).name))
         if current is None:
             return RoutingState()
         if ownership(route, current) == "foreign":
@@ -93,7 +102,7 @@ class ServiceDriver:
         desired = desired_service(route, spec, backend, target or {}, self._cluster_domain)
         if isinstance(desired, Problem):
             return RoutingState(problem=desired)
-        current = await self._services.get((route.namespace, spec.service.name))
+        current = await self._services.get((route.namespace, stable(spec).name))
         if current is None:
             current = await self._create(route, desired)
             if current is None:
@@ -105,7 +114,7 @@ class ServiceDriver:
             return RoutingState(split=split)
         try:
             updated = await self._kube.patch_object(
-                SERVICES, route.namespace, spec.service.name, patch
+                SERVICES, route.namespace, stable(spec).name, patch
             )
         except ApiError as exc:
             if exc.status != 404:
@@ -146,7 +155,7 @@ class ServiceDriver:
     def _conflict(route: RouteRef, spec: ModelRouteSpec) -> Problem:
         return Problem(
             ServiceReason.SERVICE_CONFLICT,
-            f"Service {route.namespace}/{spec.service.name} exists and is not managed by this "
+            f"Service {route.namespace}/{stable(spec).name} exists and is not managed by this "
             "ModelRoute; the operator never writes a Service it did not create",
         )
 

@@ -1,10 +1,10 @@
 """The Service driver's pure part: the stable Service for a backend, and the patch to get there.
 
-- Target Service with a selector: copy the selector and map ``spec.service.port`` to the
+- Target Service with a selector: copy the selector and map ``stable(spec).port`` to the
   target's ``targetPort`` for ``serviceRef.port``. The type stays ClusterIP so the ClusterIP
   never changes.
 - Target Service without a selector: ExternalName ``<serviceRef.name>.<namespace>.svc.<domain>``
-  (DNS: clients connect to the target on ``spec.service.port``, which it must serve).
+  (DNS: clients connect to the target on ``stable(spec).port``, which it must serve).
 """
 
 from __future__ import annotations
@@ -12,11 +12,18 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from modelroute.api.models import Backend, ModelRouteSpec
+from modelroute.api.models import Backend, ModelRouteSpec, ServiceSpec
 from modelroute.core.types import Problem, ReadyReason, RouteRef
 from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL, ROUTE_LABEL, owner_reference
 
 BACKEND_ANNOTATION = "modelroute.dev/backend"
+
+
+def stable(spec: ModelRouteSpec) -> ServiceSpec:
+    """``spec.service``: the Service driver's checks make sure it is there."""
+    if spec.service is None:
+        raise ValueError("the Service routing driver needs spec.service")
+    return spec.service
 
 
 class ServiceReason(enum.StrEnum):
@@ -58,7 +65,7 @@ def desired_service(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": spec.service.name,
+            "name": stable(spec).name,
             "namespace": route.namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROUTE_LABEL: route.name},
             "annotations": {BACKEND_ANNOTATION: backend.name},
@@ -85,7 +92,7 @@ def _selector_spec(
         "ports": [
             {
                 "protocol": port.get("protocol", "TCP"),
-                "port": spec.service.port,
+                "port": stable(spec).port,
                 "targetPort": port.get("targetPort", port["port"]),
             }
         ],
@@ -96,9 +103,9 @@ def _external_name_spec(
     where: str, spec: ModelRouteSpec, target_port: int, target: dict[str, Any], dns_name: str
 ) -> dict[str, Any] | Problem:
     """A DNS alias of a selector-less target, which must serve the stable port itself."""
-    # ExternalName is DNS: clients reach the target on spec.service.port. A target that
+    # ExternalName is DNS: clients reach the target on stable(spec).port. A target that
     # declares ports but not that one would take the traffic nowhere while looking routed.
-    port = spec.service.port
+    port = stable(spec).port
     declared = [p.get("port") for p in target.get("spec", {}).get("ports") or []]
     if declared and port not in declared:
         return Problem(

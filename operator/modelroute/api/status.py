@@ -1,0 +1,81 @@
+"""The ModelRoute's status as pydantic models (the status half of the CRD schema).
+
+Written only by the operator, through the status subresource, and only when something material
+changes (see ``core.status``).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from pydantic import Field
+
+from modelroute.api.base import ApiModel
+
+
+class ConditionStatus(enum.StrEnum):
+    """Kubernetes condition status."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition (metav1.Condition shape)."""
+
+    type: str = Field(description="Condition type, e.g. Ready or Degraded.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the condition was computed from."
+    )
+
+
+class BackendStatus(ApiModel):
+    """Observed health of one backend."""
+
+    name: str = Field(description="Backend name.")
+    healthy: bool | None = Field(
+        default=None, description="Healthy after hysteresis; unset until the first probe finished."
+    )
+    consecutive_failures: int = Field(default=0, description="Failed probes in a row.")
+    consecutive_successes: int = Field(default=0, description="Successful probes in a row.")
+    healthy_since: datetime | None = Field(
+        default=None, description="When the backend last became healthy (for stabilization)."
+    )
+    last_probe_time: datetime | None = Field(default=None, description="When the last probe ended.")
+    latency_ms: int | None = Field(default=None, description="Latency of the last probe (ms).")
+    message: str = Field(default="", description="Result of the last probe.")
+
+
+class TrafficWeight(ApiModel):
+    """One backend's share of the route's traffic, as the routing object carries it now."""
+
+    backend: str = Field(description="Backend name.")
+    weight: int = Field(description="Percentage of the traffic (0-100).")
+
+
+class ModelRouteStatus(ApiModel):
+    """Observed state of a ModelRoute, written only when it changes."""
+
+    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
+    active_backend: str | None = Field(default=None, description="Backend receiving traffic.")
+    healthy_backends: str | None = Field(default=None, description="Healthy/total, e.g. 1/2.")
+    last_failover_time: datetime | None = Field(
+        default=None, description="When traffic last moved between backends."
+    )
+    failover_count: int = Field(default=0, description="Number of failovers and failbacks.")
+    failback_approval: str | None = Field(
+        default=None,
+        description="The last modelroute.dev/approve-failback annotation value acted on.",
+    )
+    backends: list[BackendStatus] = Field(default_factory=list, description="Per-backend health.")
+    traffic: list[TrafficWeight] = Field(
+        default_factory=list,
+        description="The split the routing object carries now (backends with traffic only).",
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")
