@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from modelroute import logs
+from modelroute import logs, routing
 from modelroute.settings import Settings
 
 _DEFAULTS = Settings()
@@ -29,6 +29,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
     _check(parser, args)
     settings = Settings(
         namespaces=tuple(dict.fromkeys(args.namespaces)),
+        routing_drivers=args.routing_drivers,
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         bind_address=args.bind_address,
@@ -51,6 +52,23 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--metrics-port and --health-port are both {args.metrics_port}")
     if args.max_connections_per_host < 1:
         parser.error("--max-connections-per-host must be at least 1")
+    args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
+
+
+def _routing_drivers(parser: argparse.ArgumentParser, value: str | None) -> tuple[str, ...]:
+    """``--routing-drivers A,B`` as a tuple of registered driver names (empty: every one)."""
+    if value is None:
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    available = ", ".join(routing.names())
+    if not names:
+        parser.error(f"--routing-drivers needs at least one driver (available: {available})")
+    for name in names:
+        if name not in routing.names():
+            parser.error(
+                f"--routing-drivers: unknown routing driver {name!r} (available: {available})"
+            )
+    return names
 
 
 def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +79,14 @@ def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
         default=[],
         dest="namespaces",
         help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--routing-drivers",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="routing drivers to serve, comma-separated, e.g. Service,HTTPRoute; routes asking "
+        f"for another are Ready=False (available: {', '.join(routing.names())}; "
+        "default: all of them)",
     )
     parser.add_argument(
         "--metrics-port",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -45,6 +45,12 @@ class Metrics:
             _LABELS,
             registry=r,
         )
+        self.backend_weight = Gauge(
+            "modelroute_backend_weight",
+            "Percentage of the route's traffic the routing object gives the backend",
+            _LABELS,
+            registry=r,
+        )
         self.probe_lag = Histogram(
             "modelroute_probe_schedule_lag_seconds",
             "How late probes start compared to their schedule",
@@ -71,6 +77,13 @@ class Metrics:
         for name in backends:
             self.active_backend.labels(namespace, route, name).set(1 if name == active else 0)
 
+    def set_weights(
+        self, namespace: str, route: str, backends: Iterable[str], weights: Mapping[str, int]
+    ) -> None:
+        """Each backend's share of the traffic (0 for backends without any)."""
+        for name in backends:
+            self.backend_weight.labels(namespace, route, name).set(weights.get(name, 0))
+
     def forget(self, namespace: str, route: str, backends: Iterable[str]) -> None:
         """Drop a deleted route's (or removed backend's) series, so none go stale."""
         per_backend = (
@@ -79,6 +92,7 @@ class Metrics:
             self.probe_failures,
             self.failovers,
             self.active_backend,
+            self.backend_weight,
         )
         for name in backends:
             for metric in per_backend:

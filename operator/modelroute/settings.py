@@ -15,6 +15,11 @@ class Settings:
 
     # Namespaces to watch; empty means all namespaces (cluster-wide).
     namespaces: tuple[str, ...] = ()
+    # Routing drivers this operator serves (spec.routing.driver names, e.g. "Service",
+    # "HTTPRoute"); empty means every registered driver. Only these drivers' kinds are watched,
+    # and only if the cluster serves them (checked once at start-up); routes asking for any
+    # other driver are Ready=False, reason DriverUnavailable.
+    routing_drivers: tuple[str, ...] = ()
     # Port of the Prometheus metrics endpoint (/metrics); 0 disables it.
     metrics_port: int = 8080
     # Port of the health endpoints (/healthz liveness, /readyz readiness); 0 disables it.

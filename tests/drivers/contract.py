@@ -28,10 +28,10 @@ import pytest
 
 from modelroute import routing
 from modelroute.api.models import GROUP, KIND, VERSION, ModelRouteSpec
-from modelroute.core.types import RouteRef, TrafficSplit
+from modelroute.core.types import RouteRef, TrafficSplit, Verdict
 from modelroute.kube.cache import ObjectCache, ObjectKey, slim_object
-from modelroute.kube.client import SERVICES, KubeApi, ObjectKind
-from modelroute.routing import ownership, service_object
+from modelroute.kube.client import HTTPROUTES, SERVICES, KubeApi, ObjectKind
+from modelroute.routing import httproute_object, ownership, service_object
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingDriver, RoutingState
 from modelroute.routing.service_object import stable
 
@@ -52,6 +52,12 @@ class DriverAdapter(Protocol):
     @property
     def conflict_reason(self) -> str:
         """The ``Problem.reason`` the driver reports for a foreign object of its name."""
+        ...
+
+    @property
+    def pending(self) -> Verdict | None:
+        """The verdict the driver reports on its own object while no gateway has judged it
+        (None: no gateway judges the driver's object, e.g. a Service)."""
         ...
 
     def spec(self) -> ModelRouteSpec:
@@ -97,6 +103,7 @@ class ServiceAdapter:
 
     namespace: str
     conflict_reason: str = service_object.ServiceReason.SERVICE_CONFLICT
+    pending: Verdict | None = None
     selector: dict[str, str] = field(default_factory=lambda: {"app": "llama", "tier": "serving"})
 
     def spec(self) -> ModelRouteSpec:
@@ -176,8 +183,201 @@ class ServiceAdapter:
         return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
+ENVOY_BACKENDS = ObjectKind("gateway.envoyproxy.io", "v1alpha1", "backends", "Backend")
+INFERENCE_POOLS = ObjectKind("inference.networking.k8s.io", "v1", "inferencepools", "InferencePool")
+
+
+NO_GATEWAY_ANSWER = Verdict(
+    "Unknown", "Pending", "waiting for a Gateway controller to accept the HTTPRoute"
+)
+
+
+@dataclass
+class HTTPRouteAdapter:
+    """The HTTPRoute driver: one rule whose backendRefs weight a Service, an Envoy Gateway
+    Backend (an external vendor) and an InferencePool (no port; its namespace spelt out).
+
+    No gateway controller runs in either world, so the verdict stays Pending throughout.
+    """
+
+    namespace: str
+    conflict_reason: str = httproute_object.HTTPRouteReason.ROUTE_CONFLICT
+    pending: Verdict | None = NO_GATEWAY_ANSWER
+    gateway: dict[str, str] = field(
+        default_factory=lambda: {
+            "name": "ai-gateway",
+            "namespace": "gateway-system",
+            "sectionName": "https",
+        }
+    )
+
+    def spec(self) -> ModelRouteSpec:
+        http_route = {
+            "parentRefs": [dict(self.gateway)],
+            "hostnames": ["llm.ai.example.com"],
+            "pathPrefix": "/v1",
+            "timeouts": {"request": "60s", "backendRequest": "30s"},
+        }
+        return ModelRouteSpec.model_validate(
+            {
+                "model": "gpt-4o",
+                "routing": {"driver": "HTTPRoute", "httpRoute": http_route},
+                "backends": [
+                    {
+                        "name": "inhouse",
+                        "priority": 0,
+                        "serviceRef": {"name": "llama-vllm", "port": 8000},
+                        "model": "gpt-4o",
+                    },
+                    {
+                        "name": "vendor",
+                        "priority": 1,
+                        "backendRef": self._vendor_ref(),
+                        "endpoint": "https://api.openai.com",
+                        "model": "gpt-4o",
+                    },
+                    {
+                        "name": "pool",
+                        "priority": 2,
+                        "backendRef": {**self._pool_ref(), "namespace": self.namespace},
+                        "endpoint": "http://llama-pool-epp.ai.svc:8000",
+                        "model": "gpt-4o",
+                    },
+                ],
+            }
+        )
+
+    @staticmethod
+    def _vendor_ref() -> dict[str, Any]:
+        return {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "openai", "port": 443}
+
+    @staticmethod
+    def _pool_ref() -> dict[str, Any]:
+        return {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "pool"}
+
+    def targets(self) -> list[tuple[ObjectKind, dict[str, Any]]]:
+        llama = {
+            "selector": {"app": "llama"},
+            "ports": [{"name": "http", "port": 8000, "targetPort": "http"}],
+        }
+        vendor = {"endpoints": [{"fqdn": {"hostname": "api.openai.com", "port": 443}}]}
+        pool = {"selector": {"matchLabels": {"app": "llama"}}, "targetPorts": [{"number": 8000}]}
+        return [
+            (SERVICES, self._object(SERVICES, "llama-vllm", llama)),
+            (ENVOY_BACKENDS, self._object(ENVOY_BACKENDS, "openai", vendor)),
+            (INFERENCE_POOLS, self._object(INFERENCE_POOLS, "pool", pool)),
+        ]
+
+    def key(self, spec: ModelRouteSpec) -> ObjectKey:
+        assert spec.routing.http_route is not None
+        return self.namespace, spec.routing.http_route.name or ROUTE_NAME
+
+    def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
+        spec = body.get("spec", {})
+        parents = [
+            (p.get("group"), p.get("kind"), p.get("namespace"), p.get("name"), p.get("sectionName"))
+            for p in spec.get("parentRefs") or []
+        ]
+        gw = self.gateway
+        gateway = (
+            "gateway.networking.k8s.io",
+            "Gateway",
+            gw["namespace"],
+            gw["name"],
+            gw["sectionName"],
+        )
+        rules = spec.get("rules") or []
+        if parents != [gateway] or spec.get("hostnames") != ["llm.ai.example.com"]:
+            return None
+        if len(rules) != 1 or rules[0].get("matches") != [
+            {"path": {"type": "PathPrefix", "value": "/v1"}}
+        ]:
+            return None
+        targets = {
+            ("", "Service", None, "llama-vllm", 8000): "inhouse",
+            ("gateway.envoyproxy.io", "Backend", None, "openai", 443): "vendor",
+            ("inference.networking.k8s.io", "InferencePool", self.namespace, "pool", None): "pool",
+        }
+        weights: dict[str, int] = {}
+        for ref in rules[0].get("backendRefs") or []:
+            where = (ref["group"], ref["kind"], ref.get("namespace"), ref["name"], ref.get("port"))
+            if where not in targets or set(ref) - {*_REF_FIELDS, "weight"}:
+                return None
+            weights[targets[where]] = ref["weight"]
+        try:
+            return TrafficSplit(weights)
+        except ValueError:
+            return None
+
+    def marks(self, route: RouteRef) -> dict[str, str]:
+        return {ownership.MANAGED_BY_LABEL: ownership.MANAGED_BY, ownership.ROUTE_LABEL: route.name}
+
+    def drifts(self) -> dict[str, dict[str, Any]]:
+        moved = self._rule({"vendor": 100})
+        filtered = self._rule({"inhouse": 100})
+        header = {"set": [{"name": "x-hijacked", "value": "1"}]}
+        filtered["filters"] = [{"type": "RequestHeaderModifier", "requestHeaderModifier": header}]
+        untimed = self._rule({"inhouse": 100})
+        del untimed["timeouts"]
+        dropped = self._rule({"inhouse": 100})
+        dropped["backendRefs"] = dropped["backendRefs"][:1]
+        evil = [{"path": {"type": "PathPrefix", "value": "/evil"}}]
+        unmatched = self._rule({"inhouse": 100})
+        del unmatched["matches"]  # the API server defaults it to PathPrefix /
+        return {
+            "weights-moved": {"spec": {"rules": [moved]}},
+            "filter-added": {"spec": {"rules": [filtered]}},
+            "timeouts-removed": {"spec": {"rules": [untimed]}},
+            "backends-dropped": {"spec": {"rules": [dropped]}},
+            "rule-added": {"spec": {"rules": [self._rule({"inhouse": 100}), {}]}},
+            "path-changed": {
+                "spec": {"rules": [{**self._rule({"inhouse": 100}), "matches": evil}]}
+            },
+            "matches-removed": {"spec": {"rules": [unmatched]}},
+            "hostnames-changed": {"spec": {"hostnames": ["evil.example.com"]}},
+            "hostnames-removed": {"spec": {"hostnames": None}},
+            "parent-changed": {"spec": {"parentRefs": [{"name": "other-gateway"}]}},
+            "parent-section-removed": {
+                "spec": {"parentRefs": [{"name": "ai-gateway", "namespace": "gateway-system"}]}
+            },
+            "route-label-removed": {"metadata": {"labels": {ownership.ROUTE_LABEL: None}}},
+            "owner-reference-removed": {"metadata": {"ownerReferences": None}},
+        }
+
+    def _rule(self, weights: dict[str, int]) -> dict[str, Any]:
+        """The rule as another actor would write it, with ``weights`` (others at 0)."""
+        refs = {
+            "inhouse": {"kind": "Service", "name": "llama-vllm", "port": 8000},
+            "vendor": self._vendor_ref(),
+            "pool": {**self._pool_ref(), "namespace": self.namespace},
+        }
+        return {
+            "name": ROUTE_NAME,
+            "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+            "backendRefs": [{**ref, "weight": weights.get(n, 0)} for n, ref in refs.items()],
+            "timeouts": {"request": "60s", "backendRequest": "30s"},
+        }
+
+    def foreign(self, spec: ModelRouteSpec) -> dict[str, Any]:
+        return self._object(
+            HTTPROUTES,
+            self.key(spec)[1],
+            {
+                "parentRefs": [{"name": "someone-elses-gateway"}],
+                "rules": [{"backendRefs": [{"name": "someone-elses", "port": 80}]}],
+            },
+        )
+
+    def _object(self, kind: ObjectKind, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        meta = {"name": name, "namespace": self.namespace}
+        return {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta, "spec": spec}
+
+
+_REF_FIELDS = ("group", "kind", "namespace", "name", "port")
+
 # Driver name -> adapter factory (given the namespace). A new driver adds its adapter here.
 ADAPTERS: dict[str, Callable[[str], DriverAdapter]] = {
+    "HTTPRoute": HTTPRouteAdapter,
     "Service": ServiceAdapter,
 }
 
@@ -283,6 +483,9 @@ class CountingKube:
         self, kind: ObjectKind, namespace: str, name: str
     ) -> dict[str, Any] | None:
         return await self._inner.get_object(kind, namespace, name)
+
+    async def api_resources(self, group_version: str) -> set[str] | None:
+        return await self._inner.api_resources(group_version)
 
     async def create_object(
         self, kind: ObjectKind, namespace: str, body: dict[str, Any]
@@ -406,6 +609,11 @@ class Contract:
         """The routing object's (namespace, name)."""
         return self.adapter.key(self.spec)
 
+    def state(self, split: TrafficSplit, wrote: bool = False) -> RoutingState:
+        """What the driver reports for its own object carrying ``split``: with the verdict no
+        gateway has given yet (there is no gateway controller in either world)."""
+        return RoutingState(split=split, wrote=wrote, verdict=self.adapter.pending)
+
     def single(self, index: int) -> TrafficSplit:
         """All traffic to the ``index``-th backend in preference order."""
         return TrafficSplit.single(self.spec.preference_order()[index].name)
@@ -483,16 +691,16 @@ async def create(c: Contract) -> None:
     """Nothing yet: observe says so; the first apply creates the object, owned by the route."""
     assert await c.observe() == RoutingState()
     first = c.single(0)
-    assert await c.apply(first) == RoutingState(split=first, wrote=True)
+    assert await c.apply(first) == c.state(first, wrote=True)
     c.one_write("create")
     body = await c.routed(first)
     c.owned(body)
     if c.world.field_manager is not None:
         managers = {m.get("manager") for m in body["metadata"].get("managedFields") or []}
         assert managers == {c.world.field_manager}
-    assert await c.observe() == RoutingState(split=first)
+    assert await c.observe() == c.state(first)
     await c.sync()  # the watch echo of its own create
-    assert await c.observe() == RoutingState(split=first)
+    assert await c.observe() == c.state(first)
 
 
 @case("no-op")
@@ -503,9 +711,9 @@ async def no_op(c: Contract) -> None:
     version = (await c.routed(first))["metadata"]["resourceVersion"]
     c.kube.reset()
     for _ in range(2):
-        assert await c.apply(first) == RoutingState(split=first)
+        assert await c.apply(first) == c.state(first)
     await c.sync()
-    assert await c.apply(first) == RoutingState(split=first)
+    assert await c.apply(first) == c.state(first)
     c.no_write()
     assert (await c.routed(first))["metadata"]["resourceVersion"] == version
 
@@ -518,14 +726,14 @@ async def switch(c: Contract) -> None:
     await c.sync()
     for now in (second, first):
         c.kube.reset()
-        assert await c.apply(now) == RoutingState(split=now, wrote=True)
+        assert await c.apply(now) == c.state(now, wrote=True)
         c.one_write("patch")
         c.owned(await c.routed(now))
-        assert await c.observe() == RoutingState(split=now)
+        assert await c.observe() == c.state(now)
         await c.sync()
-        assert await c.observe() == RoutingState(split=now)
+        assert await c.observe() == c.state(now)
         c.kube.reset()
-        assert await c.apply(now) == RoutingState(split=now)
+        assert await c.apply(now) == c.state(now)
         c.no_write()
 
 
@@ -545,7 +753,7 @@ async def drift(c: Contract) -> None:
         assert any(_at(drifted, p) != _at(before, p) for p in leaf_paths(patch)), name
         await c.sync()
         c.kube.reset()
-        assert await c.apply(first) == RoutingState(split=first, wrote=True), name
+        assert await c.apply(first) == c.state(first, wrote=True), name
         c.one_write("patch", name)
         after = await c.routed(first)
         for path in leaf_paths(patch):
@@ -555,7 +763,7 @@ async def drift(c: Contract) -> None:
         c.owned(after, name)
         await c.sync()
         c.kube.reset()
-        assert await c.apply(first) == RoutingState(split=first), name
+        assert await c.apply(first) == c.state(first), name
         c.no_write(name)
 
 
@@ -569,7 +777,7 @@ async def others_additions(c: Contract) -> None:
     await c.world.mutate(c.info.kind, c.key, others)
     await c.sync()
     c.kube.reset()
-    assert await c.apply(first) == RoutingState(split=first)
+    assert await c.apply(first) == c.state(first)
     c.no_write()
 
 
@@ -584,7 +792,7 @@ async def deletion(c: Contract) -> None:
     await c.sync()
     assert await c.observe() == RoutingState()
     c.kube.reset()
-    assert await c.apply(first) == RoutingState(split=first, wrote=True)
+    assert await c.apply(first) == c.state(first, wrote=True)
     c.one_write("create")
     new = await c.routed(first)
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
@@ -650,13 +858,13 @@ async def weights(c: Contract) -> None:
     names = [b.name for b in c.spec.preference_order()]
     weighted = TrafficSplit({names[0]: 90, names[1]: 10})
     if c.info.supports_weights:
-        assert await c.apply(weighted) == RoutingState(split=weighted, wrote=True)
+        assert await c.apply(weighted) == c.state(weighted, wrote=True)
         c.one_write("create")
         await c.routed(weighted)
-        assert await c.observe() == RoutingState(split=weighted)
+        assert await c.observe() == c.state(weighted)
         await c.sync()
         c.kube.reset()
-        assert await c.apply(weighted) == RoutingState(split=weighted)
+        assert await c.apply(weighted) == c.state(weighted)
         c.no_write()
         return
     for existing in (False, True):

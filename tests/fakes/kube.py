@@ -1,10 +1,12 @@
 """An in-memory stand-in for ``modelroute.kube.client.KubeClient`` (our own boundary).
 
 It implements the ``KubeApi`` Protocol (mypy checks that: see the end of this module). It stores
-objects of any kind, fills in the defaults a real API server adds to Services, rejects what a
-real one rejects (a changed ClusterIP, an ExternalName Service with a cluster IP, a duplicate
-create), and queues watch events that a test delivers to a real ``ObjectCache`` when it wants
-the watch to catch up. It also keeps route status patches, posted Events, Secrets and Leases.
+objects of any kind, fills in the defaults a real API server adds to Services and HTTPRoutes
+(and the generation of custom resources), rejects what a real one rejects (a changed
+ClusterIP, an ExternalName Service with a cluster IP, a Service backendRef without a port, a
+duplicate create), and queues watch events that a test delivers to a real ``ObjectCache`` when
+it wants the watch to catch up. It also keeps route status patches, posted Events, Secrets and
+Leases.
 Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
 ``status_write_error``, ``lease_error``), never methods a test reassigns.
 """
@@ -16,7 +18,8 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from modelroute.kube.cache import ObjectCache, ObjectKey
-from modelroute.kube.client import SECRETS, SERVICES, ApiError, ObjectKind
+from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ApiError, ObjectKind
+from tests.fakes.discovery import FakeDiscovery
 
 if TYPE_CHECKING:
     from modelroute.kube.client import KubeApi
@@ -35,7 +38,7 @@ def merge_patch(current: Any, patch: Any) -> Any:
     return result
 
 
-class FakeKube:
+class FakeKube(FakeDiscovery):
     """In-memory objects with API-server defaults and validation; counts the driver's calls.
 
     ``default_kind`` is the kind that ``seed``, ``mutate``, ``delete`` and ``services`` act on
@@ -43,6 +46,8 @@ class FakeKube:
     """
 
     def __init__(self, default_kind: ObjectKind = SERVICES) -> None:
+        super().__init__()  # discovery: a bare cluster, plus the default kind
+        self.serve(default_kind)
         self.default_kind = default_kind
         self.objects: dict[ObjectKind, dict[ObjectKey, dict[str, Any]]] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []  # not yet seen by the watch
@@ -214,8 +219,17 @@ class FakeKube:
         *,
         watched: bool = True,
     ) -> dict[str, Any]:
+        old = self.store(kind).get(key)
         if kind == SERVICES:
-            self._service_defaults(self.store(kind).get(key), body["spec"])
+            self._service_defaults(old, body["spec"])
+        if kind == HTTPROUTES:
+            _httproute_defaults(body.setdefault("spec", {}))
+        if kind.group:
+            # Custom resources: the API server counts spec changes (status and metadata
+            # changes leave the generation alone); gateways stamp their conditions with it.
+            generation = (old or {}).get("metadata", {}).get("generation", 0)
+            changed = old is None or old.get("spec") != body.get("spec")
+            body["metadata"]["generation"] = generation + 1 if changed else generation
         body["metadata"]["resourceVersion"] = str(next(self._revision))
         self.store(kind)[key] = body
         if watched:
@@ -242,6 +256,26 @@ class FakeKube:
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
         spec.setdefault("internalTrafficPolicy", "Cluster")
+
+
+def _httproute_defaults(spec: dict[str, Any]) -> None:
+    """What the upstream HTTPRoute CRD's schema defaults add, and the CEL rule it enforces on
+    backendRefs (a Service needs a port)."""
+    for parent in spec.get("parentRefs") or []:
+        parent.setdefault("group", "gateway.networking.k8s.io")
+        parent.setdefault("kind", "Gateway")
+    for r, rule in enumerate(spec.setdefault("rules", [{}])):
+        for match in rule.setdefault("matches", [{}]):
+            path = match.setdefault("path", {})
+            path.setdefault("type", "PathPrefix")
+            path.setdefault("value", "/")
+        for b, ref in enumerate(rule.get("backendRefs") or []):
+            ref.setdefault("group", "")
+            ref.setdefault("kind", "Service")
+            ref.setdefault("weight", 1)
+            if ref["group"] == "" and ref["kind"] == "Service" and "port" not in ref:
+                where = f"spec.rules[{r}].backendRefs[{b}]"
+                raise ApiError(422, "Invalid", f"{where}: Must have port for Service reference")
 
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ import copy
 import json
 import re
 import tomllib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,9 @@ from tests.harness.helm import CHART_DIR, WARNING, chart_crds, find, lint, notes
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 CHART = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
+VALUES = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
 RELEASE_NS = "modelroute-system"
+DEFAULT_DRIVERS: list[str] = VALUES["routing"]["drivers"]
 
 # The documented variants (values.yaml, docs/install.md), each rendered and linted.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -47,6 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pdb": {"podDisruptionBudget": {"enabled": True}},
     "no-metrics": {"metrics": {"enabled": False}},
     "pinned-digest": {"image": {"tag": "0.1.0", "digest": "sha256:" + "ab" * 32}},
+    "http-route": {"routing": {"drivers": ["Service", "HTTPRoute"]}},
 }
 
 Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resourceNames)
@@ -64,12 +68,22 @@ CORE_RULES: set[Rule] = {
 }
 
 
-def driver_rules() -> set[Rule]:
-    """What the routing registry declares: every kind a driver routes through or reads is read
-    (get on a cache miss) and watched; each driver's own routing object is created and patched.
-    A driver added without its RBAC in the chart fails the tests that compare against this."""
+def require_driver(name: str) -> None:
+    """Fail (never skip) when a test needs a driver the registry does not have (yet)."""
+    assert name in routing.names(), (
+        f"routing driver {name!r} is not registered (operator/modelroute/routing/ defines "
+        f"{routing.names()}): this test needs it"
+    )
+
+
+def driver_rules(drivers: Iterable[str]) -> set[Rule]:
+    """What the routing registry declares for ``drivers``: every kind a driver routes through or
+    reads is read (get on a cache miss) and watched; each driver's own routing object is created
+    and patched. A driver added without its RBAC in the chart fails the tests that compare
+    against this."""
     rules: set[Rule] = set()
-    for name in routing.names():
+    for name in drivers:
+        require_driver(name)
         info = routing.info(name)
         for kind in info.watched_kinds:
             rules |= {(kind.group, kind.plural, verb, ()) for verb in ("get", "list", "watch")}
@@ -77,12 +91,21 @@ def driver_rules() -> set[Rule]:
     return rules
 
 
-BASE_RULES: set[Rule] = CORE_RULES | driver_rules()
+# The default install: the chart's default routing.drivers.
+BASE_RULES: set[Rule] = CORE_RULES | driver_rules(DEFAULT_DRIVERS)
 
 
-def test_the_service_driver_needs_exactly_the_service_verbs() -> None:
-    assert driver_rules() == {
+def test_the_default_is_the_service_driver_with_exactly_the_service_verbs() -> None:
+    assert DEFAULT_DRIVERS == ["Service"]
+    assert driver_rules(DEFAULT_DRIVERS) == {
         ("", "services", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
+    }
+
+
+def test_the_httproute_driver_needs_exactly_the_httproute_verbs() -> None:
+    group = "gateway.networking.k8s.io"
+    assert driver_rules(["HTTPRoute"]) == {
+        (group, "httproutes", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
     }
 
 
@@ -236,6 +259,17 @@ def test_helm_lint_is_clean(variant: str) -> None:
         ({"image": {"tag": "latest"}}, "at '/image/tag'"),
         ({"runAsUser": 0}, "at '/runAsUser'"),
         ({"watchNamespaces": ["Team_A"]}, "at '/watchNamespaces/0'"),
+        (
+            {"routing": {"drivers": ["Nope"]}},
+            "at '/routing/drivers/0': value must be one of 'HTTPRoute', 'Service'",
+        ),
+        ({"routing": {"drivers": []}}, "at '/routing/drivers': minItems: got 0, want 1"),
+        (
+            {"routing": {"drivers": ["Service", "Service"]}},
+            "at '/routing/drivers': items at 0 and 1 are equal",
+        ),
+        ({"routing": {"drivers": "Service"}}, "at '/routing/drivers': got string, want array"),
+        ({"routing": {"driver": ["Service"]}}, "additional properties 'driver' not allowed"),
     ],
 )
 def test_schema_rejects_typos_and_wrong_types_with_helms_error(
@@ -371,6 +405,7 @@ def test_default_deployment_is_one_replica_recreate_with_pinned_image() -> None:
     assert settings.health_port == 8081
     assert settings.bind_address == "0.0.0.0"
     assert settings.log_format == "json"
+    assert settings.routing_drivers == ("Service",)  # not every driver: see routing.drivers
     # The chart's defaults are the operator's own.
     defaults = Settings()
     assert settings.max_connections_per_host == defaults.max_connections_per_host
@@ -479,6 +514,57 @@ def test_no_rbac_wildcards_in_any_variant(variant: str) -> None:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule[field], rule
                 assert "nonResourceURLs" not in rule
+
+
+# --- rendering: routing drivers -----------------------------------------------------------------
+
+
+def test_schema_offers_exactly_the_registered_drivers() -> None:
+    require_driver("HTTPRoute")
+    drivers = SCHEMA["properties"]["routing"]["properties"]["drivers"]
+    assert drivers["items"]["enum"] == routing.names(), "values.schema.json: routing.drivers"
+    assert drivers["uniqueItems"] is True and drivers["minItems"] == 1
+
+
+@pytest.mark.parametrize(
+    ("drivers", "namespaces"),
+    [
+        pytest.param(["Service"], [], id="service"),
+        pytest.param(["HTTPRoute"], [], id="httproute-only"),
+        pytest.param(["Service", "HTTPRoute"], [], id="both"),
+        pytest.param(["HTTPRoute", "Service"], ["team-a", "team-b"], id="both-namespaced"),
+    ],
+)
+def test_rbac_follows_the_enabled_drivers_exactly(
+    drivers: list[str], namespaces: list[str]
+) -> None:
+    """Each driver's kinds, and nothing of a driver that is not enabled; the operator is told
+    the same list, so it never watches a kind it has no RBAC for."""
+    values: dict[str, Any] = {"routing": {"drivers": drivers}, "watchNamespaces": namespaces}
+    docs = render(values)
+    roles = find(docs, "Role") if namespaces else find(docs, "ClusterRole")
+    assert len(roles) == max(len(namespaces), 1)
+    for role in roles:
+        assert flat_rules(role) == CORE_RULES | driver_rules(drivers)
+    assert operator_settings(docs).routing_drivers == tuple(drivers)
+    assert lint(values)["errors"] == []
+
+
+def test_every_registered_driver_has_its_rbac_in_the_chart() -> None:
+    """The chart's driver catalog (templates/_helpers.tpl) covers the whole registry."""
+    require_driver("HTTPRoute")
+    docs = render({"routing": {"drivers": routing.names()}})
+    (role,) = find(docs, "ClusterRole")
+    assert flat_rules(role) == CORE_RULES | driver_rules(routing.names())
+
+
+def test_no_gateway_api_rbac_unless_the_httproute_driver_is_enabled() -> None:
+    for variant in VARIANTS.values():
+        enabled = variant.get("routing", {}).get("drivers", DEFAULT_DRIVERS)
+        for doc in render(variant):
+            if doc["kind"] in ("ClusterRole", "Role"):
+                groups = {group for rule in doc["rules"] for group in rule["apiGroups"]}
+                assert ("gateway.networking.k8s.io" in groups) == ("HTTPRoute" in enabled)
 
 
 # --- rendering: the variants ---------------------------------------------------------------------

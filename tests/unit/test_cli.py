@@ -8,6 +8,7 @@ import logging
 import kopf
 import pytest
 
+from modelroute import routing
 from modelroute.cli import parse_args
 from modelroute.settings import Settings, apply_to_kopf
 
@@ -55,6 +56,48 @@ def test_flags(argv: list[str], field: str, value: object) -> None:
     settings, _ = parse_args(argv)
     assert getattr(settings, field) == value
     assert settings == dataclasses.replace(Settings(), **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("Service", ("Service",), id="one"),
+        pytest.param("Service,HTTPRoute", ("Service", "HTTPRoute"), id="two"),
+        pytest.param(" HTTPRoute , Service ,", ("HTTPRoute", "Service"), id="spaces"),
+        pytest.param("Service,Service", ("Service",), id="dedups"),
+    ],
+)
+def test_routing_drivers(value: str, expected: tuple[str, ...]) -> None:
+    assert "HTTPRoute" in routing.names(), "the HTTPRoute driver is not registered yet"
+    settings, _ = parse_args(["--routing-drivers", value])
+    assert settings.routing_drivers == expected
+    assert settings == dataclasses.replace(Settings(), routing_drivers=expected)
+
+
+def test_routing_drivers_default_to_every_registered_driver() -> None:
+    # Empty means all of them: the runtime resolves it against the registry.
+    assert parse_args([])[0].routing_drivers == ()
+    assert Settings().routing_drivers == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("Service,Nope", "unknown routing driver 'Nope'", id="unknown"),
+        pytest.param("service", "unknown routing driver 'service'", id="case-sensitive"),
+        pytest.param("", "--routing-drivers needs at least one driver", id="empty"),
+        pytest.param(",", "--routing-drivers needs at least one driver", id="only-commas"),
+    ],
+)
+def test_bad_routing_drivers_name_the_available_ones(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(["--routing-drivers", value])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert f"(available: {', '.join(routing.names())})" in err
 
 
 def test_kubeconfig_is_passed_through() -> None:

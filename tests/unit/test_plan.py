@@ -819,7 +819,11 @@ def test_plan_invalid() -> None:
     healthy = given_({"vendor": up(), "inhouse": up()}, "vendor", now=T0)
     before = plan(healthy)
     result = plan_invalid(
-        previous=before.status, written=before.status, generation=8, message=INVALID, now=NOW
+        previous=before.status,
+        written=before.status,
+        generation=8,
+        problem=Problem(ReadyReason.INVALID_SPEC, INVALID),
+        now=NOW,
     )
     assert (result.split, result.decision, result.recheck_at, result.moved) == (
         None,
@@ -841,7 +845,7 @@ def test_plan_invalid() -> None:
         previous=result.status,
         written=result.status,
         generation=8,
-        message=INVALID,
+        problem=Problem(ReadyReason.INVALID_SPEC, INVALID),
         now=NOW + HOUR,
     )
     assert (again.events, again.write_status) == ((), False)
@@ -849,16 +853,32 @@ def test_plan_invalid() -> None:
 
 
 def test_plan_invalid_from_scratch() -> None:
-    result = plan_invalid(previous=FRESH, written=None, generation=1, message=INVALID, now=NOW)
+    result = plan_invalid(
+        previous=FRESH,
+        written=None,
+        generation=1,
+        problem=Problem(ReadyReason.INVALID_SPEC, INVALID),
+        now=NOW,
+    )
     assert kinds(result.events) == [(WARNING, ReadyReason.INVALID_SPEC)]
     assert result.write_status
     assert result.active is None
 
 
 def test_plan_invalid_with_another_message_does_not_warn_again() -> None:
-    first = plan_invalid(previous=FRESH, written=None, generation=1, message=INVALID, now=NOW)
+    first = plan_invalid(
+        previous=FRESH,
+        written=None,
+        generation=1,
+        problem=Problem(ReadyReason.INVALID_SPEC, INVALID),
+        now=NOW,
+    )
     second = plan_invalid(
-        previous=first.status, written=first.status, generation=2, message="other", now=NOW
+        previous=first.status,
+        written=first.status,
+        generation=2,
+        problem=Problem(ReadyReason.INVALID_SPEC, "other"),
+        now=NOW,
     )
     assert second.events == ()
     assert second.write_status  # the message and generation changed

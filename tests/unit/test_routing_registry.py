@@ -16,7 +16,7 @@ import pytest
 
 from modelroute import crdgen, routing
 from modelroute.api.models import ModelRouteSpec
-from modelroute.kube.client import SERVICES, ObjectKind
+from modelroute.kube.client import HTTPROUTES, SERVICES, ObjectKind
 from modelroute.routing.base import DriverContext
 from tests.fakes.kube import FakeKube
 
@@ -90,13 +90,13 @@ def _spec(**extra: object) -> ModelRouteSpec:
 
 @pytest.mark.usefixtures("widget_driver")
 def test_a_new_driver_module_is_registered_everywhere() -> None:
-    assert routing.names() == ["Service", "Widget"]
+    assert routing.names() == ["HTTPRoute", "Service", "Widget"]
     crd = crdgen.build_crd()
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert schema["properties"]["spec"]["properties"]["routing"]["properties"]["driver"][
         "enum"
-    ] == ["Service", "Widget"]
-    assert set(routing.watched_kinds()) == {SERVICES, WIDGETS}
+    ] == ["HTTPRoute", "Service", "Widget"]
+    assert set(routing.watched_kinds()) == {SERVICES, HTTPROUTES, WIDGETS}
     assert routing.info("Widget").supports_weights
 
 
@@ -112,5 +112,7 @@ def test_its_spec_checks_and_its_driver_are_used() -> None:
 
 def test_without_the_module_the_driver_is_unknown() -> None:
     assert "Widget" not in routing.names()
-    with pytest.raises(KeyError, match="unknown routing driver 'Widget'; available: Service"):
+    with pytest.raises(
+        KeyError, match="unknown routing driver 'Widget'; available: HTTPRoute, Service"
+    ):
         routing.info("Widget")

@@ -182,7 +182,10 @@ def test_problems(spec: ModelRouteSpec, expected: list[str]) -> None:
 
 def test_general_rules_do_not_depend_on_a_driver() -> None:
     # Duplicate names are wrong for every driver; a missing serviceRef only for Service's.
-    spec = spec_of(backend("a", ref=None), backend("a", ref=None))
+    spec = spec_of(
+        backend("a", ref=None, endpoint="http://a.example"),
+        backend("a", ref=None, endpoint="http://a.example"),
+    )
     assert problems(spec, DRIVERS) == [
         "spec.backends[1].name: duplicate backend name 'a' (also spec.backends[0].name)"
     ]
@@ -192,6 +195,7 @@ def test_problems_lists_every_violation() -> None:
     spec = spec_of(backend("a", ref=None), backend("a", ref="chat-llm"))
     found = spec_problems(spec)
     assert [p.split(":")[0] for p in found] == [
+        "spec.backends[0].endpoint",
         "spec.backends[1].name",
         "spec.backends[0].serviceRef",
         "spec.backends[1].serviceRef.name",

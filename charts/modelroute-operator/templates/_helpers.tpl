@@ -77,12 +77,7 @@ own Role in the release namespace (rbac.yaml).
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes/status"]
   verbs: ["patch"]
-# The routing drivers' kinds (operator/modelroute/routing/, each DriverInfo's kind and reads;
-# tests/unit/test_chart.py derives the expected rules from that registry). Service driver:
-# target and stable Services are read and watched; the stable Service is created and patched.
-- apiGroups: [""]
-  resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+{{- include "modelroute-operator.driverRules" . }}
 # API keys referenced by authSecretRef: read only (watched so key rotation is noticed).
 - apiGroups: [""]
   resources: ["secrets"]
@@ -91,4 +86,34 @@ own Role in the release namespace (rbac.yaml).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/*
+The routing drivers' kinds, for the drivers in routing.drivers only (operator/modelroute/routing/:
+each DriverInfo's kind and reads; tests/unit/test_chart.py derives the expected rules from that
+registry). A driver's routing object is read, watched, created and patched; a kind it only reads
+is read and watched ("reads": a list of (list "<group>" "<plural>")). Service driver: target and
+stable Services. HTTPRoute driver: the HTTPRoutes it owns (gateway.networking.k8s.io).
+*/}}
+{{- define "modelroute-operator.driverRules" -}}
+{{- $catalog := dict
+  "Service" (dict "group" "" "kind" "services" "reads" (list))
+  "HTTPRoute" (dict "group" "gateway.networking.k8s.io" "kind" "httproutes" "reads" (list))
+}}
+{{- range $name := .Values.routing.drivers }}
+{{- $driver := get $catalog $name }}
+{{- if not $driver }}
+{{- fail (printf "routing.drivers: unknown driver %q (available: %s)" $name (keys $catalog | sortAlpha | join ", ")) }}
+{{- end }}
+# Routing driver {{ $name }}: its routing object.
+- apiGroups: [{{ $driver.group | quote }}]
+  resources: [{{ $driver.kind | quote }}]
+  verbs: ["get", "list", "watch", "create", "patch"]
+{{- range $driver.reads }}
+# Routing driver {{ $name }}: a kind it reads.
+- apiGroups: [{{ index . 0 | quote }}]
+  resources: [{{ index . 1 | quote }}]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- end }}
 {{- end }}

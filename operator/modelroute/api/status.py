@@ -59,6 +59,22 @@ class TrafficWeight(ApiModel):
     weight: int = Field(description="Percentage of the traffic (0-100).")
 
 
+class FailbackProgress(ApiModel):
+    """A staged failback in progress (failback.steps with a weighted driver)."""
+
+    backend: str = Field(description="The recovered backend traffic is given back to.")
+    fallback: str = Field(description="The backend that gives the traffic back.")
+    step: int = Field(description="Index in failback.steps of the weight the backend has now.")
+    since: datetime = Field(description="When this step began.")
+
+
+class FailbackAbort(ApiModel):
+    """The last staged failback that was aborted: its backend's stabilization restarts then."""
+
+    backend: str = Field(description="The backend whose failback was aborted.")
+    at: datetime = Field(description="When it was aborted.")
+
+
 class ModelRouteStatus(ApiModel):
     """Observed state of a ModelRoute, written only when it changes."""
 
@@ -77,5 +93,11 @@ class ModelRouteStatus(ApiModel):
     traffic: list[TrafficWeight] = Field(
         default_factory=list,
         description="The split the routing object carries now (backends with traffic only).",
+    )
+    failback: FailbackProgress | None = Field(
+        default=None, description="The staged failback in progress, if any."
+    )
+    failback_aborted: FailbackAbort | None = Field(
+        default=None, description="The last aborted staged failback (stabilization restarts)."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")

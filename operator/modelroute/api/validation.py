@@ -7,6 +7,7 @@ The rules here hold for every driver; each routing driver adds its own (``routin
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -67,6 +68,6 @@ def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str
 
 def _step_problems(spec: ModelRouteSpec) -> list[str]:
     steps = spec.failback.steps or []
-    if any(later <= earlier for earlier, later in zip(steps, steps[1:], strict=False)):
+    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
         return [f"spec.failback.steps: must increase, e.g. [10, 50, 100] (got {steps})"]
     return []

@@ -2,6 +2,12 @@
 
 Only on-event handlers are used, so kopf writes nothing to the watched objects (no finalizers,
 no progress or last-handled annotations): at steady state the operator writes nothing at all.
+
+The routing drivers' kinds are registered by the start-up handler, once the runtime knows which
+drivers it serves: only those kinds are watched. kopf resolves the resources to watch after
+every start-up handler has finished (its resource observer waits for them), and with CRD
+scanning off it never looks again, so a kind the cluster lacks, or one this operator has no
+RBAC for (a driver not enabled in the chart), is never listed or watched at all.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from typing import Any
 
 import kopf
 
-from modelroute import routing
 from modelroute.api.models import GROUP, PLURAL, VERSION
 from modelroute.control.runtime import Runtime
 from modelroute.kube.client import ObjectKind
@@ -22,7 +27,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     """Apply our settings to kopf and start the runtime before any watch begins."""
     operator_settings: Settings = memo["settings"]
     apply_to_kopf(operator_settings, settings)
-    memo["runtime"] = await Runtime.start(operator_settings)
+    runtime = await Runtime.start(operator_settings)
+    memo["runtime"] = runtime
+    for kind in runtime.watched_kinds:
+        watch(kind)
 
 
 @kopf.on.cleanup()
@@ -45,8 +53,15 @@ async def modelroute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
     await memo["runtime"].controller.on_route_event(event.get("type"), event["object"])
 
 
-def _watch(kind: ObjectKind) -> None:
-    """Register a watch of ``kind``: its events go to the caches of the routes that need them."""
+_watched: set[ObjectKind] = set()
+
+
+def watch(kind: ObjectKind) -> None:
+    """Register a watch of ``kind`` (once): its events go to the caches of the routes that need
+    them. Called from ``start``, before kopf resolves what to watch."""
+    if kind in _watched:
+        return  # a retried start-up handler registers nothing twice
+    _watched.add(kind)
 
     async def object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["runtime"].controller.on_object_event(kind, event.get("type"), event["object"])
@@ -55,12 +70,6 @@ def _watch(kind: ObjectKind) -> None:
     kopf.on.event(kind.group, kind.version, kind.plural, id=f"{kind.plural}.{kind.group}")(
         object_event
     )
-
-
-# The kinds routing drivers declared (their routing objects and what they read): adding a
-# driver adds its watches here without touching this module.
-for _kind in routing.watched_kinds():
-    _watch(_kind)
 
 
 @kopf.on.event("", "v1", "secrets")

@@ -64,6 +64,10 @@ class Deps:
     events: EventRecorder
     probes: ProbeSource
     now: Callable[[], datetime]
+    # Routing drivers this operator cannot serve, with the reason shown to the admin (not
+    # enabled by --routing-drivers, or their CRD is not installed): routes that ask for one
+    # are Ready=False, reason DriverUnavailable.
+    unavailable_drivers: Mapping[str, str] = field(default_factory=dict)
     driver_context: DriverContext = field(init=False)
 
     def __post_init__(self) -> None:

@@ -21,11 +21,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from modelroute import routing
 from modelroute.control.controller import Controller
+from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
 from modelroute.control.route import Deps
 from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
-from modelroute.kube.client import SECRETS, KubeClient
+from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.leader import LeaderElector, LeaseConfig
@@ -53,21 +53,29 @@ class Runtime:
     kube: KubeClient
     probes: ProbeHub
     runners: list[web.AppRunner]
+    drivers: DriverAvailability
     ready: bool = False
     elector: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        """Build the parts and open the metrics and health endpoints."""
+        """Find the drivers it can serve, build the parts, open the metrics and health
+        endpoints."""
         kube = KubeClient(
             load_credentials(settings.kubeconfig),
             field_manager=settings.field_manager,
             timeout_seconds=settings.api_timeout_seconds,
         )
+        try:
+            drivers = await discover_drivers(kube, settings.routing_drivers)
+        except BaseException:
+            await kube.close()  # kopf retries the start-up handler: leave nothing open
+            raise
+        _log_drivers(drivers)
         metrics = Metrics()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=metrics.registry)
-        deps, probes = _build_deps(settings, kube, metrics)
+        deps, probes = _build_deps(settings, kube, metrics, drivers)
         controller = Controller(deps, leading=not settings.leader_election)
         runtime = cls(
             settings=settings,
@@ -76,6 +84,7 @@ class Runtime:
             kube=kube,
             probes=probes,
             runners=[],
+            drivers=drivers,
         )
         if settings.leader_election:
             runtime.elector = asyncio.create_task(
@@ -95,6 +104,11 @@ class Runtime:
             },
         )
         return runtime
+
+    @property
+    def watched_kinds(self) -> list[ObjectKind]:
+        """The kinds to watch for routing drivers: only those of the drivers it serves."""
+        return self.drivers.watched_kinds
 
     async def stop(self) -> None:
         """Stop the workers, endpoints and connections."""
@@ -138,13 +152,24 @@ class Runtime:
         return web.Response(text="ok\n")
 
 
-def _build_deps(settings: Settings, kube: KubeClient, metrics: Metrics) -> tuple[Deps, ProbeHub]:
+def _log_drivers(drivers: DriverAvailability) -> None:
+    """Once at start-up: the drivers served, and why each other one is not."""
+    logger.info("routing drivers served: %s", ", ".join(drivers.available) or "none")
+    for name, reason in drivers.unavailable.items():
+        # Not enabled is a choice; enabled without its CRD needs the admin's attention.
+        level = logging.INFO if reason == not_enabled(name) else logging.WARNING
+        logger.log(level, "routing driver %s unavailable: %s", name, reason)
+
+
+def _build_deps(
+    settings: Settings, kube: KubeClient, metrics: Metrics, drivers: DriverAvailability
+) -> tuple[Deps, ProbeHub]:
     """What every route worker shares, and the probe hub behind it."""
-    # One cache per kind some routing driver routes through or reads, and the Secrets that
-    # probes authenticate with.
+    # One cache per kind a served routing driver routes through or reads (never a kind the
+    # cluster lacks), and the Secrets that probes authenticate with.
     caches = {
         kind: ObjectCache(functools.partial(kube.get_object, kind), slim_object)
-        for kind in routing.watched_kinds()
+        for kind in drivers.watched_kinds
     }
     secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
     probes = ProbeHub(
@@ -167,6 +192,7 @@ def _build_deps(settings: Settings, kube: KubeClient, metrics: Metrics) -> tuple
         events=EventRecorder(kube, settings.field_manager),
         probes=probes,
         now=utc_now,
+        unavailable_drivers=drivers.unavailable,
     )
     return deps, probes
 

@@ -27,6 +27,7 @@ from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_
 from modelroute.core import health
 from modelroute.core.plan import Plan, PlanInput, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
+from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
 from modelroute.routing import DriverInfo, RoutingDriver, RoutingState
@@ -148,6 +149,12 @@ class RouteWorker:
             message = str(exc)
             await self._loop(lambda: self._carry_out_invalid(message), once=True)
             return
+        unavailable = self._deps.unavailable_drivers.get(spec.routing.driver)
+        if unavailable is not None:
+            # Same: nothing to probe for until the operator can serve the driver.
+            reason = ReadyReason.DRIVER_UNAVAILABLE
+            await self._loop(lambda: self._carry_out_invalid(unavailable, reason), once=True)
+            return
         info = routing.info(spec.routing.driver)
         driven = self._driven = _Driven(spec, info, info.create(self._deps.driver_context))
         self._subscribe_objects(driven)
@@ -215,9 +222,14 @@ class RouteWorker:
         given = self._inputs(driven.spec)
         decided = plan(given)
         state = await self._route(driven, decided)
-        if state.problem is not None:
-            decided = plan(dataclasses.replace(given, problem=state.problem))
-        elif decided.split is not None:
+        if state.problem is not None or state.verdict is not None:
+            # Plan again with what the driver (and the gateway behind it) said.
+            decided = plan(
+                dataclasses.replace(
+                    given, problem=state.problem, verdict=state.verdict, carried=state.split
+                )
+            )
+        if decided.split is not None and (state.problem is None or state.split == decided.split):
             self.routed = decided.split
         await self._carry_out(decided, driven.spec)
 
@@ -235,9 +247,10 @@ class RouteWorker:
         """After routing: metrics, Events, the status write, and the next recheck."""
         ref, deps = self.route.ref, self._deps
         if spec is not None:
-            deps.metrics.set_active(
-                ref.namespace, ref.name, [b.name for b in spec.backends], self.active
-            )
+            names = [b.name for b in spec.backends]
+            deps.metrics.set_active(ref.namespace, ref.name, names, self.active)
+            weights = {t.backend: t.weight for t in decided.status.traffic}
+            deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
         for event in decided.events:
@@ -250,12 +263,14 @@ class RouteWorker:
             self._written = decided.status
         self._schedule_recheck(decided.recheck_at)
 
-    async def _carry_out_invalid(self, message: str) -> None:
+    async def _carry_out_invalid(
+        self, message: str, reason: ReadyReason = ReadyReason.INVALID_SPEC
+    ) -> None:
         decided = plan_invalid(
             previous=self._previous,
             written=self._written,
             generation=self.route.generation,
-            message=message,
+            problem=Problem(reason, message),
             now=self._deps.now(),
         )
         await self._carry_out(decided, None)

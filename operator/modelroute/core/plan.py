@@ -15,20 +15,25 @@ from datetime import datetime, timedelta
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ConditionStatus, ModelRouteStatus
-from modelroute.core import policy, status
-from modelroute.core.conditions import get_condition
+from modelroute.core import policy, ramp, status
+from modelroute.core.conditions import get_condition, set_condition
 from modelroute.core.health import HealthRecord
 from modelroute.core.types import (
     ConditionType,
+    DegradedReason,
     EventType,
+    PlannedEvent,
     Problem,
     ReadyReason,
     TrafficSplit,
     Transition,
+    Verdict,
 )
 
 _EVENT_TYPES = {
     Transition.INITIAL: EventType.NORMAL,
+    Transition.FAILBACK_STEP: EventType.NORMAL,
+    Transition.FAILBACK_ABORTED: EventType.WARNING,
     Transition.FAILOVER: EventType.WARNING,
     Transition.FAILBACK: EventType.NORMAL,
     Transition.REROUTE: EventType.NORMAL,
@@ -54,15 +59,10 @@ class PlanInput:
     approval: str | None
     now: datetime
     problem: Problem | None = None
-
-
-@dataclass(frozen=True)
-class PlannedEvent:
-    """A Kubernetes Event to post on the route."""
-
-    type: EventType
-    reason: str
-    message: str
+    verdict: Verdict | None = None  # the gateway's, for drivers whose object a gateway judges
+    # The split the routing object carries after the driver reported ``problem``: when it is the
+    # planned one (e.g. a gateway rejected the route itself), traffic did move on our side.
+    carried: TrafficSplit | None = None
 
 
 @dataclass(frozen=True)
@@ -86,40 +86,108 @@ class Plan:
 def plan(given: PlanInput) -> Plan:
     """Decide the split, the status, the Events and the next recheck (see the module doc)."""
     active = given.routed.primary if given.routed is not None else None
-    consumed = given.previous.failback_approval
-    approved = given.approval is not None and given.approval != consumed
-    decision = policy.decide(
-        given.spec, given.records, active, given.now, failback_approved=approved
-    )
-    split = _split(given.spec, decision, active)
-    achieved = given.problem is None
-    traffic = split if achieved and split is not None else given.routed
-    transition = decision.transition if achieved else None
-    moved = transition is not None and active is not None
+    approved = given.approval is not None and given.approval != given.previous.failback_approval
+    # A backend whose staged failback was aborted stabilizes again from the abort.
+    records = ramp.restarted(given.records, given.previous.failback_aborted)
+    decision = policy.decide(given.spec, records, active, given.now, failback_approved=approved)
+    step = _ramp_step(given, records, decision, active)
+    split = step.split if step is not None else _split(given.spec, decision, active)
+    achieved = given.problem is None or (split is not None and given.carried == split)
+    transition = decision.transition if achieved and step is None else None
+    if step is not None:
+        moved = achieved and step.completed
+    else:
+        moved = transition is not None and active is not None
     new = status.build_status(
         previous=given.previous,
         spec=given.spec,
         generation=given.generation,
-        records=given.records,
-        traffic=traffic,
+        records=records,
+        traffic=split if achieved and split is not None else given.routed,
         decision=decision,
         problem=given.problem,
         moved=moved,
         failback_approval=_approval_to_record(given, decision, approved and not achieved),
         now=given.now,
     )
+    new = _with_verdict(_with_ramp(new, given, step if achieved else None), given)
     events = _problem_events(given.previous, new)
-    if transition is not None:
+    if achieved and step is not None and step.event is not None:
+        events = (step.event, *events)
+    elif transition is not None:
         events = (PlannedEvent(_EVENT_TYPES[transition], transition, decision.message), *events)
+    recheck = _recheck_at(given.spec, records, new.active_backend, given.now)
+    if achieved and step is not None and step.recheck_at is not None:
+        recheck = min(filter(None, (recheck, step.recheck_at)))
     return Plan(
         split=split,
         decision=decision,
         status=new,
         write_status=status.needs_write(given.written, new, given.spec),
         events=events,
-        recheck_at=_recheck_at(given.spec, given.records, new.active_backend, given.now),
+        recheck_at=recheck,
         moved=moved,
     )
+
+
+def _ramp_step(
+    given: PlanInput,
+    records: Mapping[str, HealthRecord],
+    decision: policy.Decision,
+    active: str | None,
+) -> ramp.RampStep | None:
+    """The staged failback's move in this reconcile, if one runs or starts now."""
+    progress = ramp.in_progress(given.spec, given.previous, given.routed)
+    if progress is not None and decision.transition is not Transition.FAILOVER:
+        return ramp.advance(given.spec, progress, records, given.now)
+    if decision.transition is Transition.FAILBACK and active and decision.target:
+        return ramp.start(given.spec, decision.target, active, decision.message, given.now)
+    return None
+
+
+def _with_ramp(
+    new: ModelRouteStatus, given: PlanInput, step: ramp.RampStep | None
+) -> ModelRouteStatus:
+    """The ramp's state in status, and Degraded saying a staged failback is under way."""
+    previous = given.previous
+    if step is None:
+        done = new.failover_count > previous.failover_count and new.active_backend is not None
+        cleared = done and previous.failback_aborted is not None
+        aborted = None if cleared else previous.failback_aborted
+        progress = previous.failback if given.problem is not None else None
+    else:
+        progress = step.progress
+        aborted = step.aborted or (None if step.completed else previous.failback_aborted)
+    new = new.model_copy(update={"failback": progress, "failback_aborted": aborted})
+    if progress is None:
+        return new
+    weights = ", ".join(f"{t.backend} {t.weight}%" for t in new.traffic)
+    conds = set_condition(
+        new.conditions,
+        type=ConditionType.DEGRADED,
+        status=ConditionStatus.TRUE,
+        reason=DegradedReason.FAILBACK_IN_PROGRESS,
+        message=f"staged failback to {progress.backend}: {weights}",
+        now=given.now,
+        observed_generation=given.generation,
+    )
+    return new.model_copy(update={"conditions": conds})
+
+
+def _with_verdict(new: ModelRouteStatus, given: PlanInput) -> ModelRouteStatus:
+    """The gateway's verdict as the RoutingAccepted condition (L7 drivers only)."""
+    if given.verdict is None:
+        return new
+    conds = set_condition(
+        new.conditions,
+        type=ConditionType.ROUTING_ACCEPTED,
+        status=ConditionStatus(given.verdict.status),
+        reason=given.verdict.reason,
+        message=given.verdict.message,
+        now=given.now,
+        observed_generation=given.generation,
+    )
+    return new.model_copy(update={"conditions": conds})
 
 
 def _approval_to_record(given: PlanInput, decision: policy.Decision, blocked: bool) -> str | None:
@@ -141,11 +209,11 @@ def plan_invalid(
     previous: ModelRouteStatus,
     written: ModelRouteStatus | None,
     generation: int | None,
-    message: str,
+    problem: Problem,
     now: datetime,
 ) -> Plan:
-    """The plan for a spec that breaks a rule: no routing, Ready=False naming the field."""
-    problem = Problem(ReadyReason.INVALID_SPEC, message)
+    """The plan for a route that cannot be served as written: no probing, no routing, Ready=False
+    with ``problem`` (an InvalidSpec naming the field, or a DriverUnavailable)."""
     new = status.build_invalid_status(
         previous=previous, generation=generation, problem=problem, now=now
     )

@@ -40,6 +40,7 @@ class ReadyReason(enum.StrEnum):
     AWAITING_FIRST_PROBES = "AwaitingFirstProbes"
     ALL_BACKENDS_UNHEALTHY = "AllBackendsUnhealthy"
     INVALID_SPEC = "InvalidSpec"
+    DRIVER_UNAVAILABLE = "DriverUnavailable"
 
 
 class DegradedReason(enum.StrEnum):
@@ -49,6 +50,7 @@ class DegradedReason(enum.StrEnum):
     NO_ACTIVE_BACKEND = "NoActiveBackend"
     NOT_ON_PREFERRED_BACKEND = "NotOnPreferredBackend"
     FAILBACK_PENDING = "FailbackPending"
+    FAILBACK_IN_PROGRESS = "FailbackInProgress"
     ALL_BACKENDS_HEALTHY = "AllBackendsHealthy"
 
 
@@ -73,6 +75,8 @@ class Transition(enum.StrEnum):
     FAILOVER = "FailedOver"
     FAILBACK = "FailedBack"
     REROUTE = "Rerouted"  # the active backend disappeared from spec
+    FAILBACK_STEP = "FailbackStep"  # a staged failback gives the next share back
+    FAILBACK_ABORTED = "FailbackAborted"  # a failed probe during a staged failback
 
 
 class EventType(enum.StrEnum):
@@ -80,6 +84,15 @@ class EventType(enum.StrEnum):
 
     NORMAL = "Normal"
     WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A Kubernetes Event to post on the route."""
+
+    type: EventType
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)

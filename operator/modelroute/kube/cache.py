@@ -111,6 +111,7 @@ def slim_object(body: dict[str, Any]) -> dict[str, Any]:
                 "namespace",
                 "uid",
                 "resourceVersion",
+                "generation",  # what a gateway's status conditions are stamped against
                 "labels",
                 "annotations",
                 "ownerReferences",

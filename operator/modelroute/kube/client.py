@@ -47,6 +47,7 @@ SECRETS = ObjectKind("", "v1", "secrets", "Secret")
 EVENTS = ObjectKind("", "v1", "events", "Event")
 LEASES = ObjectKind("coordination.k8s.io", "v1", "leases", "Lease")
 MODELROUTES = ObjectKind(GROUP, VERSION, PLURAL, KIND)
+HTTPROUTES = ObjectKind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
 
 class ApiError(Exception):
@@ -71,6 +72,11 @@ class KubeApi(Protocol):
         self, kind: ObjectKind, namespace: str, name: str
     ) -> dict[str, Any] | None:
         """One object, or None if it does not exist."""
+        ...
+
+    async def api_resources(self, group_version: str) -> set[str] | None:
+        """Discovery: the resources (plurals) ``group_version`` serves, e.g. ``v1`` or
+        ``gateway.networking.k8s.io/v1``; None when the API server does not serve it."""
         ...
 
     async def create_object(
@@ -188,6 +194,18 @@ class KubeClient:
     ) -> dict[str, Any] | None:
         """One object, or None if it does not exist."""
         return await self.request("GET", kind.path(namespace, name))
+
+    async def api_resources(self, group_version: str) -> set[str] | None:
+        """Discovery: the resources (plurals) ``group_version`` serves, e.g. ``v1`` or
+        ``gateway.networking.k8s.io/v1``; None when the API server does not serve it (404)."""
+        prefix = "/apis" if "/" in group_version else "/api"
+        found = await self.request("GET", f"{prefix}/{group_version}")
+        if found is None:
+            return None
+        # Subresources (services/status) are listed as "<plural>/<sub>": keep the plurals.
+        return {
+            str(r["name"]) for r in found.get("resources") or [] if "/" not in r.get("name", "/")
+        }
 
     async def create_object(
         self, kind: ObjectKind, namespace: str, body: dict[str, Any]

@@ -1,0 +1,131 @@
+"""Staged failback: traffic goes back to a recovered backend in steps (weighted drivers only).
+
+With ``failback.steps`` (e.g. ``[10, 50, 100]``), a failback that policy allows does not move
+all traffic at once: the recovered backend gets each step's share in turn, each held
+``stepSeconds`` while its probes keep passing. One failed probe during the ramp gives all
+traffic back to the fallback at once and its stabilization starts over. Failover is never
+staged. Pure: the ramp's state lives in ``status.failback``, time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from modelroute.api.models import ModelRouteSpec
+from modelroute.api.status import FailbackAbort, FailbackProgress, ModelRouteStatus
+from modelroute.core.health import HealthRecord
+from modelroute.core.types import EventType, PlannedEvent, TrafficSplit, Transition
+
+
+@dataclass(frozen=True)
+class RampStep:
+    """What the ramp does in this reconcile."""
+
+    split: TrafficSplit
+    event: PlannedEvent | None
+    progress: FailbackProgress | None  # None once finished or aborted
+    aborted: FailbackAbort | None
+    completed: bool  # all traffic is back on the recovered backend
+    recheck_at: datetime | None
+
+
+def steps_of(spec: ModelRouteSpec) -> list[int]:
+    """The configured steps, ending at 100 (implied when the list stops short)."""
+    steps = list(spec.failback.steps or [])
+    if steps and steps[-1] < 100:
+        steps.append(100)
+    return steps
+
+
+def restarted(
+    records: Mapping[str, HealthRecord], aborted: FailbackAbort | None
+) -> Mapping[str, HealthRecord]:
+    """Records whose stabilization counts from the last aborted ramp of that backend."""
+    if aborted is None or aborted.backend not in records:
+        return records
+    record = records[aborted.backend]
+    if record.healthy_since is None or record.healthy_since >= aborted.at:
+        return records
+    return {**records, aborted.backend: dataclasses.replace(record, healthy_since=aborted.at)}
+
+
+def in_progress(
+    spec: ModelRouteSpec, previous: ModelRouteStatus, routed: TrafficSplit | None
+) -> FailbackProgress | None:
+    """The ramp status says is running, if the routing object still carries it."""
+    progress = previous.failback
+    if not steps_of(spec) or progress is None or routed is None:
+        return None
+    names = {b.name for b in spec.backends}
+    if {progress.backend, progress.fallback} - names or progress.backend not in routed:
+        return None
+    return progress
+
+
+def start(
+    spec: ModelRouteSpec, backend: str, fallback: str, reason: str, now: datetime
+) -> RampStep | None:
+    """The first step of a failback policy allows; None when it is not staged."""
+    steps = steps_of(spec)
+    if not steps or steps[0] >= 100:
+        return None
+    progress = FailbackProgress(backend=backend, fallback=fallback, step=0, since=now)
+    return _at_step(spec, progress, f"{reason}; staged failback", now)
+
+
+def advance(
+    spec: ModelRouteSpec,
+    progress: FailbackProgress,
+    records: Mapping[str, HealthRecord],
+    now: datetime,
+) -> RampStep:
+    """Hold the current step, take the next one, finish, or abort on a failed probe."""
+    record = records.get(progress.backend, HealthRecord())
+    if not record.healthy or record.consecutive_failures > 0:
+        return _abort(progress, record, now)
+    ends = progress.since + timedelta(seconds=spec.failback.step_seconds)
+    if now < ends:
+        split = _split(progress.backend, progress.fallback, steps_of(spec)[progress.step])
+        return RampStep(split, None, progress, None, False, ends)
+    nxt = progress.model_copy(update={"step": progress.step + 1, "since": now})
+    return _at_step(spec, nxt, f"{progress.backend} stayed healthy", now)
+
+
+def _at_step(spec: ModelRouteSpec, progress: FailbackProgress, why: str, now: datetime) -> RampStep:
+    steps = steps_of(spec)
+    weight = steps[progress.step]
+    if weight >= 100:
+        message = (
+            f"{why}; staged failback complete: all traffic moved back from {progress.fallback} "
+            f"to {progress.backend}"
+        )
+        event = PlannedEvent(EventType.NORMAL, Transition.FAILBACK, message)
+        return RampStep(TrafficSplit.single(progress.backend), event, None, None, True, None)
+    message = (
+        f"{why}; step {progress.step + 1}/{len(steps)}: {weight}% of traffic to "
+        f"{progress.backend}, {100 - weight}% stays on {progress.fallback} for "
+        f"{spec.failback.step_seconds}s"
+    )
+    event = PlannedEvent(EventType.NORMAL, Transition.FAILBACK_STEP, message)
+    ends = now + timedelta(seconds=spec.failback.step_seconds)
+    split = _split(progress.backend, progress.fallback, weight)
+    return RampStep(split, event, progress, None, False, ends)
+
+
+def _abort(progress: FailbackProgress, record: HealthRecord, now: datetime) -> RampStep:
+    why = f" ({record.message})" if record.message else ""
+    message = (
+        f"{progress.backend} failed a probe during the staged failback{why}; all traffic is "
+        f"back on {progress.fallback} and its stabilization starts over"
+    )
+    event = PlannedEvent(EventType.WARNING, Transition.FAILBACK_ABORTED, message)
+    aborted = FailbackAbort(backend=progress.backend, at=now)
+    return RampStep(TrafficSplit.single(progress.fallback), event, None, aborted, False, None)
+
+
+def _split(backend: str, fallback: str, weight: int) -> TrafficSplit:
+    # The fallback is listed first: on a 50/50 step it is still the "active" backend.
+    return TrafficSplit({fallback: 100 - weight, backend: weight})

@@ -1,0 +1,291 @@
+"""Which routing drivers the operator serves: enabled (--routing-drivers) and served by the API.
+
+Discovery runs once at start-up through the KubeApi boundary (FakeKube here; the envtest
+tests/envtest/test_driver_availability.py runs it against a real API server). The start-up
+handler then registers kopf watches for the served drivers' kinds only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import kopf
+import pytest
+
+from modelroute import routing
+from modelroute.control import discovery
+from modelroute.control.discovery import DriverAvailability, discover_drivers
+from modelroute.kube.client import HTTPROUTES, MODELROUTES, SERVICES, ApiError, ObjectKind
+from modelroute.settings import Settings
+from tests.fakes.kube import FakeKube
+
+GATEWAYS = ObjectKind("gateway.networking.k8s.io", "v1", "gateways", "Gateway")
+GADGETS = ObjectKind("example.com", "v1", "gadgets", "Gadget")
+SPROCKETS = ObjectKind("example.com", "v1", "sprockets", "Sprocket")
+WHY_RESTART = (
+    "(kinds are resolved once at start-up: the operator has no RBAC on "
+    "CustomResourceDefinitions to notice a new one)"
+)
+NOT_INSTALLED = (
+    "the HTTPRoute CRD (gateway.networking.k8s.io/v1) is not installed on this cluster; "
+    f"install it and restart the operator {WHY_RESTART}"
+)
+
+
+def require_httproute() -> None:
+    assert "HTTPRoute" in routing.names(), (
+        "the HTTPRoute routing driver is not registered (operator/modelroute/routing/ defines "
+        f"{routing.names()}): this test needs it"
+    )
+
+
+def discover(kube: FakeKube, enabled: tuple[str, ...] = ()) -> DriverAvailability:
+    return asyncio.run(discover_drivers(kube, enabled))
+
+
+def test_a_bare_cluster_serves_the_service_driver_only() -> None:
+    require_httproute()
+    kube = FakeKube()
+    found = discover(kube)
+    assert found.available == ("Service",)
+    assert dict(found.unavailable) == {"HTTPRoute": NOT_INSTALLED}
+    assert found.watched_kinds == [SERVICES]  # no watch or cache of a kind the cluster lacks
+    assert kube.writes == 0 and kube.calls == []  # discovery only: no read, no write
+
+
+def test_with_the_gateway_api_installed_both_drivers_are_served() -> None:
+    require_httproute()
+    kube = FakeKube()
+    kube.serve(HTTPROUTES)
+    found = discover(kube)
+    assert found.available == ("HTTPRoute", "Service")
+    assert dict(found.unavailable) == {}
+    assert set(found.watched_kinds) == {SERVICES, HTTPROUTES}
+
+
+def test_a_group_served_without_the_kind_is_a_missing_crd() -> None:
+    """gateway.networking.k8s.io/v1 answers (Gateways installed) but lists no httproutes."""
+    require_httproute()
+    kube = FakeKube()
+    kube.serve(GATEWAYS)
+    assert discover(kube).unavailable["HTTPRoute"] == NOT_INSTALLED
+    kube.serve(HTTPROUTES)
+    kube.unserve(HTTPROUTES)  # its CRD deleted again
+    assert "gateway.networking.k8s.io/v1" in kube.served
+    assert discover(kube).unavailable["HTTPRoute"] == NOT_INSTALLED
+
+
+def test_a_driver_not_enabled_is_unavailable_and_its_kinds_are_not_even_looked_up() -> None:
+    require_httproute()
+    kube = FakeKube()
+    kube.serve(HTTPROUTES)
+    found = discover(kube, ("Service",))
+    assert found.available == ("Service",)
+    assert dict(found.unavailable) == {
+        "HTTPRoute": "routing driver HTTPRoute is not enabled on this operator "
+        "(--routing-drivers; Helm value routing.drivers)"
+    }
+    assert found.watched_kinds == [SERVICES]
+    assert kube.discovery_calls == ["v1"]
+
+
+def test_only_the_httproute_driver() -> None:
+    require_httproute()
+    kube = FakeKube()
+    kube.serve(HTTPROUTES)
+    found = discover(kube, ("HTTPRoute",))
+    assert found.available == ("HTTPRoute",)
+    assert found.unavailable["Service"] == discovery.not_enabled("Service")
+    assert found.watched_kinds == [HTTPROUTES]  # not even Services
+    assert kube.discovery_calls == ["gateway.networking.k8s.io/v1"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(ApiError(500, "InternalError", "etcd is having a moment"), id="500"),
+        pytest.param(ApiError(403, "Forbidden", "discovery denied"), id="403"),
+        pytest.param(ConnectionResetError("reset by peer"), id="connection"),
+    ],
+)
+def test_a_failing_discovery_is_raised_not_taken_for_a_missing_crd(error: Exception) -> None:
+    """Only a 404 means "not installed": anything else must not disable a driver for good
+    (the start-up handler fails and kopf retries it)."""
+    kube = FakeKube()
+    kube.discovery_error = error
+    with pytest.raises(type(error)):
+        discover(kube)
+
+
+def test_an_unknown_enabled_driver_is_an_error_naming_the_available_ones() -> None:
+    with pytest.raises(KeyError, match="unknown routing driver 'Nope'; available: "):
+        discover(FakeKube(), ("Nope",))
+
+
+# --- a driver reading kinds of its own: every missing CRD named, one request per group -----------
+
+_GADGET_MODULE = textwrap.dedent(
+    '''
+    """A throwaway driver that routes through Gadgets and reads Sprockets and Services."""
+
+    from modelroute.kube.client import SERVICES, ObjectKind
+    from modelroute.routing.base import DriverInfo
+
+    GADGETS = ObjectKind("example.com", "v1", "gadgets", "Gadget")
+    SPROCKETS = ObjectKind("example.com", "v1", "sprockets", "Sprocket")
+
+    DRIVER = DriverInfo(
+        name="Gadget",
+        kind=GADGETS,
+        create=lambda context: None,
+        check=lambda spec: [],
+        reads=(SPROCKETS, SERVICES),
+    )
+    '''
+)
+
+
+@pytest.fixture
+def gadget_driver(tmp_path: Path) -> Iterator[None]:
+    """The throwaway module, visible to the registry for one test."""
+    (tmp_path / "gadget.py").write_text(_GADGET_MODULE)
+    routing.__path__.append(str(tmp_path))
+    routing._registry.cache_clear()
+    try:
+        yield
+    finally:
+        routing.__path__.remove(str(tmp_path))
+        routing._registry.cache_clear()
+        sys.modules.pop("modelroute.routing.gadget", None)
+
+
+@pytest.mark.usefixtures("gadget_driver")
+def test_every_missing_kind_is_named_and_each_group_version_asked_once() -> None:
+    kube = FakeKube()
+    found = discover(kube, ("Gadget", "Service"))
+    assert found.unavailable["Gadget"] == (
+        "the Gadget CRD (example.com/v1) and the Sprocket CRD (example.com/v1) are not installed "
+        f"on this cluster; install them and restart the operator {WHY_RESTART}"
+    )
+    assert sorted(kube.discovery_calls) == ["example.com/v1", "v1"]
+    kube.serve(GADGETS)
+    reason = discover(kube, ("Gadget",)).unavailable["Gadget"]
+    assert reason.startswith("the Sprocket CRD (example.com/v1) is not installed on this cluster")
+    assert "install it and restart the operator" in reason
+    kube.serve(SPROCKETS)
+    found = discover(kube, ("Gadget",))
+    assert found.available == ("Gadget",)
+    assert found.watched_kinds == [GADGETS, SPROCKETS, SERVICES]
+
+
+# --- the kopf handlers: watches registered at start-up, for the served drivers' kinds only -------
+
+
+def watched_resources(registry: kopf.OperatorRegistry) -> set[tuple[str | None, object]]:
+    """(group, plural) of every on-event handler kopf would watch (a private kopf attribute,
+    read the way kopf's own resource observer reads it; ``kopf.on.event(group, version,
+    plural)`` keeps the plural as the selector's ``any_name``)."""
+    return {
+        (h.selector.group, h.selector.plural or h.selector.any_name)
+        for h in registry._watching.get_all_handlers()
+        if h.selector is not None
+    }
+
+
+def test_the_startup_handler_registers_watches_for_the_served_kinds_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf resolves what to watch after every start-up handler has finished: registering the
+    drivers' kinds there is what keeps an unavailable driver's kind unwatched."""
+    from modelroute.control import handlers
+    from modelroute.control.runtime import Runtime
+
+    registry = kopf.get_default_registry()
+    served = DriverAvailability(("Service",), {"HTTPRoute": NOT_INSTALLED})
+    runtime = SimpleNamespace(watched_kinds=served.watched_kinds)
+    started: list[Settings] = []
+
+    async def fake_start(settings: Settings) -> Any:
+        started.append(settings)
+        return runtime
+
+    monkeypatch.setattr(Runtime, "start", staticmethod(fake_start))
+    before = watched_resources(registry)
+    assert (HTTPROUTES.group, HTTPROUTES.plural) not in before  # nothing at import
+    assert (MODELROUTES.group, MODELROUTES.plural) in before
+    memo = kopf.Memo(settings=Settings(routing_drivers=("Service",)))
+    for _ in range(2):  # a retried start-up handler registers nothing twice
+        asyncio.run(handlers.start(settings=kopf.OperatorSettings(), memo=memo))
+    after = watched_resources(registry)
+    assert after - before <= {("", "services")}
+    assert ("", "services") in after
+    assert (HTTPROUTES.group, HTTPROUTES.plural) not in after
+    assert len(registry._watching.get_all_handlers()) == len(after)
+    assert memo["runtime"] is runtime and len(started) == 2
+
+
+# --- KubeClient.api_resources against a loopback server playing the API server's discovery -------
+
+_DISCOVERY: dict[str, tuple[int, dict[str, Any]]] = {
+    "/api/v1": (
+        200,
+        {
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [
+                {"name": "services", "kind": "Service", "namespaced": True},
+                {"name": "services/status", "kind": "Service", "namespaced": True},
+                {"name": "secrets", "kind": "Secret", "namespaced": True},
+            ],
+        },
+    ),
+    "/apis/gateway.networking.k8s.io/v1": (
+        404,
+        {"kind": "Status", "reason": "NotFound", "message": "the server could not find it"},
+    ),
+    "/apis/flaky.example.com/v1": (503, {"kind": "Status", "reason": "ServiceUnavailable"}),
+}
+
+
+async def test_the_client_reads_discovery_and_answers_none_when_not_served() -> None:
+    from aiohttp import web
+
+    from modelroute.kube.client import KubeClient
+    from modelroute.kube.credentials import Credentials
+
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(f"{request.method} {request.path}")
+        status, body = _DISCOVERY[request.path]
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    server = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = KubeClient(Credentials(server=server, ssl_context=False), field_manager="test")
+    try:
+        assert await client.api_resources("v1") == {"services", "secrets"}  # no subresources
+        assert await client.api_resources("gateway.networking.k8s.io/v1") is None
+        with pytest.raises(ApiError) as failed:
+            await client.api_resources("flaky.example.com/v1")
+        assert failed.value.status == 503
+        found = await discover_drivers(client, ("Service",))
+        assert found.available == ("Service",)
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert seen[:3] == [
+        "GET /api/v1",
+        "GET /apis/gateway.networking.k8s.io/v1",
+        "GET /apis/flaky.example.com/v1",
+    ]
