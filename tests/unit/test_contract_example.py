@@ -85,8 +85,9 @@ def test_example_gets_the_documented_defaults(spec: ModelRouteSpec) -> None:
     vendor, inhouse = spec.backends
     assert vendor.auth_secret_ref is not None
     assert (vendor.auth_secret_ref.name, vendor.auth_secret_ref.key) == ("vendor-key", "apiKey")
-    assert vendor.auth_secret_ref.header == "Authorization"
-    assert vendor.auth_secret_ref.prefix == "Bearer "
+    # Sent as "Authorization: Bearer <key>": the OpenAI provider's defaults.
+    auth = vendor.auth_secret_ref.for_provider(vendor.provider)
+    assert (auth.header, auth.prefix) == ("Authorization", "Bearer ")
     assert inhouse.auth_secret_ref is None
     assert vendor.probe_url("ai") == "http://vendor-egress.ai.svc:8080"
     assert inhouse.probe_url("ai") == "http://llama-vllm.ai.svc:8000"

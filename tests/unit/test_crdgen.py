@@ -202,8 +202,7 @@ def test_driver_enum_follows_the_registry(schema: dict[str, Any]) -> None:
         pytest.param(".spec.probe.successThreshold", 2, id="success-threshold"),
         pytest.param(".spec.failback.mode", "Automatic", id="failback-mode"),
         pytest.param(".spec.failback.stabilizationSeconds", 60, id="stabilization"),
-        pytest.param(".spec.backends[].authSecretRef.header", "Authorization", id="header"),
-        pytest.param(".spec.backends[].authSecretRef.prefix", "Bearer ", id="prefix"),
+        pytest.param(".spec.backends[].provider", "OpenAI", id="provider"),
     ],
 )
 def test_documented_defaults(schema: dict[str, Any], path: str, default: Any) -> None:

@@ -103,7 +103,9 @@ def test_parse_spec_accepts_the_wire_format() -> None:
     spec = parse_spec(with_("backends[0].authSecretRef", {"name": "k", "key": "apiKey"}))
     assert isinstance(spec, ModelRouteSpec)
     assert spec.backends[0].auth_secret_ref is not None
-    assert spec.backends[0].auth_secret_ref.header == "Authorization"
+    assert spec.backends[0].auth_secret_ref.header is None  # the provider's default applies
+    auth = spec.backends[0].auth_secret_ref.for_provider(spec.backends[0].provider)
+    assert auth.header == "Authorization"
 
 
 def test_invalid_spec_error_is_a_value_error() -> None:

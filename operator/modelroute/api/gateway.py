@@ -1,4 +1,4 @@
-"""Gateway API references as the ModelRoute spells them (for the HTTPRoute routing driver).
+"""Gateway API references as the ModelRoute spells them (HTTPRoute and AIGatewayRoute drivers).
 
 Field names and patterns follow Gateway API v1 (ParentReference, BackendObjectReference,
 HTTPRouteTimeouts), so what users write is what the operator copies into the HTTPRoute.
@@ -80,3 +80,18 @@ class HTTPRouteSpec(ApiModel):
         default="/", description="Requests whose path starts with this are routed."
     )
     timeouts: HTTPRouteTimeouts | None = Field(default=None, description="Rule timeouts.")
+
+
+class AIServiceBackendRef(ApiModel):
+    """An Envoy AI Gateway AIServiceBackend in the route's namespace."""
+
+    name: ObjectName = Field(description="Name of the AIServiceBackend.")
+
+
+class AIGatewayRouteSpec(ApiModel):
+    """The AIGatewayRoute the operator creates and owns (routing.driver AIGatewayRoute)."""
+
+    name: ObjectName | None = Field(default=None, description="Default: the ModelRoute's name.")
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=32)] = Field(
+        description="Gateways the AIGatewayRoute attaches to."
+    )

@@ -23,7 +23,12 @@ from modelroute.api.base import (
     Port,
     ServiceName,
 )
-from modelroute.api.gateway import BackendRef, HTTPRouteSpec
+from modelroute.api.gateway import (
+    AIGatewayRouteSpec,
+    AIServiceBackendRef,
+    BackendRef,
+    HTTPRouteSpec,
+)
 
 GROUP = "modelroute.dev"
 VERSION = "v1alpha1"
@@ -63,8 +68,28 @@ class ServiceRef(ApiModel):
     port: Port = Field(description="Port of that Service to route to.")
 
 
+class Provider(enum.StrEnum):
+    """The API dialect a backend speaks: probe paths, auth and version headers, bodies."""
+
+    OPENAI = "OpenAI"
+    AZURE_OPENAI = "AzureOpenAI"
+    ANTHROPIC = "Anthropic"
+
+
+# How each provider expects its key: (header, prefix).
+AUTH_DEFAULTS = {
+    Provider.OPENAI: ("Authorization", "Bearer "),
+    Provider.AZURE_OPENAI: ("api-key", ""),
+    Provider.ANTHROPIC: ("x-api-key", ""),
+}
+
+
 class AuthSecretRef(ApiModel):
-    """Where the probe's API key lives; the key is sent as ``<header>: <prefix><key>``."""
+    """Where the probe's API key lives; the key is sent as ``<header>: <prefix><key>``.
+
+    ``header`` and ``prefix`` default by the backend's provider: OpenAI ``Authorization:
+    Bearer <key>``, Azure OpenAI ``api-key: <key>``, Anthropic ``x-api-key: <key>``.
+    """
 
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = (
         Field(description="Secret name (same namespace).")
@@ -72,12 +97,27 @@ class AuthSecretRef(ApiModel):
     key: Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)] = Field(
         description="Key inside the Secret's data."
     )
-    header: Annotated[str, Field(min_length=1, max_length=128, pattern=HTTP_HEADER_PATTERN)] = (
-        Field(default="Authorization", description="HTTP header carrying the key.")
+    header: (
+        Annotated[str, Field(min_length=1, max_length=128, pattern=HTTP_HEADER_PATTERN)] | None
+    ) = Field(
+        default=None,
+        description="HTTP header carrying the key; default by provider (OpenAI Authorization, "
+        "AzureOpenAI api-key, Anthropic x-api-key).",
     )
-    prefix: Annotated[str, Field(max_length=64)] = Field(
-        default="Bearer ", description="Text put before the key in the header value."
+    prefix: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description='Text put before the key; default by provider (OpenAI "Bearer ", others none).',
     )
+
+    def for_provider(self, provider: Provider) -> AuthSecretRef:
+        """This reference with the provider's header and prefix where none is set."""
+        header, prefix = AUTH_DEFAULTS[provider]
+        return self.model_copy(
+            update={
+                "header": self.header if self.header is not None else header,
+                "prefix": self.prefix if self.prefix is not None else prefix,
+            }
+        )
 
 
 _PROBE_FIELD_DOCS = {
@@ -157,6 +197,19 @@ class Backend(ApiModel):
     service_ref: ServiceRef | None = Field(
         default=None, description="The Service the route points at when this backend is active."
     )
+    ai_service_backend_ref: AIServiceBackendRef | None = Field(
+        default=None,
+        description="AIGatewayRoute driver: the Envoy AI Gateway AIServiceBackend (same "
+        "namespace) this backend's traffic goes to.",
+    )
+    provider: Provider = Field(
+        default=Provider.OPENAI,
+        description="API dialect probes speak: OpenAI, AzureOpenAI or Anthropic.",
+    )
+    provider_version: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="Azure's api-version or Anthropic's anthropic-version for probes.",
+    )
     backend_ref: BackendRef | None = Field(
         default=None,
         description="HTTPRoute driver: any Gateway API backend (InferencePool, Envoy Gateway "
@@ -219,6 +272,9 @@ class RoutingSpec(ApiModel):
     )
     http_route: HTTPRouteSpec | None = Field(
         default=None, description="The HTTPRoute of the HTTPRoute driver."
+    )
+    ai_gateway_route: AIGatewayRouteSpec | None = Field(
+        default=None, description="The AIGatewayRoute of the AIGatewayRoute driver."
     )
 
 

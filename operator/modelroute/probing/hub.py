@@ -75,7 +75,11 @@ class ProbeKey:
             interval_seconds=probe.interval_seconds,
             timeout_seconds=probe.timeout_seconds,
             latency_threshold_ms=probe.latency_threshold_ms,
-            auth=backend.auth_secret_ref,
+            auth=(
+                backend.auth_secret_ref.for_provider(backend.provider)
+                if backend.auth_secret_ref is not None
+                else None
+            ),
         )
 
     def probe_spec(self) -> ProbeSpec:
@@ -201,4 +205,5 @@ class ProbeHub:
             value = base64.b64decode(secret["data"][ref.key]).decode().strip()
         except (binascii.Error, UnicodeDecodeError):
             return None, f"key {ref.key!r} of {where} is not valid base64 text"
-        return (ref.header, ref.prefix + value), None
+        # for_backend filled in the provider's defaults, so header and prefix are set here.
+        return (ref.header or "Authorization", (ref.prefix or "") + value), None
