@@ -1,4 +1,8 @@
-"""Prometheus metrics on an injectable registry; labels are bounded (namespace, route, backend)."""
+"""Prometheus metrics on an injectable registry; labels are bounded (namespace, route, backend).
+
+``modelroute_probe_failures_total`` has one more label, ``reason``: the probe failure's class
+(``core.types.ProbeFailure``, a closed set of seven), so it stays bounded too.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,11 @@ class Metrics:
             registry=r,
         )
         self.probe_failures = Counter(
-            "modelroute_probe_failures_total", "Failed health probes", _LABELS, registry=r
+            "modelroute_probe_failures_total",
+            "Failed health probes, by failure class (AuthFailed, ModelNotServed, RateLimited, "
+            "Unavailable, BadResponse, SlowResponse, SecretMissing)",
+            (*_LABELS, "reason"),
+            registry=r,
         )
         self.failovers = Counter(
             "modelroute_failovers_total",
@@ -51,6 +59,10 @@ class Metrics:
             _LABELS,
             registry=r,
         )
+        self._add_process_metrics(r)
+
+    def _add_process_metrics(self, r: CollectorRegistry) -> None:
+        """The metrics of the operator itself rather than of a route's backends."""
         self.probe_lag = Histogram(
             "modelroute_probe_schedule_lag_seconds",
             "How late probes start compared to their schedule",
@@ -89,7 +101,6 @@ class Metrics:
         per_backend = (
             self.backend_up,
             self.probe_duration,
-            self.probe_failures,
             self.failovers,
             self.active_backend,
             self.backend_weight,
@@ -98,3 +109,7 @@ class Metrics:
             for metric in per_backend:
                 with contextlib.suppress(KeyError):  # never observed for this backend
                     metric.remove(namespace, route, name)
+            # One series per failure reason seen: drop them all, whichever they were.
+            self.probe_failures.remove_by_labels(
+                {"namespace": namespace, "route": route, "backend": name}
+            )

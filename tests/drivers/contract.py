@@ -30,8 +30,15 @@ from modelroute import routing
 from modelroute.api.models import GROUP, KIND, VERSION, ModelRouteSpec
 from modelroute.core.types import RouteRef, TrafficSplit, Verdict
 from modelroute.kube.cache import ObjectCache, ObjectKey, slim_object
-from modelroute.kube.client import HTTPROUTES, SERVICES, KubeApi, ObjectKind
-from modelroute.routing import httproute_object, ownership, service_object
+from modelroute.kube.client import (
+    AIGATEWAYROUTES,
+    AISERVICEBACKENDS,
+    HTTPROUTES,
+    SERVICES,
+    KubeApi,
+    ObjectKind,
+)
+from modelroute.routing import aigatewayroute_object, httproute_object, ownership, service_object
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingDriver, RoutingState
 from modelroute.routing.service_object import stable
 
@@ -375,8 +382,194 @@ class HTTPRouteAdapter:
 
 _REF_FIELDS = ("group", "kind", "namespace", "name", "port")
 
+
+NO_AI_GATEWAY_ANSWER = Verdict(
+    "Unknown",
+    "Pending",
+    "waiting for the Envoy AI Gateway controller to accept the AIGatewayRoute",
+)
+MODEL_HEADER = "x-ai-eg-model"
+CLIENT_MODEL = "gpt-4o"
+
+
+@dataclass
+class AIGatewayRouteAdapter:
+    """The AIGatewayRoute driver, shaped as the canonical chat-ai route: three vendors'
+    AIServiceBackends (OpenAI, Anthropic, an in-house OpenAI-compatible server), two of them
+    serving another model name than the one clients send (``modelNameOverride``).
+
+    A routing object "sends traffic" to the one backend at priority 0 (weight 1, the default),
+    with the others after it in preference order. No AI Gateway controller runs in either world,
+    so the verdict stays Pending throughout.
+    """
+
+    namespace: str
+    conflict_reason: str = aigatewayroute_object.AIGatewayRouteReason.ROUTE_CONFLICT
+    pending: Verdict | None = NO_AI_GATEWAY_ANSWER
+    gateway: dict[str, str] = field(
+        default_factory=lambda: {
+            "name": "ai-gateway",
+            "namespace": "gateway-system",
+            "sectionName": "https",
+        }
+    )
+    # Backend name -> (AIServiceBackend, its API schema, the model it serves), preferred first.
+    backends: dict[str, tuple[str, str, str]] = field(
+        default_factory=lambda: {
+            "openai": ("openai", "OpenAI", CLIENT_MODEL),
+            "claude": ("anthropic", "Anthropic", "claude-sonnet-4-5"),
+            "inhouse": ("llama", "OpenAI", "llama-3.1-70b-instruct"),
+        }
+    )
+
+    def spec(self) -> ModelRouteSpec:
+        endpoints = {
+            "openai": "https://api.openai.com",
+            "claude": "https://api.anthropic.com",
+            "inhouse": f"http://llama-vllm.{self.namespace}.svc:8000",
+        }
+        backends = [
+            {
+                "name": name,
+                "priority": priority,
+                "provider": "Anthropic" if schema == "Anthropic" else "OpenAI",
+                "aiServiceBackendRef": {"name": ref},
+                "endpoint": endpoints[name],
+                "model": model,
+            }
+            for priority, (name, (ref, schema, model)) in enumerate(self.backends.items())
+        ]
+        routing_spec = {
+            "driver": "AIGatewayRoute",
+            "aiGatewayRoute": {"parentRefs": [self.gateway]},
+        }
+        return ModelRouteSpec.model_validate(
+            {"model": CLIENT_MODEL, "routing": routing_spec, "backends": backends}
+        )
+
+    def targets(self) -> list[tuple[ObjectKind, dict[str, Any]]]:
+        found = []
+        for ref, schema, _ in self.backends.values():
+            envoy_backend = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": ref}
+            spec = {"schema": {"name": schema}, "backendRef": envoy_backend}
+            found.append((AISERVICEBACKENDS, self._object(AISERVICEBACKENDS, ref, spec)))
+        return found
+
+    def key(self, spec: ModelRouteSpec) -> ObjectKey:
+        assert spec.routing.ai_gateway_route is not None
+        return self.namespace, spec.routing.ai_gateway_route.name or ROUTE_NAME
+
+    def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
+        spec = body.get("spec", {})
+        parents = [
+            (p.get("group"), p.get("kind"), p.get("namespace"), p.get("name"), p.get("sectionName"))
+            for p in spec.get("parentRefs") or []
+        ]
+        gw = self.gateway
+        gateway = ("gateway.networking.k8s.io", "Gateway", gw["namespace"], gw["name"], "https")
+        rules = spec.get("rules") or []
+        if parents != [gateway] or "hostnames" in spec or len(rules) != 1:
+            return None
+        rule = rules[0]
+        header = {"type": "Exact", "name": MODEL_HEADER, "value": CLIENT_MODEL}
+        if rule.get("matches") != [{"headers": [header]}]:
+            return None
+        if set(rule) != {"matches", "backendRefs", "modelsOwnedBy"}:
+            return None  # filters, timeouts, a name: not what the operator writes
+        if rule["modelsOwnedBy"] != "Envoy AI Gateway":
+            return None
+        return self._first(rule["backendRefs"])
+
+    def _first(self, refs: list[dict[str, Any]]) -> TrafficSplit | None:
+        """The backend at priority 0, when the others follow in preference order (1, 2, ...)."""
+        by_ref = {ref: (name, model) for name, (ref, _, model) in self.backends.items()}
+        ranked: list[tuple[int, str]] = []
+        for ref in refs:
+            if ref.get("name") not in by_ref or ref.get("weight") != 1:
+                return None
+            if set(ref) - {"name", "modelNameOverride", "priority", "weight"}:
+                return None
+            name, model = by_ref[ref["name"]]
+            if ref.get("modelNameOverride") != (None if model == CLIENT_MODEL else model):
+                return None
+            ranked.append((ref["priority"], name))
+        ranked.sort()
+        if [rank for rank, _ in ranked] != list(range(len(self.backends))):
+            return None  # a backend missing or twice, or not exactly one first
+        active = ranked[0][1]
+        if [name for _, name in ranked[1:]] != [n for n in self.backends if n != active]:
+            return None
+        return TrafficSplit.single(active)
+
+    def marks(self, route: RouteRef) -> dict[str, str]:
+        return {ownership.MANAGED_BY_LABEL: ownership.MANAGED_BY, ownership.ROUTE_LABEL: route.name}
+
+    def drifts(self) -> dict[str, dict[str, Any]]:
+        def rule(first: str = "openai", **changes: Any) -> dict[str, Any]:
+            return {**self._rule(first), **changes}
+
+        unmapped, remapped, tied, starved, swapped, dropped = (rule() for _ in range(6))
+        del unmapped["backendRefs"][1]["modelNameOverride"]
+        remapped["backendRefs"][2]["modelNameOverride"] = "llama-3.1-8b-instruct"
+        tied["backendRefs"][1]["priority"] = 0
+        starved["backendRefs"][0]["weight"] = 0
+        swapped["backendRefs"][1]["priority"], swapped["backendRefs"][2]["priority"] = 2, 1
+        dropped["backendRefs"] = dropped["backendRefs"][:1]
+        mini = [{"headers": [{"name": MODEL_HEADER, "value": "gpt-4o-mini"}]}]
+        drifts = {
+            "priority-moved": rule("claude"),
+            "override-removed": unmapped,
+            "override-changed": remapped,
+            "two-first": tied,
+            "active-weight-zero": starved,
+            "fallbacks-reordered": swapped,
+            "backends-dropped": dropped,
+            "model-match-changed": rule(matches=mini),
+            "timeouts-added": rule(timeouts={"request": "5s"}),
+            "models-owned-by-changed": rule(modelsOwnedBy="someone"),
+        }
+        section_removed = {"name": "ai-gateway", "namespace": "gateway-system"}
+        return {
+            **{name: {"spec": {"rules": [changed]}} for name, changed in drifts.items()},
+            "rule-added": {"spec": {"rules": [rule(), {}]}},
+            "hostnames-added": {"spec": {"hostnames": ["evil.example.com"]}},
+            "parent-changed": {"spec": {"parentRefs": [{"name": "other-gateway"}]}},
+            "parent-section-removed": {"spec": {"parentRefs": [section_removed]}},
+            "route-label-removed": {"metadata": {"labels": {ownership.ROUTE_LABEL: None}}},
+            "owner-reference-removed": {"metadata": {"ownerReferences": None}},
+        }
+
+    def _rule(self, first: str) -> dict[str, Any]:
+        """The rule as another actor would write it, ``first`` at priority 0 (defaults left out)."""
+        others = iter(range(1, len(self.backends)))
+        refs = []
+        for name, (ref, _, model) in self.backends.items():
+            entry: dict[str, Any] = {"name": ref}
+            if model != CLIENT_MODEL:
+                entry["modelNameOverride"] = model
+            entry["priority"] = 0 if name == first else next(others)
+            refs.append(entry)
+        header = {"name": MODEL_HEADER, "value": CLIENT_MODEL}
+        return {"matches": [{"headers": [header]}], "backendRefs": refs}
+
+    def foreign(self, spec: ModelRouteSpec) -> dict[str, Any]:
+        return self._object(
+            AIGATEWAYROUTES,
+            self.key(spec)[1],
+            {
+                "parentRefs": [{"name": "someone-elses-gateway"}],
+                "rules": [{"backendRefs": [{"name": "someone-elses"}]}],
+            },
+        )
+
+    def _object(self, kind: ObjectKind, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        meta = {"name": name, "namespace": self.namespace}
+        return {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta, "spec": spec}
+
+
 # Driver name -> adapter factory (given the namespace). A new driver adds its adapter here.
 ADAPTERS: dict[str, Callable[[str], DriverAdapter]] = {
+    "AIGatewayRoute": AIGatewayRouteAdapter,
     "HTTPRoute": HTTPRouteAdapter,
     "Service": ServiceAdapter,
 }

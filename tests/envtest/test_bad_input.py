@@ -158,3 +158,15 @@ def test_foreign_service_with_the_stable_name_is_never_written(
         after = sc.stable_service()
         assert after.metadata.resource_version == foreign.metadata.resource_version
         assert after.spec.selector == {"app": "other"}
+
+
+def test_a_service_route_without_spec_service_is_invalid_spec(
+    crd: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    # The schema accepts it (L7 drivers need no stable Service); the Service driver does not.
+    with canonical_scenario(crd, namespace, create_route=False, **FAST_PROBE) as sc:
+        del sc.route["spec"]["service"]
+        sc.create_route()
+        ready = _not_ready(sc, "InvalidSpec")
+        assert "spec.service: required by the Service routing driver" in ready["message"]
+        assert sc.inhouse.backend is not None and sc.inhouse.backend.requests_total == 0

@@ -24,14 +24,19 @@ def _create(cluster: Cluster, namespace: str, body: dict[str, Any]) -> dict[str,
 
 def test_canonical_example_is_accepted_with_defaults(crd: Cluster, namespace: str) -> None:
     created = _create(crd, namespace, load_example())
+    # header and prefix default by provider in the operator (OpenAI: "Authorization: Bearer"),
+    # so the schema leaves them unset; the provider itself defaults to OpenAI.
     assert created["spec"]["backends"][0]["authSecretRef"] == {
         "name": "vendor-key",
         "key": "apiKey",
-        "header": "Authorization",
-        "prefix": "Bearer ",
     }
+    assert created["spec"]["backends"][0]["provider"] == "OpenAI"
     assert created["spec"]["probe"]["type"] == "OpenAIModels"
-    assert created["spec"]["failback"] == {"mode": "Automatic", "stabilizationSeconds": 60}
+    assert created["spec"]["failback"] == {
+        "mode": "Automatic",
+        "stabilizationSeconds": 60,
+        "stepSeconds": 30,
+    }
 
 
 def test_short_name_and_printer_columns_are_served(crd: Cluster) -> None:
@@ -51,7 +56,7 @@ def test_short_name_and_printer_columns_are_served(crd: Cluster) -> None:
         (lambda s: s["backends"][0].update(name="Not_A_Label"), "spec.backends.name"),
         (lambda s: s["service"].update(port=70000), "spec.service.port"),
         (lambda s: s["probe"].update(type="Ping"), "spec.probe.type"),
-        (lambda s: s.pop("service"), "spec.service"),
+        (lambda s: s["backends"][0].update(provider="Gemini"), "spec.backends.provider"),
     ],
     ids=[
         "empty-backends",
@@ -59,7 +64,7 @@ def test_short_name_and_printer_columns_are_served(crd: Cluster) -> None:
         "bad-name",
         "port-range",
         "probe-enum",
-        "no-service",
+        "provider-enum",
     ],
 )
 def test_invalid_specs_are_rejected_with_422(

@@ -6,9 +6,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.fakes.openai_backend import CONTROL_PREFIX, FakeBackend, FakeBackendThread, Fault
+    from tests.fakes.openai_backend import (
+        CONTROL_PREFIX,
+        Dialect,
+        FakeBackend,
+        FakeBackendThread,
+        Fault,
+    )
 
-__all__ = ["CONTROL_PREFIX", "FakeBackend", "FakeBackendThread", "Fault"]
+__all__ = ["CONTROL_PREFIX", "Dialect", "FakeBackend", "FakeBackendThread", "Fault"]
 
 
 def __getattr__(name: str) -> Any:

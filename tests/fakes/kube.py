@@ -1,12 +1,12 @@
 """An in-memory stand-in for ``modelroute.kube.client.KubeClient`` (our own boundary).
 
 It implements the ``KubeApi`` Protocol (mypy checks that: see the end of this module). It stores
-objects of any kind, fills in the defaults a real API server adds to Services and HTTPRoutes
-(and the generation of custom resources), rejects what a real one rejects (a changed
-ClusterIP, an ExternalName Service with a cluster IP, a Service backendRef without a port, a
-duplicate create), and queues watch events that a test delivers to a real ``ObjectCache`` when
-it wants the watch to catch up. It also keeps route status patches, posted Events, Secrets and
-Leases.
+objects of any kind, fills in the defaults a real API server adds to Services, HTTPRoutes and
+AIGatewayRoutes (``schema_defaults``; and the generation of custom resources), rejects what a
+real one rejects (a changed ClusterIP, an ExternalName Service with a cluster IP, a Service
+backendRef without a port, a duplicate create), and queues watch events that a test delivers to
+a real ``ObjectCache`` when it wants the watch to catch up. It also keeps route status patches,
+posted Events, Secrets and Leases.
 Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
 ``status_write_error``, ``lease_error``), never methods a test reassigns.
 """
@@ -18,8 +18,9 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from modelroute.kube.cache import ObjectCache, ObjectKey
-from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ApiError, ObjectKind
+from modelroute.kube.client import SECRETS, SERVICES, ApiError, ObjectKind
 from tests.fakes.discovery import FakeDiscovery
+from tests.fakes.schema_defaults import SCHEMA_DEFAULTS
 
 if TYPE_CHECKING:
     from modelroute.kube.client import KubeApi
@@ -222,8 +223,8 @@ class FakeKube(FakeDiscovery):
         old = self.store(kind).get(key)
         if kind == SERVICES:
             self._service_defaults(old, body["spec"])
-        if kind == HTTPROUTES:
-            _httproute_defaults(body.setdefault("spec", {}))
+        if kind in SCHEMA_DEFAULTS:
+            SCHEMA_DEFAULTS[kind](body.setdefault("spec", {}))
         if kind.group:
             # Custom resources: the API server counts spec changes (status and metadata
             # changes leave the generation alone); gateways stamp their conditions with it.
@@ -256,26 +257,6 @@ class FakeKube(FakeDiscovery):
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
         spec.setdefault("internalTrafficPolicy", "Cluster")
-
-
-def _httproute_defaults(spec: dict[str, Any]) -> None:
-    """What the upstream HTTPRoute CRD's schema defaults add, and the CEL rule it enforces on
-    backendRefs (a Service needs a port)."""
-    for parent in spec.get("parentRefs") or []:
-        parent.setdefault("group", "gateway.networking.k8s.io")
-        parent.setdefault("kind", "Gateway")
-    for r, rule in enumerate(spec.setdefault("rules", [{}])):
-        for match in rule.setdefault("matches", [{}]):
-            path = match.setdefault("path", {})
-            path.setdefault("type", "PathPrefix")
-            path.setdefault("value", "/")
-        for b, ref in enumerate(rule.get("backendRefs") or []):
-            ref.setdefault("group", "")
-            ref.setdefault("kind", "Service")
-            ref.setdefault("weight", 1)
-            if ref["group"] == "" and ref["kind"] == "Service" and "port" not in ref:
-                where = f"spec.rules[{r}].backendRefs[{b}]"
-                raise ApiError(422, "Invalid", f"{where}: Must have port for Service reference")
 
 
 if TYPE_CHECKING:

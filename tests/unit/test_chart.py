@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-metrics": {"metrics": {"enabled": False}},
     "pinned-digest": {"image": {"tag": "0.1.0", "digest": "sha256:" + "ab" * 32}},
     "http-route": {"routing": {"drivers": ["Service", "HTTPRoute"]}},
+    "ai-gateway-route": {"routing": {"drivers": ["Service", "AIGatewayRoute"]}},
 }
 
 Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resourceNames)
@@ -107,6 +108,13 @@ def test_the_httproute_driver_needs_exactly_the_httproute_verbs() -> None:
     assert driver_rules(["HTTPRoute"]) == {
         (group, "httproutes", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
     }
+
+
+def test_the_aigatewayroute_driver_needs_its_route_verbs_and_reads_ai_service_backends() -> None:
+    group = "aigateway.envoyproxy.io"
+    assert driver_rules(["AIGatewayRoute"]) == {
+        (group, "aigatewayroutes", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
+    } | {(group, "aiservicebackends", verb, ()) for verb in ("get", "list", "watch")}
 
 
 class RecordingKube(KubeClient):
@@ -261,7 +269,8 @@ def test_helm_lint_is_clean(variant: str) -> None:
         ({"watchNamespaces": ["Team_A"]}, "at '/watchNamespaces/0'"),
         (
             {"routing": {"drivers": ["Nope"]}},
-            "at '/routing/drivers/0': value must be one of 'HTTPRoute', 'Service'",
+            "at '/routing/drivers/0': value must be one of 'AIGatewayRoute', 'HTTPRoute', "
+            "'Service'",
         ),
         ({"routing": {"drivers": []}}, "at '/routing/drivers': minItems: got 0, want 1"),
         (
@@ -533,6 +542,9 @@ def test_schema_offers_exactly_the_registered_drivers() -> None:
         pytest.param(["HTTPRoute"], [], id="httproute-only"),
         pytest.param(["Service", "HTTPRoute"], [], id="both"),
         pytest.param(["HTTPRoute", "Service"], ["team-a", "team-b"], id="both-namespaced"),
+        pytest.param(["AIGatewayRoute"], [], id="aigatewayroute-only"),
+        pytest.param(["Service", "AIGatewayRoute"], ["team-a"], id="aigatewayroute-namespaced"),
+        pytest.param(["AIGatewayRoute", "HTTPRoute", "Service"], [], id="all"),
     ],
 )
 def test_rbac_follows_the_enabled_drivers_exactly(
@@ -565,6 +577,19 @@ def test_no_gateway_api_rbac_unless_the_httproute_driver_is_enabled() -> None:
             if doc["kind"] in ("ClusterRole", "Role"):
                 groups = {group for rule in doc["rules"] for group in rule["apiGroups"]}
                 assert ("gateway.networking.k8s.io" in groups) == ("HTTPRoute" in enabled)
+
+
+def test_no_ai_gateway_rbac_unless_the_aigatewayroute_driver_is_enabled() -> None:
+    """Nor any RBAC on the HTTPRoutes the AI Gateway generates (the driver never writes them)."""
+    require_driver("AIGatewayRoute")
+    for variant in VARIANTS.values():
+        enabled = variant.get("routing", {}).get("drivers", DEFAULT_DRIVERS)
+        for doc in render(variant):
+            if doc["kind"] in ("ClusterRole", "Role"):
+                groups = {group for rule in doc["rules"] for group in rule["apiGroups"]}
+                assert ("aigateway.envoyproxy.io" in groups) == ("AIGatewayRoute" in enabled)
+                if "HTTPRoute" not in enabled:
+                    assert "gateway.networking.k8s.io" not in groups
 
 
 # --- rendering: the variants ---------------------------------------------------------------------

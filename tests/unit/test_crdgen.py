@@ -167,15 +167,15 @@ def test_priority_minimum(schema: dict[str, Any]) -> None:
     assert priority["minimum"] == 0
 
 
+# OpenAIModels and OpenAIChat stay valid next to the provider-neutral Models and Chat.
+PROBE_TYPES = ["HTTP", "OpenAIModels", "OpenAIChat", "TCP", "Models", "Chat"]
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        pytest.param(".spec.probe.type", ["HTTP", "OpenAIModels", "OpenAIChat", "TCP"], id="probe"),
-        pytest.param(
-            ".spec.backends[].probe.type",
-            ["HTTP", "OpenAIModels", "OpenAIChat", "TCP"],
-            id="backend-probe",
-        ),
+        pytest.param(".spec.probe.type", PROBE_TYPES, id="probe"),
+        pytest.param(".spec.backends[].probe.type", PROBE_TYPES, id="backend-probe"),
         pytest.param(".spec.failback.mode", ["Automatic", "Manual"], id="failback-mode"),
     ],
 )

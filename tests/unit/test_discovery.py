@@ -21,7 +21,15 @@ import pytest
 from modelroute import routing
 from modelroute.control import discovery
 from modelroute.control.discovery import DriverAvailability, discover_drivers
-from modelroute.kube.client import HTTPROUTES, MODELROUTES, SERVICES, ApiError, ObjectKind
+from modelroute.kube.client import (
+    AIGATEWAYROUTES,
+    AISERVICEBACKENDS,
+    HTTPROUTES,
+    MODELROUTES,
+    SERVICES,
+    ApiError,
+    ObjectKind,
+)
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
 
@@ -35,6 +43,11 @@ WHY_RESTART = (
 NOT_INSTALLED = (
     "the HTTPRoute CRD (gateway.networking.k8s.io/v1) is not installed on this cluster; "
     f"install it and restart the operator {WHY_RESTART}"
+)
+AI_GATEWAY_NOT_INSTALLED = (
+    "the AIGatewayRoute CRD (aigateway.envoyproxy.io/v1beta1) and the AIServiceBackend CRD "
+    "(aigateway.envoyproxy.io/v1beta1) are not installed on this cluster; install them and "
+    f"restart the operator {WHY_RESTART}"
 )
 
 
@@ -54,7 +67,10 @@ def test_a_bare_cluster_serves_the_service_driver_only() -> None:
     kube = FakeKube()
     found = discover(kube)
     assert found.available == ("Service",)
-    assert dict(found.unavailable) == {"HTTPRoute": NOT_INSTALLED}
+    assert dict(found.unavailable) == {
+        "AIGatewayRoute": AI_GATEWAY_NOT_INSTALLED,
+        "HTTPRoute": NOT_INSTALLED,
+    }
     assert found.watched_kinds == [SERVICES]  # no watch or cache of a kind the cluster lacks
     assert kube.writes == 0 and kube.calls == []  # discovery only: no read, no write
 
@@ -65,8 +81,27 @@ def test_with_the_gateway_api_installed_both_drivers_are_served() -> None:
     kube.serve(HTTPROUTES)
     found = discover(kube)
     assert found.available == ("HTTPRoute", "Service")
-    assert dict(found.unavailable) == {}
+    assert dict(found.unavailable) == {"AIGatewayRoute": AI_GATEWAY_NOT_INSTALLED}
     assert set(found.watched_kinds) == {SERVICES, HTTPROUTES}
+
+
+def test_with_the_ai_gateway_installed_its_driver_watches_both_of_its_kinds() -> None:
+    kube = FakeKube()
+    kube.serve(AIGATEWAYROUTES)
+    kube.serve(AISERVICEBACKENDS)
+    found = discover(kube, ("AIGatewayRoute", "Service"))
+    assert found.available == ("AIGatewayRoute", "Service")
+    assert set(found.watched_kinds) == {SERVICES, AIGATEWAYROUTES, AISERVICEBACKENDS}
+    assert kube.discovery_calls == ["aigateway.envoyproxy.io/v1beta1", "v1"]  # once per group
+
+
+def test_a_kind_a_driver_only_reads_must_be_served_too() -> None:
+    kube = FakeKube()
+    kube.serve(AIGATEWAYROUTES)  # but no AIServiceBackend CRD
+    assert discover(kube).unavailable["AIGatewayRoute"] == (
+        "the AIServiceBackend CRD (aigateway.envoyproxy.io/v1beta1) is not installed on this "
+        f"cluster; install it and restart the operator {WHY_RESTART}"
+    )
 
 
 def test_a_group_served_without_the_kind_is_a_missing_crd() -> None:
@@ -88,8 +123,9 @@ def test_a_driver_not_enabled_is_unavailable_and_its_kinds_are_not_even_looked_u
     found = discover(kube, ("Service",))
     assert found.available == ("Service",)
     assert dict(found.unavailable) == {
-        "HTTPRoute": "routing driver HTTPRoute is not enabled on this operator "
+        name: f"routing driver {name} is not enabled on this operator "
         "(--routing-drivers; Helm value routing.drivers)"
+        for name in ("AIGatewayRoute", "HTTPRoute")
     }
     assert found.watched_kinds == [SERVICES]
     assert kube.discovery_calls == ["v1"]

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from modelroute.api.models import ProbeSpec
 from modelroute.api.status import BackendStatus
-from modelroute.core.health import HealthRecord, ProbeOutcome, fold, from_status, to_status
+from modelroute.core.health import (
+    HealthRecord,
+    ProbeOutcome,
+    fold,
+    from_status,
+    material_key,
+    to_status,
+)
+from modelroute.core.types import ProbeFailure
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 EARLIER = T0 - timedelta(hours=1)
@@ -119,6 +127,7 @@ def test_fold_accepts_any_object_with_the_outcome_attributes() -> None:
         message: str
         finished_at: datetime
         status_code: int
+        reason: ProbeFailure | None = None
 
     record = fold(HealthRecord(), ProbeResult(True, None, "200 OK", at(3), 200), ProbeSpec())
     assert (record.healthy, record.latency_ms, record.message) == (True, None, "200 OK")
@@ -144,6 +153,7 @@ RECORDS = [
             consecutive_successes=0,
             last_probe_time=at(0),
             message="connection failed: Connection refused",
+            reason=ProbeFailure.UNAVAILABLE,
         ),
         id="unhealthy",
     ),
@@ -170,6 +180,40 @@ def test_to_status_uses_camel_case_wire_names() -> None:
         "latencyMs": 5,
         "message": "x",
     }
+
+
+def test_failure_reason_is_kept_until_a_success_clears_it() -> None:
+    probe = ProbeSpec(failure_threshold=2)
+    denied = ProbeOutcome(False, 80, "unauthorized (401)", at(1), ProbeFailure.AUTH_FAILED)
+    failed = fold(HEALTHY, denied, probe)
+    assert (failed.healthy, failed.reason) == (True, ProbeFailure.AUTH_FAILED)
+    slow = ProbeOutcome(False, 900, "slow answer", at(2), ProbeFailure.SLOW_RESPONSE)
+    assert fold(failed, slow, probe).reason is ProbeFailure.SLOW_RESPONSE
+    # A success never carries a reason, whatever the outcome object says.
+    passed = fold(failed, ProbeOutcome(True, 5, "ok", at(3), ProbeFailure.AUTH_FAILED), probe)
+    assert passed.reason is None
+
+
+def test_reason_is_written_to_status_and_read_back() -> None:
+    record = HealthRecord(healthy=False, consecutive_failures=1, reason=ProbeFailure.RATE_LIMITED)
+    wire = to_status("vendor", record).to_wire()
+    assert wire["reason"] == "RateLimited"
+    assert "reason" not in to_status("vendor", HEALTHY).to_wire()
+    assert from_status(BackendStatus.model_validate(wire)).reason is ProbeFailure.RATE_LIMITED
+
+
+def test_reason_unknown_to_this_version_reads_as_none() -> None:
+    status = BackendStatus(name="vendor", healthy=False, reason="QuotaExhausted")
+    assert from_status(status).reason is None
+
+
+def test_a_new_failure_class_is_material() -> None:
+    probe = ProbeSpec()
+    unclassified = HealthRecord(healthy=False, consecutive_failures=3, message="m")
+    classified = HealthRecord(
+        healthy=False, consecutive_failures=3, message="m", reason=ProbeFailure.AUTH_FAILED
+    )
+    assert material_key(unclassified, probe) != material_key(classified, probe)
 
 
 def test_resumed_record_keeps_counting_toward_the_threshold() -> None:

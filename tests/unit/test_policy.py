@@ -21,6 +21,7 @@ from modelroute.api.models import (
 )
 from modelroute.core.health import HealthRecord, ProbeOutcome, fold
 from modelroute.core.policy import Decision, Transition, decide, is_degraded
+from modelroute.core.types import DecisionReason, ProbeFailure
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 AUTO = FailbackMode.AUTOMATIC
@@ -45,8 +46,12 @@ def up(for_seconds: int = 3600) -> HealthRecord:
     )
 
 
-def down(failures: int = 3, message: str = "HTTP 503") -> HealthRecord:
-    return HealthRecord(healthy=False, consecutive_failures=failures, message=message)
+def down(
+    failures: int = 3, message: str = "HTTP 503", reason: ProbeFailure | None = None
+) -> HealthRecord:
+    return HealthRecord(
+        healthy=False, consecutive_failures=failures, message=message, reason=reason
+    )
 
 
 UNKNOWN = HealthRecord()
@@ -447,6 +452,30 @@ def test_decide(row: Case) -> None:
             "vendor is unhealthy (last: 200 OK); moving traffic to inhouse",
             id="failover-from-recovering-backend-does-not-claim-failures",
         ),
+        pytest.param(
+            {
+                "vendor": down(
+                    failures=2,
+                    message="unauthorized (401): check authSecretRef: Incorrect API key provided",
+                    reason=ProbeFailure.AUTH_FAILED,
+                ),
+                "inhouse": up(),
+            },
+            "vendor",
+            "vendor failed 2 probes in a row (AuthFailed: unauthorized (401): check "
+            "authSecretRef: Incorrect API key provided); moving traffic to inhouse",
+            id="failover-names-the-failure-class",
+        ),
+        pytest.param(
+            {
+                "vendor": down(message="timeout after 2s", reason=ProbeFailure.UNAVAILABLE),
+                "inhouse": down(message="", reason=ProbeFailure.SECRET_MISSING),
+            },
+            "vendor",
+            "vendor failed 3 probes in a row (Unavailable: timeout after 2s); no backend is "
+            "healthy, routing stays on vendor",
+            id="fail-static-names-the-failure-class",
+        ),
     ],
 )
 def test_decision_message(health: Mapping[str, HealthRecord], active: str, expected: str) -> None:
@@ -756,3 +785,15 @@ def test_simulated_run_keeps_the_routing_invariants(scenario: Scenario) -> None:
         event(f"decision: {decision.reason}")
         if decision.target is not None:
             sim.active = decision.target
+
+
+def test_no_healthy_backend_lists_each_failure_class() -> None:
+    health = {
+        "vendor": down(message="rate limited (429)", reason=ProbeFailure.RATE_LIMITED),
+        "inhouse": down(message="", reason=ProbeFailure.MODEL_NOT_SERVED),
+    }
+    decision = decide(TWO, health, None, NOW)
+    assert decision.reason is DecisionReason.ALL_BACKENDS_UNHEALTHY
+    assert decision.message == (
+        "no backend is healthy (vendor: RateLimited: rate limited (429), inhouse: ModelNotServed)"
+    )

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec
+from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec, ProbeType, Provider
 from modelroute.kube.cache import ObjectCache, slim_secret
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
+from modelroute.probing.dialects import TokenLimit
 from modelroute.probing.hub import ProbeHub, ProbeKey
 from tests.fakes.openai_backend import FakeBackend, Fault
 
@@ -146,3 +148,102 @@ async def test_auth_header_comes_from_the_secret(hub: ProbeHub) -> None:
         assert backend.last_headers["Authorization"] == "Bearer sk-hub"
         assert missing.results[0].message == "Secret ai/absent not found"
         assert other.requests_total == 0
+
+
+def test_provider_and_its_version_make_a_different_probe() -> None:
+    def key(**fields: Any) -> ProbeKey:
+        backend = Backend(name="b", priority=0, model="m", endpoint="http://h:1", **fields)
+        return ProbeKey.for_backend("ai", backend, PROBE)
+
+    openai, azure = key(), key(provider=Provider.AZURE_OPENAI)
+    azure_preview = key(provider=Provider.AZURE_OPENAI, provider_version="2025-04-01-preview")
+    assert len({openai, azure, azure_preview}) == 3
+    assert (azure_preview.provider, azure_preview.provider_version) == (
+        Provider.AZURE_OPENAI,
+        "2025-04-01-preview",
+    )
+
+
+def test_old_and_new_type_names_are_one_probe() -> None:
+    old = _key("http://h:1", type=ProbeType.OPENAI_CHAT)
+    new = _key("http://h:1", type=ProbeType.CHAT)
+    assert old == new and old.type is ProbeType.CHAT
+    assert old.probe_spec().type is ProbeType.CHAT
+
+
+class Recorder:
+    """A loopback server that records (path, headers, body) and answers with ``answer``."""
+
+    def __init__(self, answer: Any) -> None:
+        self.seen: list[tuple[str, Any, Any]] = []
+        self._answer = answer
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> str:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.json() if request.can_read_body else None
+            self.seen.append((request.path_qs, request.headers, body))
+            response: web.StreamResponse = self._answer(request.path_qs, body)
+            return response
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+COMPLETION = {"choices": [{"message": {"content": "p"}, "finish_reason": "length"}]}
+
+
+def _refuses_max_completion_tokens(path: str, body: Any) -> web.Response:
+    if "max_completion_tokens" in body:
+        detail = [{"type": "extra_forbidden", "loc": ["body", "max_completion_tokens"]}]
+        return web.json_response({"detail": detail}, status=422)
+    return web.json_response(COMPLETION)
+
+
+async def test_loop_remembers_the_token_field_a_server_takes(hub: ProbeHub) -> None:
+    recorder = Recorder(_refuses_max_completion_tokens)
+    async with recorder as url:
+        inbox = Inbox()
+        hub.subscribe(_key(url, type=ProbeType.CHAT), inbox)
+        await inbox.wait(2)
+        fields = [next(f for f in body if f.startswith("max_")) for _p, _h, body in recorder.seen]
+        # The first probe is refused once and retried; the second starts with what worked.
+        assert fields[:3] == ["max_completion_tokens", "max_tokens", "max_tokens"]
+        assert all(r.ok for r in inbox.results[:2])
+        assert inbox.results[0].token_limit is TokenLimit.MAX_TOKENS
+
+
+async def test_provider_defaults_pick_the_auth_header(hub: ProbeHub) -> None:
+    def message(path: str, body: Any) -> web.Response:
+        return web.json_response({"type": "message", "content": []})
+
+    recorder = Recorder(message)
+    async with recorder as url:
+        backend = Backend(
+            name="claude",
+            priority=0,
+            model="claude-sonnet-4-5",
+            endpoint=url,
+            provider=Provider.ANTHROPIC,
+            auth_secret_ref=AuthSecretRef(name="vendor-key", key="apiKey"),
+        )
+        inbox = Inbox()
+        hub.subscribe(
+            ProbeKey.for_backend("ai", backend, PROBE.model_copy(update={"type": ProbeType.CHAT})),
+            inbox,
+        )
+        await inbox.wait(1)
+        assert inbox.results[0].ok, inbox.results[0].message
+        path, headers, _body = recorder.seen[0]
+        assert path == "/v1/messages"
+        assert headers["x-api-key"] == "sk-hub"
+        assert headers["anthropic-version"] == "2023-06-01"
+        assert "Authorization" not in headers

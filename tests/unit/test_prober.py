@@ -15,6 +15,8 @@ import pytest
 from aiohttp import web
 
 from modelroute.api.models import ProbeSpec, ProbeType
+from modelroute.core.types import ProbeFailure
+from modelroute.probing.dialects import TokenLimit
 from modelroute.probing.prober import (
     MAX_BODY_BYTES,
     ProbeResult,
@@ -131,17 +133,18 @@ async def test_openai_chat_sends_tiny_request(
     url = await serve({CHAT: chat})
     result = await run(ProbeTarget(url, "llama", spec(ProbeType.OPENAI_CHAT)), session)
     assert result.ok, result.message
+    # What OpenAI reasoning models take: max_completion_tokens, and no temperature at all.
     assert seen == [
         (
             "POST",
             {
                 "model": "llama",
                 "messages": [{"role": "user", "content": "ping"}],
-                "max_tokens": 1,
-                "temperature": 0,
+                "max_completion_tokens": 1,
             },
         )
     ]
+    assert result.token_limit is TokenLimit.MAX_COMPLETION_TOKENS
 
 
 async def test_http_success(backend: FakeBackend, session: aiohttp.ClientSession) -> None:
@@ -191,6 +194,7 @@ async def test_http_server_error_fails_with_code(
     result = await run(target, session)
     assert not result.ok
     assert result.message.startswith("HTTP 500 from /healthz")
+    assert result.reason is ProbeFailure.UNAVAILABLE
 
 
 async def test_tcp_success(backend: FakeBackend, session: aiohttp.ClientSession) -> None:
@@ -206,6 +210,7 @@ async def test_tcp_refused(backend: FakeBackend, session: aiohttp.ClientSession)
     result = await run(ProbeTarget(backend.url, "gpt-4o", spec(ProbeType.TCP)), session)
     assert not result.ok
     assert result.message == "connection failed: Connection refused"
+    assert result.reason is ProbeFailure.UNAVAILABLE
     assert result.latency_ms is None
 
 
@@ -418,6 +423,9 @@ async def test_latency_threshold_on_slow_answer(
     assert result.latency_ms is not None and result.latency_ms >= 300
     if not ok:
         assert result.message == f"slow answer: over {threshold}ms threshold"
+        assert result.reason is ProbeFailure.SLOW_RESPONSE
+    else:
+        assert result.reason is None
 
 
 @pytest.mark.parametrize(("threshold", "ok"), [(250, True), (249, False), (None, True)])
@@ -490,7 +498,9 @@ async def test_auth_error_short_circuits(
 ) -> None:
     target = ProbeTarget(backend.url, "gpt-4o", spec(), auth_error="Secret ai/vendor-key not found")
     result = await run(target, session, clock=fake_clock())  # the clock must not be needed
-    assert result == ProbeResult(False, None, "Secret ai/vendor-key not found", NOW)
+    assert result == ProbeResult(
+        False, None, "Secret ai/vendor-key not found", NOW, reason=ProbeFailure.SECRET_MISSING
+    )
     assert backend.requests_total == 0
 
 
@@ -560,6 +570,7 @@ async def test_body_size_limit(
     assert result.ok is ok, result.message
     if not ok:
         assert result.message == "malformed answer from /v1/models: body over 1 MiB"
+        assert result.reason is ProbeFailure.BAD_RESPONSE
 
 
 async def test_new_session_settings() -> None:

@@ -20,6 +20,7 @@ from modelroute.core.types import (
     ConditionType,
     DegradedReason,
     EventType,
+    ProbeFailure,
     TrafficSplit,
     Transition,
     Verdict,
@@ -126,12 +127,17 @@ def test_a_failed_probe_during_the_ramp_aborts_at_once_and_stabilization_restart
     assert route.weights() == {"vendor": 50, "inhouse": 50}
     # One failed probe: still healthy by hysteresis, but the ramp gives way immediately.
     route.records["vendor"] = dataclasses.replace(
-        route.records["vendor"], consecutive_failures=1, consecutive_successes=0, message="503"
+        route.records["vendor"],
+        consecutive_failures=1,
+        consecutive_successes=0,
+        message="HTTP 503 from /v1/models",
+        reason=ProbeFailure.UNAVAILABLE,
     )
     aborted = route.plan(at(3))
     assert route.weights() == {"vendor": 0, "inhouse": 100}
     assert reasons(aborted) == [(EventType.WARNING, Transition.FAILBACK_ABORTED)]
     assert "stabilization starts over" in aborted.events[0].message
+    assert "(Unavailable: HTTP 503 from /v1/models)" in aborted.events[0].message
     assert aborted.status.failback is None
     assert aborted.status.failback_aborted is not None
     assert aborted.status.failback_aborted.at == at(3)

@@ -16,7 +16,13 @@ import pytest
 
 from modelroute import crdgen, routing
 from modelroute.api.models import ModelRouteSpec
-from modelroute.kube.client import HTTPROUTES, SERVICES, ObjectKind
+from modelroute.kube.client import (
+    AIGATEWAYROUTES,
+    AISERVICEBACKENDS,
+    HTTPROUTES,
+    SERVICES,
+    ObjectKind,
+)
 from modelroute.routing.base import DriverContext
 from tests.fakes.kube import FakeKube
 
@@ -90,13 +96,19 @@ def _spec(**extra: object) -> ModelRouteSpec:
 
 @pytest.mark.usefixtures("widget_driver")
 def test_a_new_driver_module_is_registered_everywhere() -> None:
-    assert routing.names() == ["HTTPRoute", "Service", "Widget"]
+    assert routing.names() == ["AIGatewayRoute", "HTTPRoute", "Service", "Widget"]
     crd = crdgen.build_crd()
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert schema["properties"]["spec"]["properties"]["routing"]["properties"]["driver"][
         "enum"
-    ] == ["HTTPRoute", "Service", "Widget"]
-    assert set(routing.watched_kinds()) == {SERVICES, HTTPROUTES, WIDGETS}
+    ] == ["AIGatewayRoute", "HTTPRoute", "Service", "Widget"]
+    assert set(routing.watched_kinds()) == {
+        SERVICES,
+        HTTPROUTES,
+        AIGATEWAYROUTES,
+        AISERVICEBACKENDS,
+        WIDGETS,
+    }
     assert routing.info("Widget").supports_weights
 
 
@@ -113,6 +125,7 @@ def test_its_spec_checks_and_its_driver_are_used() -> None:
 def test_without_the_module_the_driver_is_unknown() -> None:
     assert "Widget" not in routing.names()
     with pytest.raises(
-        KeyError, match="unknown routing driver 'Widget'; available: HTTPRoute, Service"
+        KeyError,
+        match="unknown routing driver 'Widget'; available: AIGatewayRoute, HTTPRoute, Service",
     ):
         routing.info("Widget")

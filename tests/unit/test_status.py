@@ -21,7 +21,7 @@ from modelroute.core.status import (
     build_status,
     needs_write,
 )
-from modelroute.core.types import TrafficSplit
+from modelroute.core.types import ProbeFailure, TrafficSplit
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -284,6 +284,9 @@ NO_WRITE = [
 WRITE = [
     pytest.param(build(records_at(inhouse=up()), "vendor"), id="healthy-flips"),
     pytest.param(build(records_at(inhouse=down(message="timeout")), "vendor"), id="message"),
+    pytest.param(
+        build(records_at(inhouse=down(reason=ProbeFailure.UNAVAILABLE)), "vendor"), id="reason"
+    ),
     pytest.param(build(records_at(), "inhouse"), id="active-changes"),
     pytest.param(build(records_at(inhouse=down(failures=2)), "vendor"), id="failures-below"),
     pytest.param(build(records_at(vendor=up(successes=1)), "vendor"), id="successes-below"),
@@ -314,6 +317,17 @@ def test_needs_write_when_nothing_written_yet() -> None:
 def test_needs_write_without_spec_compares_raw_counters() -> None:
     new = build(records_at(inhouse=down(failures=40)), "vendor")
     assert needs_write(BASE, new, None)
+
+
+def test_needs_write_without_spec_sees_a_new_reason() -> None:
+    new = build(records_at(inhouse=down(reason=ProbeFailure.AUTH_FAILED)), "vendor")
+    assert needs_write(BASE, new, None)
+
+
+def test_reason_reaches_the_wire() -> None:
+    records = records_at(inhouse=down(message="HTTP 404", reason=ProbeFailure.MODEL_NOT_SERVED))
+    wire = build(records, "vendor").to_wire()
+    assert [b.get("reason") for b in wire["backends"]] == [None, "ModelNotServed"]
 
 
 def test_needs_write_uses_the_backend_probe_override() -> None:

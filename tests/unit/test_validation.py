@@ -173,7 +173,10 @@ def spec_of(*backends: dict[str, Any], driver: str = "Service") -> ModelRouteSpe
         ),
         pytest.param(
             spec_of(backend("a", ref=None, endpoint="http://a.example"), driver="Nope"),
-            ["spec.routing.driver: unknown driver 'Nope' (available: HTTPRoute, Service)"],
+            [
+                "spec.routing.driver: unknown driver 'Nope' "
+                "(available: AIGatewayRoute, HTTPRoute, Service)"
+            ],
             id="unknown-driver",
         ),
     ],

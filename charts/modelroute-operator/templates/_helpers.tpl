@@ -94,11 +94,14 @@ each DriverInfo's kind and reads; tests/unit/test_chart.py derives the expected 
 registry). A driver's routing object is read, watched, created and patched; a kind it only reads
 is read and watched ("reads": a list of (list "<group>" "<plural>")). Service driver: target and
 stable Services. HTTPRoute driver: the HTTPRoutes it owns (gateway.networking.k8s.io).
+AIGatewayRoute driver: the AIGatewayRoutes it owns, and the AIServiceBackends they reference
+(aigateway.envoyproxy.io; never the HTTPRoutes the AI Gateway generates).
 */}}
 {{- define "modelroute-operator.driverRules" -}}
 {{- $catalog := dict
   "Service" (dict "group" "" "kind" "services" "reads" (list))
   "HTTPRoute" (dict "group" "gateway.networking.k8s.io" "kind" "httproutes" "reads" (list))
+  "AIGatewayRoute" (dict "group" "aigateway.envoyproxy.io" "kind" "aigatewayroutes" "reads" (list (list "aigateway.envoyproxy.io" "aiservicebackends")))
 }}
 {{- range $name := .Values.routing.drivers }}
 {{- $driver := get $catalog $name }}

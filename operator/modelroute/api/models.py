@@ -29,6 +29,9 @@ from modelroute.api.gateway import (
     BackendRef,
     HTTPRouteSpec,
 )
+from modelroute.api.probe import ProbeOverride as ProbeOverride
+from modelroute.api.probe import ProbeSpec as ProbeSpec
+from modelroute.api.probe import ProbeType as ProbeType
 
 GROUP = "modelroute.dev"
 VERSION = "v1alpha1"
@@ -36,15 +39,6 @@ KIND = "ModelRoute"
 PLURAL = "modelroutes"
 SINGULAR = "modelroute"
 SHORT_NAMES = ("mroute",)
-
-
-class ProbeType(enum.StrEnum):
-    """How a backend's health is probed."""
-
-    HTTP = "HTTP"
-    OPENAI_MODELS = "OpenAIModels"
-    OPENAI_CHAT = "OpenAIChat"
-    TCP = "TCP"
 
 
 class FailbackMode(enum.StrEnum):
@@ -120,73 +114,6 @@ class AuthSecretRef(ApiModel):
         )
 
 
-_PROBE_FIELD_DOCS = {
-    "type": "HTTP (GET path, 2xx/3xx), OpenAIModels (GET /v1/models lists the model), "
-    "OpenAIChat (tiny chat completion), or TCP (connect).",
-    "path": "Path for HTTP probes.",
-    "interval_seconds": "Seconds between the starts of two probes.",
-    "timeout_seconds": "Seconds before a probe counts as failed.",
-    "failure_threshold": "Consecutive failures that make a healthy backend unhealthy.",
-    "success_threshold": "Consecutive successes that make an unhealthy backend healthy.",
-    "latency_threshold_ms": "A slower answer (milliseconds) counts as a failure.",
-}
-
-
-class ProbeSpec(ApiModel):
-    """Route-level probe settings; every field has a default."""
-
-    type: ProbeType = Field(default=ProbeType.OPENAI_MODELS, description=_PROBE_FIELD_DOCS["type"])
-    path: Annotated[str, Field(max_length=2048, pattern=r"^/")] = Field(
-        default="/", description=_PROBE_FIELD_DOCS["path"]
-    )
-    interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
-        default=5, description=_PROBE_FIELD_DOCS["interval_seconds"]
-    )
-    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = Field(
-        default=2, description=_PROBE_FIELD_DOCS["timeout_seconds"]
-    )
-    failure_threshold: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=3, description=_PROBE_FIELD_DOCS["failure_threshold"]
-    )
-    success_threshold: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=2, description=_PROBE_FIELD_DOCS["success_threshold"]
-    )
-    latency_threshold_ms: Annotated[int, Field(ge=1, le=600_000)] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["latency_threshold_ms"]
-    )
-
-    def overridden_by(self, override: ProbeOverride | None) -> ProbeSpec:
-        """Return these settings with the fields the backend sets replaced."""
-        if override is None:
-            return self
-        changes = override.model_dump(exclude_none=True)
-        return self.model_copy(update=changes) if changes else self
-
-
-class ProbeOverride(ApiModel):
-    """Per-backend probe settings: the fields set here replace the route-level ones."""
-
-    type: ProbeType | None = Field(default=None, description=_PROBE_FIELD_DOCS["type"])
-    path: Annotated[str, Field(max_length=2048, pattern=r"^/")] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["path"]
-    )
-    interval_seconds: Annotated[int, Field(ge=1, le=3600)] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["interval_seconds"]
-    )
-    timeout_seconds: Annotated[int, Field(ge=1, le=300)] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["timeout_seconds"]
-    )
-    failure_threshold: Annotated[int, Field(ge=1, le=100)] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["failure_threshold"]
-    )
-    success_threshold: Annotated[int, Field(ge=1, le=100)] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["success_threshold"]
-    )
-    latency_threshold_ms: Annotated[int, Field(ge=1, le=600_000)] | None = Field(
-        default=None, description=_PROBE_FIELD_DOCS["latency_threshold_ms"]
-    )
-
-
 class Backend(ApiModel):
     """One place the route can send traffic to."""
 
@@ -208,7 +135,8 @@ class Backend(ApiModel):
     )
     provider_version: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         default=None,
-        description="Azure's api-version or Anthropic's anthropic-version for probes.",
+        description="Azure's api-version (default 2024-10-21) or Anthropic's anthropic-version "
+        "(default 2023-06-01) for probes.",
     )
     backend_ref: BackendRef | None = Field(
         default=None,
@@ -216,7 +144,8 @@ class Backend(ApiModel):
         "Backend, Service) the HTTPRoute sends this backend's traffic to.",
     )
     model: Annotated[str, Field(min_length=1, max_length=256)] = Field(
-        description="Model id served by this backend (used by OpenAI probes)."
+        description="Model id served by this backend (used by Models and Chat probes); for "
+        "AzureOpenAI the deployment name."
     )
     endpoint: Annotated[str, Field(max_length=2048, pattern=URL_PATTERN)] | None = Field(
         default=None,

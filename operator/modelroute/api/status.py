@@ -50,6 +50,11 @@ class BackendStatus(ApiModel):
     last_probe_time: datetime | None = Field(default=None, description="When the last probe ended.")
     latency_ms: int | None = Field(default=None, description="Latency of the last probe (ms).")
     message: str = Field(default="", description="Result of the last probe.")
+    reason: str | None = Field(
+        default=None,
+        description="Class of the last probe's failure, unset after a success: AuthFailed, "
+        "ModelNotServed, RateLimited, Unavailable, BadResponse, SlowResponse or SecretMissing.",
+    )
 
 
 class TrafficWeight(ApiModel):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from modelroute.api.models import ModelRouteSpec, ProbeSpec
 from modelroute.core import health
-from modelroute.core.types import RouteRef
+from modelroute.core.types import ProbeFailure, RouteRef
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeKey, ProbeSource, Subscriber
@@ -68,7 +68,9 @@ class HealthFeed:
         if result.latency_ms is not None:
             metrics.probe_duration.labels(*labels).observe(result.latency_ms / 1000)
         if not result.ok:
-            metrics.probe_failures.labels(*labels).inc()
+            # A source that gives no class (a scripted test source) counts as Unavailable.
+            reason = result.reason or ProbeFailure.UNAVAILABLE
+            metrics.probe_failures.labels(*labels, reason.value).inc()
         before = self.records.get(name, health.HealthRecord())
         after = health.fold(before, result, probe)
         self.records[name] = after

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from modelroute.api.models import ProbeSpec
 from modelroute.api.status import BackendStatus
+from modelroute.core.types import ProbeFailure
 
 
 class ProbeOutcomeLike(Protocol):
@@ -30,6 +31,11 @@ class ProbeOutcomeLike(Protocol):
     @property
     def finished_at(self) -> datetime: ...
 
+    @property
+    def reason(self) -> ProbeFailure | None:
+        """The failure's class; ``None`` for a success."""
+        ...
+
 
 @dataclass(frozen=True)
 class ProbeOutcome:
@@ -39,6 +45,7 @@ class ProbeOutcome:
     latency_ms: int | None
     message: str
     finished_at: datetime
+    reason: ProbeFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class HealthRecord:
     last_probe_time: datetime | None = None
     latency_ms: int | None = None
     message: str = ""
+    #: Class of the last probe's failure; ``None`` after a success (or before any probe).
+    reason: ProbeFailure | None = None
 
 
 def fold(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> HealthRecord:
@@ -75,6 +84,7 @@ def fold(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> H
         last_probe_time=outcome.finished_at,
         latency_ms=outcome.latency_ms,
         message=outcome.message,
+        reason=None if outcome.ok else outcome.reason,
     )
 
 
@@ -114,6 +124,7 @@ def material_key(record: HealthRecord, probe: ProbeSpec) -> tuple[object, ...]:
         min(record.consecutive_failures, probe.failure_threshold),
         min(record.consecutive_successes, probe.success_threshold),
         record.message,
+        record.reason,
     )
 
 
@@ -127,7 +138,17 @@ def from_status(status: BackendStatus) -> HealthRecord:
         last_probe_time=status.last_probe_time,
         latency_ms=status.latency_ms,
         message=status.message,
+        reason=_failure(status.reason),
     )
+
+
+def _failure(value: str | None) -> ProbeFailure | None:
+    # A reason this version does not know (written by a newer operator) reads as none: the
+    # next failed probe sets it again.
+    try:
+        return ProbeFailure(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def to_status(name: str, record: HealthRecord) -> BackendStatus:
@@ -141,4 +162,5 @@ def to_status(name: str, record: HealthRecord) -> BackendStatus:
         last_probe_time=record.last_probe_time,
         latency_ms=record.latency_ms,
         message=record.message,
+        reason=record.reason.value if record.reason is not None else None,
     )

@@ -236,10 +236,21 @@ def _failure_summary(name: str, record: HealthRecord) -> str:
         summary = f"{name} is unhealthy"
     else:
         summary = f"{name} failed {failures} probe{'' if failures == 1 else 's'} in a row"
+    if record.reason is not None:
+        return f"{summary} ({_failure_detail(record)})"
+    # A success (a recovering backend), or a record written before reasons existed.
     return f"{summary} (last: {record.message})" if record.message else summary
 
 
 def _failure_list(order: Sequence[str], records: Mapping[str, HealthRecord]) -> str:
     return ", ".join(
-        f"{name}: {records[name].message}" if records[name].message else name for name in order
+        f"{name}: {detail}" if (detail := _failure_detail(records[name])) else name
+        for name in order
     )
+
+
+def _failure_detail(record: HealthRecord) -> str:
+    # The failure class first: it says what to fix (AuthFailed: the key; Unavailable: the host).
+    if record.reason is None:
+        return record.message
+    return f"{record.reason}: {record.message}" if record.message else str(record.reason)

@@ -116,7 +116,9 @@ def _at_step(spec: ModelRouteSpec, progress: FailbackProgress, why: str, now: da
 
 
 def _abort(progress: FailbackProgress, record: HealthRecord, now: datetime) -> RampStep:
-    why = f" ({record.message})" if record.message else ""
+    # The failure class first (AuthFailed, Unavailable, ...), then what the probe said.
+    detail = ": ".join(part for part in (record.reason, record.message) if part)
+    why = f" ({detail})" if detail else ""
     message = (
         f"{progress.backend} failed a probe during the staged failback{why}; all traffic is "
         f"back on {progress.fallback} and its stabilization starts over"

@@ -133,6 +133,7 @@ def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[ob
             record.consecutive_failures,
             record.consecutive_successes,
             record.message,
+            record.reason,
         )
     else:
         key = health.material_key(record, probe)

@@ -79,6 +79,30 @@ class Transition(enum.StrEnum):
     FAILBACK_ABORTED = "FailbackAborted"  # a failed probe during a staged failback
 
 
+class ProbeFailure(enum.StrEnum):
+    """Why a probe failed, in classes an admin acts on; the values are the API's words.
+
+    Shown in ``status.backends[].reason``, the ``reason`` label of
+    ``modelroute_probe_failures_total`` and the failover Event. The set is closed and small so
+    the metric label stays bounded; a new member is an API change (README, "What you see").
+    """
+
+    #: 401 or 403: the key is wrong, expired, or lacks access (check authSecretRef).
+    AUTH_FAILED = "AuthFailed"
+    #: 404, or the model (Azure: deployment) is not among those the backend serves.
+    MODEL_NOT_SERVED = "ModelNotServed"
+    #: 429: rate limit or exhausted quota; ``Retry-After`` delays the next probe.
+    RATE_LIMITED = "RateLimited"
+    #: 5xx (Anthropic's 529 too), connection refused or reset, DNS, TLS, timeout.
+    UNAVAILABLE = "Unavailable"
+    #: An answer that is not the dialect's: not JSON, an HTML page, a wrong shape, another 4xx.
+    BAD_RESPONSE = "BadResponse"
+    #: A healthy answer slower than ``latencyThresholdMs``.
+    SLOW_RESPONSE = "SlowResponse"
+    #: The auth Secret or its key is missing or unreadable: no request was sent.
+    SECRET_MISSING = "SecretMissing"
+
+
 class EventType(enum.StrEnum):
     """Kubernetes Event types."""
 

@@ -48,6 +48,12 @@ EVENTS = ObjectKind("", "v1", "events", "Event")
 LEASES = ObjectKind("coordination.k8s.io", "v1", "leases", "Lease")
 MODELROUTES = ObjectKind(GROUP, VERSION, PLURAL, KIND)
 HTTPROUTES = ObjectKind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+AIGATEWAYROUTES = ObjectKind(
+    "aigateway.envoyproxy.io", "v1beta1", "aigatewayroutes", "AIGatewayRoute"
+)
+AISERVICEBACKENDS = ObjectKind(
+    "aigateway.envoyproxy.io", "v1beta1", "aiservicebackends", "AIServiceBackend"
+)
 
 
 class ApiError(Exception):

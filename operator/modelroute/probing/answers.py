@@ -1,14 +1,20 @@
-"""Judge what a backend answered over HTTP, and word the failure when it is not healthy.
+"""Judge what a backend answered over HTTP, and word and classify the failure when unhealthy.
 
 :mod:`modelroute.probing.prober` sends the request and reads the body; this module only looks at
-what came back (a :class:`Reply`): status codes, rate limits and ``Retry-After``, OpenAI-style
-error bodies, JSON and its shape, the served model ids.  It does no I/O, so the rules that make
-a message stable and secret-free live in one place and can be read without the transport.
+what came back (a :class:`Reply`): status codes, rate limits and ``Retry-After``, error bodies
+(OpenAI's and Azure's ``{"error": {"message", "code"}}``, Anthropic's ``{"type": "error",
+"error": {"type", "message"}}``, FastAPI's ``detail``), JSON and its shape, the served model ids,
+and the two 400s a one-token chat probe must read as something else than a failure (a token
+parameter the server does not take; a reasoning model that spent its one token thinking).  It
+does no I/O, so the rules that make a message stable and secret-free live in one place.
 
 A failed check raises (or returns, for the caller to raise) :class:`BadAnswer`, whose message
 follows the prober's rules: the same for repeated identical failures (request ids and UUIDs are
 masked, served ids are sorted) and never a secret (every backend-provided text is redacted with
-the ``secrets`` the caller passes).
+the ``secrets`` the caller passes).  Its ``reason`` is the failure's class
+(:class:`~modelroute.core.types.ProbeFailure`): 401/403 ``AuthFailed``, 404 ``ModelNotServed``
+(for model-aware probes), 429 ``RateLimited``, 408 and 5xx ``Unavailable``, anything else that
+is not the expected answer ``BadResponse``.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from modelroute.core.types import ProbeFailure
+
 __all__ = [
     "DETAIL_CHARS",
     "BadAnswer",
     "Reply",
-    "is_completion",
     "json_body",
     "missing_model",
+    "output_limit_reached",
     "redact",
+    "rejects_parameter",
     "require_success",
     "served_ids",
     "shape_error",
@@ -62,9 +71,12 @@ class Reply:
 class BadAnswer(Exception):
     """The backend answered, but not with a healthy answer."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, reason: ProbeFailure, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
         self.retry_after_s = retry_after_s
 
 
@@ -79,15 +91,22 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _error_fields(reply: Reply) -> tuple[str | None, str | None]:
-    """(message, code) of an OpenAI-style error body, if the body is one."""
+def _error_object(reply: Reply) -> tuple[Any, Any]:
+    """(the decoded body, its ``error`` member) when the body is a JSON object."""
     try:
         doc = json.loads(reply.body) if reply.body else None
     except (ValueError, RecursionError):
         return None, None
     if not isinstance(doc, dict):
         return None, None
-    error = doc.get("error")
+    return doc, doc.get("error")
+
+
+def _error_fields(reply: Reply) -> tuple[str | None, str | None]:
+    """(message, code) of an OpenAI-, Azure- or Anthropic-style error body, if it is one."""
+    doc, error = _error_object(reply)
+    if doc is None:
+        return None, None
     if isinstance(error, dict):
         return _str_or_none(error.get("message")), _str_or_none(error.get("code"))
     # Some OpenAI-compatible servers send a bare string; FastAPI-based ones use "detail".
@@ -113,10 +132,12 @@ def require_success(
     redirect_ok: bool,
     secrets: tuple[str, ...],
     now: Callable[[], datetime],
+    not_found: ProbeFailure = ProbeFailure.MODEL_NOT_SERVED,
 ) -> None:
     """Raise :class:`BadAnswer` unless ``reply`` has a success status (or a 3xx, if allowed).
 
     ``now`` is called only for a 429, to turn an HTTP-date ``Retry-After`` into seconds.
+    ``not_found`` is the class of a 404: the model is not served, for a model-aware probe.
     """
     status = reply.status
     if 200 <= status < 300 or (redirect_ok and 300 <= status < 400):
@@ -124,11 +145,24 @@ def require_success(
     if status == 429:
         raise _rate_limited(reply, secrets, now())
     if 300 <= status < 400:
-        raise BadAnswer(f"HTTP {status} from {path}: redirect not followed (login page?)")
+        raise BadAnswer(
+            f"HTTP {status} from {path}: redirect not followed (login page?)",
+            ProbeFailure.BAD_RESPONSE,
+        )
     detail = _detail(_error_fields(reply)[0], secrets)
     if status in (401, 403):
-        raise BadAnswer(_with_detail(f"unauthorized ({status}): check authSecretRef", detail))
-    raise BadAnswer(_with_detail(f"HTTP {status} from {path}", detail))
+        raise BadAnswer(
+            _with_detail(f"unauthorized ({status}): check authSecretRef", detail),
+            ProbeFailure.AUTH_FAILED,
+        )
+    reason = not_found if status == 404 else _status_class(status)
+    raise BadAnswer(_with_detail(f"HTTP {status} from {path}", detail), reason)
+
+
+def _status_class(status: int) -> ProbeFailure:
+    if status == 408 or status >= 500:  # 529 is Anthropic's "overloaded"
+        return ProbeFailure.UNAVAILABLE
+    return ProbeFailure.BAD_RESPONSE
 
 
 def _rate_limited(reply: Reply, secrets: tuple[str, ...], now: datetime) -> BadAnswer:
@@ -141,7 +175,7 @@ def _rate_limited(reply: Reply, secrets: tuple[str, ...], now: datetime) -> BadA
     text, code = _error_fields(reply)
     if code == "insufficient_quota":
         message = _with_detail(message, _detail(text, secrets))
-    return BadAnswer(message, retry_after_s)
+    return BadAnswer(message, ProbeFailure.RATE_LIMITED, retry_after_s)
 
 
 def _parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -169,16 +203,17 @@ def _seconds_until(http_date: str, now: datetime) -> float | None:
 
 def json_body(reply: Reply, path: str) -> Any:
     """The decoded JSON body of ``reply``; :class:`BadAnswer` if it is missing, HTML or bad."""
+    bad = ProbeFailure.BAD_RESPONSE
     if reply.body is None:
-        raise BadAnswer(f"malformed answer from {path}: body over 1 MiB")
+        raise BadAnswer(f"malformed answer from {path}: body over 1 MiB", bad)
     try:
         return json.loads(reply.body)
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         if reply.content_type == "text/html" or reply.body.lstrip()[:1] == b"<":
             raise BadAnswer(
-                f"HTML page instead of JSON from {path} (captive portal or login page?)"
+                f"HTML page instead of JSON from {path} (captive portal or login page?)", bad
             ) from None
-        raise BadAnswer(f"malformed JSON from {path}") from None
+        raise BadAnswer(f"malformed JSON from {path}", bad) from None
 
 
 def shape_error(doc: Any, path: str, secrets: tuple[str, ...]) -> BadAnswer:
@@ -187,7 +222,8 @@ def shape_error(doc: Any, path: str, secrets: tuple[str, ...]) -> BadAnswer:
     error = doc.get("error") if isinstance(doc, dict) else None
     text = _str_or_none(error.get("message")) if isinstance(error, dict) else _str_or_none(error)
     detail = _detail(text, secrets)
-    return BadAnswer(f"error from {path}: {detail}" if detail else f"unexpected {path} shape")
+    message = f"error from {path}: {detail}" if detail else f"unexpected {path} shape"
+    return BadAnswer(message, ProbeFailure.BAD_RESPONSE)
 
 
 def served_ids(doc: Any, path: str, secrets: tuple[str, ...]) -> list[str]:
@@ -205,15 +241,46 @@ def missing_model(model: str, served: list[str], path: str) -> BadAnswer:
     listed = ", ".join(names[:_LISTED_MODELS]) or "nothing"
     if len(names) > _LISTED_MODELS:
         listed += ", ..."
-    return BadAnswer(f"model {model} not listed by {path} (serves: {listed})")
+    return BadAnswer(
+        f"model {model} not listed by {path} (serves: {listed})", ProbeFailure.MODEL_NOT_SERVED
+    )
 
 
-def is_completion(doc: Any) -> bool:
-    """Whether ``doc`` looks like a chat completion (a first choice with content or an end)."""
-    choices = doc.get("choices") if isinstance(doc, dict) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+def rejects_parameter(reply: Reply, param: str) -> bool:
+    """Whether ``reply`` is a 400 (or FastAPI's 422) refusing the request parameter ``param``.
+
+    OpenAI names it: ``{"error": {"code": "unsupported_parameter", "param": "max_tokens"}}``
+    (reasoning models).  Servers validating with pydantic say ``extra_forbidden`` / "Extra
+    inputs are not permitted" next to the field name (older vLLM, FastAPI apps).
+    """
+    if reply.status not in (400, 422) or not reply.body:
         return False
-    first = choices[0]
-    message = first.get("message")
-    has_content = isinstance(message, dict) and isinstance(message.get("content"), str)
-    return has_content or isinstance(first.get("finish_reason"), str)
+    _doc, error = _error_object(reply)
+    named = error.get("param") if isinstance(error, dict) else None
+    if isinstance(named, str) and named:
+        return named == param
+    text = reply.body.decode("utf-8", "replace").lower()
+    return param in text and any(marker in text for marker in _REFUSALS)
+
+
+_REFUSALS: Final = (
+    "unsupported",
+    "not supported",
+    "extra inputs are not permitted",
+    "extra_forbidden",
+    "unrecognized",  # Azure: "Unrecognized request argument supplied: ..."
+    "unknown field",  # serde's deny_unknown_fields
+)
+
+
+def output_limit_reached(reply: Reply) -> bool:
+    """Whether ``reply`` is the 400 of a reasoning model that spent its token budget thinking.
+
+    "Could not finish the message because max_tokens or model output limit was reached"
+    (BerriAI/litellm#26987): the model was found, ran and was stopped by our one-token limit,
+    which is all a health probe asks of it.
+    """
+    if reply.status != 400:
+        return False
+    text, _code = _error_fields(reply)
+    return text is not None and "output limit was reached" in text.lower()

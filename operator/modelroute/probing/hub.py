@@ -2,14 +2,17 @@
 
 Many routes often point at the same backend: every team's route to the same vendor egress, or
 one in-house model behind several routes. A probe is identified by what it sends (URL, model,
-probe type and path, interval, timeout, latency threshold, and which Secret key authenticates
-it); routes that need the same probe subscribe to one loop and each folds the result into its
-own health record with its own thresholds. One thousand routes on one vendor cost one probe per
-interval, and all of them see an outage at the same moment.
+provider dialect and its version, probe type and path, interval, timeout, latency threshold,
+and which Secret key authenticates it); routes that need the same probe subscribe to one loop
+and each folds the result into its own health record with its own thresholds. One thousand
+routes on one vendor cost one probe per interval, and all of them see an outage at the same
+moment.
 
 Loops run at a fixed rate from a jittered start. Each loop has at most one probe in flight, so
 a hung backend occupies only its own loop: probes of other backends never wait behind it. The
-shared HTTP session bounds connections per host, not globally, for the same reason.
+shared HTTP session bounds connections per host, not globally, for the same reason. A loop
+also remembers which token field a backend's chat probe was last taken with (see
+``dialects.TokenLimit``), so a server that refuses the default costs one extra request once.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from typing import Protocol
 
 import aiohttp
 
-from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec, ProbeType
+from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec, ProbeType, Provider
 from modelroute.kube.cache import ObjectCache
 from modelroute.kube.client import ApiError
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
+from modelroute.probing.dialects import TokenLimit
 
 logger = logging.getLogger("modelroute.probing.hub")
 
@@ -56,7 +60,9 @@ class ProbeKey:
     namespace: str  # where the auth Secret lives
     url: str
     model: str
-    type: ProbeType
+    provider: Provider
+    provider_version: str | None
+    type: ProbeType  # canonical: OpenAIModels and Models are one probe
     path: str
     interval_seconds: int
     timeout_seconds: int
@@ -70,7 +76,9 @@ class ProbeKey:
             namespace=namespace,
             url=backend.probe_url(namespace),
             model=backend.model,
-            type=probe.type,
+            provider=backend.provider,
+            provider_version=backend.provider_version,
+            type=probe.type.canonical,
             path=probe.path,
             interval_seconds=probe.interval_seconds,
             timeout_seconds=probe.timeout_seconds,
@@ -154,13 +162,15 @@ class ProbeHub:
         clock = asyncio.get_running_loop().time
         probe = key.probe_spec()
         next_at = clock() + random.uniform(0, min(self._jitter, key.interval_seconds))
+        token_limit: TokenLimit | None = None
         while True:
             delay = next_at - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._metrics.probe_lag.observe(max(0.0, clock() - next_at))
-            target = await self._target(key, probe)
+            target = await self._target(key, probe, token_limit)
             result = await prober.probe(target, self._session, clock=clock, now=self._now)
+            token_limit = result.token_limit or token_limit
             self._deliver(key, result)
             # Fixed rate: the schedule does not drift by the probe's own duration, and a probe
             # that overran its slot is followed at once rather than by a burst.
@@ -178,13 +188,21 @@ class ProbeHub:
                 # One subscriber's bug must not starve the others of results.
                 logger.exception("probe subscriber failed", extra={"url": key.url})
 
-    async def _target(self, key: ProbeKey, probe: ProbeSpec) -> prober.ProbeTarget:
-        ref = key.auth
-        if ref is None:
-            return prober.ProbeTarget(url=key.url, model=key.model, probe=probe)
-        header, error = await self._auth_header(key.namespace, ref)
+    async def _target(
+        self, key: ProbeKey, probe: ProbeSpec, token_limit: TokenLimit | None
+    ) -> prober.ProbeTarget:
+        header, error = None, None
+        if key.auth is not None:
+            header, error = await self._auth_header(key.namespace, key.auth)
         return prober.ProbeTarget(
-            url=key.url, model=key.model, probe=probe, auth_header=header, auth_error=error
+            url=key.url,
+            model=key.model,
+            probe=probe,
+            auth_header=header,
+            auth_error=error,
+            provider=key.provider,
+            provider_version=key.provider_version,
+            token_limit=token_limit,
         )
 
     async def _auth_header(

@@ -4,14 +4,16 @@ This module only talks to the backend (aiohttp for HTTP, a bare socket for ``TCP
 Kubernetes, no global state, no sleeps.  Time comes from injected callables so the caller (and
 the tests) decide what "now" means.  It holds the public API (:class:`ProbeResult`,
 :class:`ProbeTarget`, :func:`new_session`, :func:`probe`), sending and size-bounded reading,
-and one small function per probe type.  Deciding whether an HTTP answer is healthy, and wording
-it when not, is :mod:`modelroute.probing.answers`; naming a failure to answer at all (DNS,
-connect, TLS) is :mod:`modelroute.probing.errors`.
+and one small function per probe type.  What a ``Models`` or ``Chat`` probe sends, and how its
+answer reads, is the provider's :mod:`~modelroute.probing.dialects`; judging, wording and
+classifying an HTTP answer is :mod:`~modelroute.probing.answers`; naming a failure to answer at
+all (DNS, connect, TLS) is :mod:`~modelroute.probing.errors`.
 
 Every :class:`ProbeResult` message is meant for ``status.backends[].message``.  The operator
 writes status only when it changes, so a message must be the same for repeated identical
 failures: no timings, request ids or client ports, only HTTP status codes and configured values.
-Secrets (the auth header value) never appear in a message.
+Secrets (the auth header value) never appear in a message.  A failure's ``reason`` is its class
+(:class:`~modelroute.core.types.ProbeFailure`); no answer at all is ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -22,23 +24,24 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from yarl import URL
 
-from modelroute.api.models import ProbeSpec, ProbeType
+from modelroute.api.models import ProbeSpec, ProbeType, Provider
+from modelroute.core.types import ProbeFailure
 from modelroute.probing.answers import (
     BadAnswer,
     Reply,
-    is_completion,
     json_body,
-    missing_model,
+    output_limit_reached,
     redact,
+    rejects_parameter,
     require_success,
-    served_ids,
     shape_error,
 )
+from modelroute.probing.dialects import Call, Dialect, TokenLimit, dialect_for
 from modelroute.probing.errors import error_message
 
 __all__ = ["ProbeResult", "ProbeTarget", "new_session", "probe"]
@@ -46,14 +49,6 @@ __all__ = ["ProbeResult", "ProbeTarget", "new_session", "probe"]
 USER_AGENT: Final = "modelroute-operator-prober"
 #: Largest body read from a backend; a backend streaming forever must not eat memory.
 MAX_BODY_BYTES: Final = 1 << 20
-MODELS_PATH: Final = "/v1/models"
-CHAT_PATH: Final = "/v1/chat/completions"
-#: The cheapest completion that still proves the model answers.
-CHAT_PROMPT: Final[Mapping[str, Any]] = {
-    "messages": [{"role": "user", "content": "ping"}],
-    "max_tokens": 1,
-    "temperature": 0,
-}
 
 # aiohttp warns (DeprecationWarning) about enable_cleanup_closed on Pythons whose asyncio no
 # longer leaks aborted TLS transports (https://github.com/python/cpython/pull/118960).
@@ -73,6 +68,11 @@ class ProbeResult:
     finished_at: datetime
     #: Seconds the backend asked us to wait (429 ``Retry-After``), if it said so.
     retry_after_s: float | None = None
+    #: The failure's class; ``None`` for a success.
+    reason: ProbeFailure | None = None
+    #: A chat probe's token field the backend last took (or was last sent): the next probe's
+    #: :attr:`ProbeTarget.token_limit`.  ``None`` for other probes.
+    token_limit: TokenLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,12 @@ class ProbeTarget:
     auth_header: tuple[str, str] | None = None
     #: When set the probe is not sent and fails with this message (e.g. Secret missing).
     auth_error: str | None = None
+    #: The API dialect ``Models`` and ``Chat`` probes speak.
+    provider: Provider = Provider.OPENAI
+    #: Azure's api-version or Anthropic's anthropic-version; ``None``: the dialect's default.
+    provider_version: str | None = None
+    #: The token field a chat probe sends first; ``None``: the dialect's default.
+    token_limit: TokenLimit | None = None
 
 
 def new_session(*, connection_limit: int, connection_limit_per_host: int) -> aiohttp.ClientSession:
@@ -125,32 +131,40 @@ async def probe(
     :class:`asyncio.CancelledError` propagates.
     """
     if target.auth_error is not None:
-        return ProbeResult(False, None, target.auth_error, now())
-    ctx = _Context(target, session, now, _secrets(target.auth_header))
-    handler = _HANDLERS[target.probe.type]
+        return ProbeResult(
+            False, None, target.auth_error, now(), reason=ProbeFailure.SECRET_MISSING
+        )
+    dialect = dialect_for(target.provider, target.provider_version)
+    ctx = _Context(target, session, now, _secrets(target.auth_header), dialect)
+    handler = _HANDLERS[target.probe.type.canonical]
     started = clock()
     try:
         async with asyncio.timeout(target.probe.timeout_seconds):
             message = await handler(ctx)
     except BadAnswer as bad:
         latency = _elapsed_ms(clock, started)
-        return _failed(ctx, bad.message, latency, bad.retry_after_s)
+        return _failed(ctx, bad.message, bad.reason, latency, bad.retry_after_s)
     except TimeoutError:
-        return _failed(ctx, f"timeout after {target.probe.timeout_seconds}s", None)
+        return _failed(ctx, f"timeout after {target.probe.timeout_seconds}s", _UNAVAILABLE, None)
     except Exception as exc:  # anything a hostile backend triggers must not kill the caller
-        return _failed(ctx, error_message(exc), None)
+        return _failed(ctx, error_message(exc), _UNAVAILABLE, None)
     return _judge_latency(ctx, message, _elapsed_ms(clock, started))
 
 
 # -- plumbing ------------------------------------------------------------------------------
 
+_UNAVAILABLE: Final = ProbeFailure.UNAVAILABLE
 
-@dataclass(frozen=True)
+
+@dataclass
 class _Context:
     target: ProbeTarget
     session: aiohttp.ClientSession
     now: Callable[[], datetime]
     secrets: tuple[str, ...]
+    dialect: Dialect
+    #: Set by a chat probe: the token field it sent last.
+    token_limit: TokenLimit | None = None
 
 
 def _secrets(auth_header: tuple[str, str] | None) -> tuple[str, ...]:
@@ -168,36 +182,40 @@ def _elapsed_ms(clock: Callable[[], float], started: float) -> int:
 
 
 def _failed(
-    ctx: _Context, message: str, latency_ms: int | None, retry_after_s: float | None = None
+    ctx: _Context,
+    message: str,
+    reason: ProbeFailure,
+    latency_ms: int | None,
+    retry_after_s: float | None = None,
 ) -> ProbeResult:
     # Redact again at the very end: exception texts may echo request data.
-    return ProbeResult(False, latency_ms, redact(message, ctx.secrets), ctx.now(), retry_after_s)
+    text, limit = redact(message, ctx.secrets), ctx.token_limit
+    return ProbeResult(False, latency_ms, text, ctx.now(), retry_after_s, reason, limit)
 
 
 def _judge_latency(ctx: _Context, message: str, latency_ms: int) -> ProbeResult:
     threshold = ctx.target.probe.latency_threshold_ms
     if threshold is not None and latency_ms > threshold:
-        return _failed(ctx, f"slow answer: over {threshold}ms threshold", latency_ms)
-    return ProbeResult(True, latency_ms, message, ctx.now())
+        message, reason = f"slow answer: over {threshold}ms threshold", ProbeFailure.SLOW_RESPONSE
+        return _failed(ctx, message, reason, latency_ms)
+    return ProbeResult(True, latency_ms, message, ctx.now(), token_limit=ctx.token_limit)
 
 
-def _headers(target: ProbeTarget) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    if target.auth_header is not None:
-        name, value = target.auth_header
+def _headers(ctx: _Context) -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **ctx.dialect.headers()}
+    if ctx.target.auth_header is not None:
+        name, value = ctx.target.auth_header
         headers[name] = value
     return headers
 
 
-async def _request(
-    ctx: _Context, method: str, path: str, payload: Mapping[str, Any] | None = None
-) -> Reply:
-    # Redirects are not followed: a 3xx is an answer (HTTP) or a captive portal (OpenAI).
+async def _request(ctx: _Context, call: Call) -> Reply:
+    # Redirects are not followed: a 3xx is an answer (HTTP) or a captive portal (the others).
     async with ctx.session.request(
-        method,
-        ctx.target.url + path,
-        headers=_headers(ctx.target),
-        json=payload,
+        call.method,
+        ctx.target.url + call.path,
+        headers=_headers(ctx),
+        json=call.payload,
         allow_redirects=False,
     ) as resp:
         body = await _read_limited(resp)
@@ -222,28 +240,43 @@ async def _read_limited(resp: aiohttp.ClientResponse) -> bytes | None:
 
 async def _probe_http(ctx: _Context) -> str:
     path = ctx.target.probe.path
-    reply = await _request(ctx, "GET", path)
-    require_success(reply, path, redirect_ok=True, secrets=ctx.secrets, now=ctx.now)
+    reply = await _request(ctx, Call("GET", path))
+    # A 404 here is a wrong path, not a missing model.
+    bad_path = ProbeFailure.BAD_RESPONSE
+    require_success(
+        reply, path, redirect_ok=True, secrets=ctx.secrets, now=ctx.now, not_found=bad_path
+    )
     return f"HTTP {reply.status} from {path}"
 
 
-async def _probe_openai_models(ctx: _Context) -> str:
-    reply = await _request(ctx, "GET", MODELS_PATH)
-    require_success(reply, MODELS_PATH, redirect_ok=False, secrets=ctx.secrets, now=ctx.now)
-    served = served_ids(json_body(reply, MODELS_PATH), MODELS_PATH, ctx.secrets)
-    if ctx.target.model not in served:
-        raise missing_model(ctx.target.model, served, MODELS_PATH)
-    return f"model {ctx.target.model} listed by {MODELS_PATH}"
+async def _probe_models(ctx: _Context) -> str:
+    model = ctx.target.model
+    call = ctx.dialect.models_call(model)
+    reply = await _request(ctx, call)
+    require_success(reply, call.path, redirect_ok=False, secrets=ctx.secrets, now=ctx.now)
+    return ctx.dialect.read_models(json_body(reply, call.path), model, call.path, ctx.secrets)
 
 
-async def _probe_openai_chat(ctx: _Context) -> str:
-    payload = {"model": ctx.target.model, **CHAT_PROMPT}
-    reply = await _request(ctx, "POST", CHAT_PATH, payload)
-    require_success(reply, CHAT_PATH, redirect_ok=False, secrets=ctx.secrets, now=ctx.now)
-    doc = json_body(reply, CHAT_PATH)
-    if not is_completion(doc):
-        raise shape_error(doc, CHAT_PATH, ctx.secrets)
-    return f"model {ctx.target.model} answered {CHAT_PATH}"
+async def _probe_chat(ctx: _Context) -> str:
+    model, limits = ctx.target.model, ctx.dialect.token_limits
+    wanted = ctx.target.token_limit
+    limit = wanted if wanted in limits else (limits[0] if limits else None)
+    call = ctx.dialect.chat_call(model, limit)
+    reply = await _request(ctx, call)
+    if limit is not None and rejects_parameter(reply, limit.value):
+        # A server that refuses the field we sent gets the other one, once; the probe loop
+        # starts with the one taken from then on (ProbeResult.token_limit).
+        limit = next(other for other in limits if other is not limit)
+        call = ctx.dialect.chat_call(model, limit)
+        reply = await _request(ctx, call)
+    ctx.token_limit = limit
+    if output_limit_reached(reply):
+        return f"model {model} answered {call.path} (stopped at the token limit)"
+    require_success(reply, call.path, redirect_ok=False, secrets=ctx.secrets, now=ctx.now)
+    doc = json_body(reply, call.path)
+    if not ctx.dialect.is_completion(doc):
+        raise shape_error(doc, call.path, ctx.secrets)
+    return f"model {model} answered {call.path}"
 
 
 async def _probe_tcp(ctx: _Context) -> str:
@@ -260,7 +293,7 @@ async def _probe_tcp(ctx: _Context) -> str:
 
 _HANDLERS: Final[Mapping[ProbeType, Callable[[_Context], Awaitable[str]]]] = {
     ProbeType.HTTP: _probe_http,
-    ProbeType.OPENAI_MODELS: _probe_openai_models,
-    ProbeType.OPENAI_CHAT: _probe_openai_chat,
+    ProbeType.MODELS: _probe_models,
+    ProbeType.CHAT: _probe_chat,
     ProbeType.TCP: _probe_tcp,
 }
