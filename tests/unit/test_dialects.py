@@ -592,7 +592,7 @@ async def test_failure_is_classified(
     assert result.retry_after_s == (7.0 if fault == "429" else None)
     path = (MODELS_PATH if type_ is MODELS else CHAT_PATH)[provider]
     expected = {
-        "401": "unauthorized (401): check authSecretRef: Incorrect API key provided: [REDACTED]",
+        "401": "unauthorized (401): check authSecretRef",
         "404": f"HTTP 404 from {path}: model: nope",
         "529": f"HTTP 529 from {path}: busy",
         "refused": "connection failed: Connection refused",

@@ -349,7 +349,9 @@ async def test_rate_limited_sets_retry_after(
     result = await run(ProbeTarget(backend.url, "gpt-4o", spec()), session)
     assert not result.ok
     assert result.retry_after_s == 7.0
-    assert result.message == "rate limited (429), retry after 7s"
+    # The pause is honoured (retry_after_s) but not quoted: a changing number would rewrite
+    # status on every probe.
+    assert result.message == "rate limited (429), next probe after the Retry-After pause"
 
 
 @pytest.mark.parametrize(
@@ -463,7 +465,8 @@ async def test_wrong_key_is_unauthorized(session: aiohttp.ClientSession) -> None
         target = ProbeTarget(fb.url, "gpt-4o", spec(), ("Authorization", "Bearer sk-wrong-key"))
         result = await run(target, session)
     assert not result.ok
-    assert result.message == ("unauthorized (401): check authSecretRef: Incorrect API key provided")
+    # The vendor's text is not quoted: it may echo parts of the key.
+    assert result.message == "unauthorized (401): check authSecretRef"
     assert "sk-wrong-key" not in result.message
 
 
@@ -480,17 +483,15 @@ async def test_echoed_key_is_redacted(
     result = await run(
         ProbeTarget(url, "gpt-4o", spec(), ("Authorization", f"Bearer {KEY}")), session
     )
-    assert result.message.startswith("unauthorized (401): check authSecretRef: ")
+    assert result.message == "unauthorized (401): check authSecretRef"
     assert KEY not in result.message
     assert KEY[:7] not in result.message  # not even a truncated piece of it
-    if padding == 0:
-        assert result.message.endswith("Incorrect API key provided: [REDACTED]")
 
 
 async def test_forbidden(serve: ServeFn, session: aiohttp.ClientSession) -> None:
     url = await serve({"/": json_handler({"detail": "Not allowed"}, 403)})
     result = await run(ProbeTarget(url, "m", spec(ProbeType.HTTP)), session)
-    assert result.message == "unauthorized (403): check authSecretRef: Not allowed"
+    assert result.message == "unauthorized (403): check authSecretRef"
 
 
 async def test_auth_error_short_circuits(

@@ -14,13 +14,16 @@ from modelroute.api.models import FailbackMode, FailbackSpec, ModelRouteSpec
 from modelroute.api.status import ConditionStatus, ModelRouteStatus
 from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord
-from modelroute.core.plan import Plan, PlanInput, plan
+from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan
 from modelroute.core.ramp import steps_of
+from modelroute.core.status import wire_patch
 from modelroute.core.types import (
     ConditionType,
     DegradedReason,
     EventType,
     ProbeFailure,
+    Problem,
+    ReadyReason,
     TrafficSplit,
     Transition,
     Verdict,
@@ -65,7 +68,9 @@ class Route:
             now=now,
         )
         result = plan(dataclasses.replace(given, **changes))  # type: ignore[arg-type]
-        if result.split is not None and "problem" not in changes:
+        if result.split is not None and (
+            "problem" not in changes or changes.get("carried") == result.split
+        ):
             self.routed = result.split
         self.status = result.status
         return result
@@ -219,3 +224,92 @@ def test_the_gateway_verdict_becomes_routing_accepted() -> None:
     assert ok.write_status
     same = route.plan(at(2), verdict=Verdict("True", "Accepted", "accepted by gw"))
     assert not same.write_status
+
+
+def test_a_step_is_timed_from_its_routing_write_not_from_the_plan() -> None:
+    route = Route(STAGED, "inhouse")
+    first = route.plan(at(0))
+    # The HTTPRoute patch of this step took 40 ms: the hold counts from when it landed.
+    later = after_routing_write(first, at(0), at(0.04))
+    assert later.status.failback is not None
+    assert later.status.failback.since == at(0.04)
+    assert later.recheck_at == at(2.04)
+    assert after_routing_write(first, at(0), at(0)) is first
+    steady = Route(SPEC, "vendor").plan(at(0))
+    assert after_routing_write(steady, at(0), at(0.5)) is steady  # no step: unchanged
+
+
+def test_a_finished_ramp_is_removed_from_the_stored_status() -> None:
+    route = Route(STAGED, "inhouse")
+    ramping = route.plan(at(0))
+    route.plan(at(2))
+    done = route.plan(at(4))
+    assert done.status.failback is None
+    patch = wire_patch(ramping.status, done.status)
+    assert patch["failback"] is None  # null deletes the field in a JSON merge patch
+    assert "failbackAborted" not in patch  # never set: nothing to delete
+    assert wire_patch(None, done.status) == done.status.to_wire()
+
+
+SIXTY = SPEC.model_copy(
+    update={"failback": FailbackSpec(stabilization_seconds=5, steps=[60, 100], step_seconds=3600)}
+)
+
+
+def test_a_dead_fallback_above_half_way_fails_over_at_once() -> None:
+    route = Route(SIXTY, "inhouse")
+    route.plan(at(0))
+    assert route.weights() == {"vendor": 60, "inhouse": 40}
+    route.records["inhouse"] = down()
+    result = route.plan(at(1))
+    assert route.weights() == {"vendor": 100, "inhouse": 0}
+    assert reasons(result) == [(EventType.WARNING, Transition.FAILOVER)]
+
+
+def test_a_failed_recovering_backend_aborts_even_when_it_has_most_traffic() -> None:
+    route = Route(SIXTY, "inhouse")
+    route.plan(at(0))
+    route.records["vendor"] = down(failures=1)  # failureThreshold 1: unhealthy at once
+    result = route.plan(at(1))
+    assert route.weights() == {"vendor": 0, "inhouse": 100}
+    assert reasons(result) == [(EventType.WARNING, Transition.FAILBACK_ABORTED)]
+    assert result.status.failover_count == 1
+
+
+def test_the_fallback_is_the_active_backend_for_the_whole_ramp() -> None:
+    route = Route(SIXTY, "inhouse")
+    first = route.plan(at(0))
+    assert first.status.active_backend == "inhouse"
+    degraded = get_condition(first.status.conditions, ConditionType.DEGRADED)
+    assert degraded is not None
+    for second in (1, 2, 3):
+        held = route.plan(at(second))
+        again = get_condition(held.status.conditions, ConditionType.DEGRADED)
+        assert again is not None and again.last_transition_time == degraded.last_transition_time
+        assert not held.write_status and held.status.active_backend == "inhouse"
+
+
+def test_steps_changed_during_a_ramp_start_it_afresh_instead_of_crashing() -> None:
+    route = Route(STAGED, "inhouse")
+    route.plan(at(0))
+    route.plan(at(2))  # step index 1: 50%
+    route.spec = STAGED.model_copy(update={"failback": FailbackSpec(steps=[50])})
+    route.plan(at(3))
+    assert route.routed is not None and sum(route.routed.values()) == 100
+
+
+def test_a_rejection_stands_until_the_gateway_judges_the_new_generation() -> None:
+    route = Route(SPEC, "vendor")
+    rejected = Verdict("False", "NotAllowedByListeners", "gw: not allowed")
+    said = Problem(ReadyReason.GATEWAY_REJECTED, "gw: not allowed")
+    first = route.plan(at(0), verdict=rejected, problem=said, carried=route.routed)
+    ready = get_condition(first.status.conditions, ConditionType.READY)
+    assert ready is not None and ready.status == ConditionStatus.FALSE
+    # Our own write bumped the generation: the gateway has not answered yet.
+    pending = Verdict("Unknown", "Pending", "waiting")
+    held = route.plan(at(1), verdict=pending)
+    accepted = get_condition(held.status.conditions, ConditionType.ROUTING_ACCEPTED)
+    ready = get_condition(held.status.conditions, ConditionType.READY)
+    assert accepted is not None and accepted.status == ConditionStatus.FALSE
+    assert ready is not None and (ready.status, ready.reason) == ("False", "GatewayRejected")
+    assert held.events == ()

@@ -25,8 +25,9 @@ from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
 from modelroute.core import health
-from modelroute.core.plan import Plan, PlanInput, plan, plan_invalid
+from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
+from modelroute.core.status import wire_patch
 from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
@@ -222,6 +223,7 @@ class RouteWorker:
         given = self._inputs(driven.spec)
         decided = plan(given)
         state = await self._route(driven, decided)
+        written_at = self._deps.now() if state.wrote else None
         if state.problem is not None or state.verdict is not None:
             # Plan again with what the driver (and the gateway behind it) said.
             decided = plan(
@@ -229,6 +231,8 @@ class RouteWorker:
                     given, problem=state.problem, verdict=state.verdict, carried=state.split
                 )
             )
+        if written_at is not None:
+            decided = after_routing_write(decided, given.now, written_at)
         if decided.split is not None and (state.problem is None or state.split == decided.split):
             self.routed = decided.split
         await self._carry_out(decided, driven.spec)
@@ -253,12 +257,14 @@ class RouteWorker:
             deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
+        # Kept before the Events and the write: a failure in either must not lose a counted
+        # move on the retry.
+        self._previous = decided.status
         for event in decided.events:
             await deps.events.emit(ref, event.type, event.reason, event.message, deps.now())
-        # Kept before the write: a failed write must not lose a counted move on the retry.
-        self._previous = decided.status
         if decided.write_status:
-            await deps.kube.patch_route_status(ref.namespace, ref.name, decided.status.to_wire())
+            patch = wire_patch(self._written, decided.status)
+            await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
             deps.metrics.api_writes.labels("modelroutes/status").inc()
             self._written = decided.status
         self._schedule_recheck(decided.recheck_at)

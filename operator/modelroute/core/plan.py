@@ -9,12 +9,13 @@ changing anything). No I/O, no clock: every rule is a table test.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from modelroute.api.models import ModelRouteSpec
-from modelroute.api.status import ConditionStatus, ModelRouteStatus
+from modelroute.api.status import ConditionStatus, FailbackProgress, ModelRouteStatus
 from modelroute.core import policy, ramp, status
 from modelroute.core.conditions import get_condition, set_condition
 from modelroute.core.health import HealthRecord
@@ -85,12 +86,16 @@ class Plan:
 
 def plan(given: PlanInput) -> Plan:
     """Decide the split, the status, the Events and the next recheck (see the module doc)."""
-    active = given.routed.primary if given.routed is not None else None
+    progress = ramp.in_progress(given.spec, given.previous, given.routed)
+    # During a staged failback the fallback stays the active backend, whatever its share.
+    active = progress.fallback if progress else _primary(given.routed)
     approved = given.approval is not None and given.approval != given.previous.failback_approval
     # A backend whose staged failback was aborted stabilizes again from the abort.
     records = ramp.restarted(given.records, given.previous.failback_aborted)
     decision = policy.decide(given.spec, records, active, given.now, failback_approved=approved)
-    step = _ramp_step(given, records, decision, active)
+    verdict, problem = _standing_verdict(given)
+    given = dataclasses.replace(given, verdict=verdict, problem=problem)
+    step = _ramp_step(given, progress, records, decision, active)
     split = step.split if step is not None else _split(given.spec, decision, active)
     achieved = given.problem is None or (split is not None and given.carried == split)
     transition = decision.transition if achieved and step is None else None
@@ -130,14 +135,52 @@ def plan(given: PlanInput) -> Plan:
     )
 
 
+def after_routing_write(decided: Plan, planned_at: datetime, written_at: datetime) -> Plan:
+    """``decided`` with a new staged-failback step timed from when its routing write finished.
+
+    A step is held ``stepSeconds`` as the gateway sees it: counted from the plan's ``now``, a
+    slow write of this step followed by a fast write of the next would shorten the hold.
+    """
+    progress = decided.status.failback
+    if progress is None or progress.since != planned_at or written_at <= planned_at:
+        return decided
+    shift = written_at - planned_at
+    moved = progress.model_copy(update={"since": written_at})
+    recheck = decided.recheck_at + shift if decided.recheck_at is not None else None
+    new = decided.status.model_copy(update={"failback": moved})
+    return dataclasses.replace(decided, status=new, recheck_at=recheck)
+
+
+def _primary(routed: TrafficSplit | None) -> str | None:
+    return routed.primary if routed is not None else None
+
+
+def _standing_verdict(given: PlanInput) -> tuple[Verdict | None, Problem | None]:
+    """The gateway's last word stands until it answers for the object as it is now.
+
+    Every routing write makes a new generation that no gateway has judged yet: showing Unknown
+    (and Ready=True) until it does would flap the conditions on every failover.
+    """
+    verdict = given.verdict
+    if verdict is None or verdict.status != ConditionStatus.UNKNOWN:
+        return verdict, given.problem
+    last = get_condition(given.previous.conditions, ConditionType.ROUTING_ACCEPTED)
+    if last is None or last.status is ConditionStatus.UNKNOWN:
+        return verdict, given.problem
+    kept = Verdict(last.status, last.reason, last.message)
+    if last.status is ConditionStatus.FALSE and given.problem is None:
+        return kept, Problem(ReadyReason.GATEWAY_REJECTED, last.message)
+    return kept, given.problem
+
+
 def _ramp_step(
     given: PlanInput,
+    progress: FailbackProgress | None,
     records: Mapping[str, HealthRecord],
     decision: policy.Decision,
     active: str | None,
 ) -> ramp.RampStep | None:
     """The staged failback's move in this reconcile, if one runs or starts now."""
-    progress = ramp.in_progress(given.spec, given.previous, given.routed)
     if progress is not None and decision.transition is not Transition.FAILOVER:
         return ramp.advance(given.spec, progress, records, given.now)
     if decision.transition is Transition.FAILBACK and active and decision.target:
@@ -162,8 +205,12 @@ def _with_ramp(
     if progress is None:
         return new
     weights = ", ".join(f"{t.backend} {t.weight}%" for t in new.traffic)
+    # Against the Degraded condition as it was before this plan: build_status may have set it
+    # False (most traffic already on the preferred backend), which is not a transition.
+    before = get_condition(previous.conditions, ConditionType.DEGRADED)
+    base = [before if c.type == ConditionType.DEGRADED and before else c for c in new.conditions]
     conds = set_condition(
-        new.conditions,
+        base,
         type=ConditionType.DEGRADED,
         status=ConditionStatus.TRUE,
         reason=DegradedReason.FAILBACK_IN_PROGRESS,
@@ -171,7 +218,7 @@ def _with_ramp(
         now=given.now,
         observed_generation=given.generation,
     )
-    return new.model_copy(update={"conditions": conds})
+    return new.model_copy(update={"conditions": conds, "active_backend": progress.fallback})
 
 
 def _with_verdict(new: ModelRouteStatus, given: PlanInput) -> ModelRouteStatus:

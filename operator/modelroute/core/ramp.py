@@ -57,12 +57,15 @@ def in_progress(
 ) -> FailbackProgress | None:
     """The ramp status says is running, if the routing object still carries it."""
     progress = previous.failback
-    if not steps_of(spec) or progress is None or routed is None:
-        return None
+    steps = steps_of(spec)
+    if progress is None or routed is None or not 0 <= progress.step < len(steps):
+        return None  # no ramp, or failback.steps changed under it: start afresh
     names = {b.name for b in spec.backends}
-    if {progress.backend, progress.fallback} - names or progress.backend not in routed:
+    if {progress.backend, progress.fallback} - names:
         return None
-    return progress
+    expected = _split(progress.backend, progress.fallback, steps[progress.step])
+    # Only the ramp status describes, on the routing object as it is now (not a stale status).
+    return progress if routed == expected else None
 
 
 def start(

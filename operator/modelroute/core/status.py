@@ -140,6 +140,19 @@ def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[ob
     return (entry.name, record.healthy_since, *key)
 
 
+def wire_patch(written: ModelRouteStatus | None, new: ModelRouteStatus) -> dict[str, Any]:
+    """The JSON merge patch that makes the stored status ``new``.
+
+    ``to_wire`` leaves unset fields out, and a merge patch keeps what it does not mention: a
+    field set in the status last written and unset now (a finished staged failback, say) is
+    sent as null, or it would stay in the stored status for good.
+    """
+    wire = new.to_wire()
+    if written is not None:
+        wire.update({key: None for key in written.to_wire() if key not in wire})
+    return wire
+
+
 def needs_write(
     written: ModelRouteStatus | None, new: ModelRouteStatus, spec: ModelRouteSpec | None
 ) -> bool:
@@ -170,7 +183,7 @@ def build_invalid_status(
         type=DEGRADED,
         status=ConditionStatus.UNKNOWN,
         reason=reason,
-        message="health is not probed while the spec is invalid",
+        message="health is not probed while the route cannot be served as written",
         now=now,
         observed_generation=generation,
     )

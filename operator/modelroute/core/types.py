@@ -41,6 +41,7 @@ class ReadyReason(enum.StrEnum):
     ALL_BACKENDS_UNHEALTHY = "AllBackendsUnhealthy"
     INVALID_SPEC = "InvalidSpec"
     DRIVER_UNAVAILABLE = "DriverUnavailable"
+    GATEWAY_REJECTED = "GatewayRejected"  # the gateway's last verdict, until it judges anew
 
 
 class DegradedReason(enum.StrEnum):

@@ -6,6 +6,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import aiohttp
+
 from modelroute.api.models import GROUP, KIND, VERSION
 from modelroute.core.types import EventType, RouteRef
 from modelroute.kube.client import ApiError, KubeApi
@@ -63,7 +65,7 @@ class EventRecorder:
                 route.namespace,
                 event_body(route, event_type, reason, message, now, self._component),
             )
-        except (ApiError, OSError) as exc:
+        except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning(
                 "could not post event %s: %s",
                 reason,

@@ -149,12 +149,10 @@ def require_success(
             f"HTTP {status} from {path}: redirect not followed (login page?)",
             ProbeFailure.BAD_RESPONSE,
         )
-    detail = _detail(_error_fields(reply)[0], secrets)
     if status in (401, 403):
-        raise BadAnswer(
-            _with_detail(f"unauthorized ({status}): check authSecretRef", detail),
-            ProbeFailure.AUTH_FAILED,
-        )
+        # The body is not quoted: vendors echo parts of a wrong key in it ("sk-ab...1234").
+        raise BadAnswer(f"unauthorized ({status}): check authSecretRef", ProbeFailure.AUTH_FAILED)
+    detail = _detail(_error_fields(reply)[0], secrets)
     reason = not_found if status == 404 else _status_class(status)
     raise BadAnswer(_with_detail(f"HTTP {status} from {path}", detail), reason)
 
@@ -167,9 +165,11 @@ def _status_class(status: int) -> ProbeFailure:
 
 def _rate_limited(reply: Reply, secrets: tuple[str, ...], now: datetime) -> BadAnswer:
     retry_after_s = _parse_retry_after(reply.retry_after, now)
+    # The Retry-After value is not in the message: it changes with every answer, and a changed
+    # message is a status write (the probe loop honours it; the metrics show the failures).
     message = "rate limited (429)"
     if retry_after_s is not None:
-        message += f", retry after {math.ceil(retry_after_s)}s"
+        message += ", next probe after the Retry-After pause"
     # Plain rate-limit texts carry changing counters; an exhausted quota is stable and is
     # the one an admin must act on (billing), so only that one is quoted.
     text, code = _error_fields(reply)

@@ -214,6 +214,9 @@ class ProbeHub:
             secret = await self._secrets.get((namespace, ref.name))
         except ApiError as exc:
             return None, f"cannot read {where}: {exc.status} {exc.reason}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The API server is unreachable: a failed probe now, not a dead probe loop.
+            return None, f"cannot read {where}: {type(exc).__name__}"
         if secret is None:
             return None, f"{where} not found"
         if ref.key not in secret["data"]:
