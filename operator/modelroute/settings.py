@@ -40,7 +40,8 @@ class Settings:
     # Longest pause (seconds) a 429 Retry-After may impose before the next probe.
     max_retry_after_seconds: float = 60.0
     # Liveness fails when a route has produced no probe result for this many probe intervals
-    # (plus its timeout): the probe loop is stuck, not merely busy.
+    # (plus its timeout), plus max_retry_after_seconds (a 429 may pause a backend's probes that
+    # long): the probe loop is stuck, not merely busy or rate limited.
     liveness_stall_intervals: int = 6
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0

@@ -158,7 +158,10 @@ def test_manual_failback_waits_for_the_admin(scenario: Scenario, operator: Opera
     assert sc.routed_to() == "llama-vllm"
     sc.patch_route({"metadata": {"annotations": {"modelroute.dev/approve-failback": "1"}}})
     wait_for(lambda: sc.routed_to() == "vendor-egress", 10, "approved failback")
-    assert sc.get_route()["status"]["failbackApproval"] == "1"
+    # Routing is written first; status (with the approval recorded) right after it.
+    wait_for(
+        lambda: sc.get_route()["status"].get("failbackApproval") == "1", 5, "approval recorded"
+    )
     wait_for(lambda: sc.events("FailedBack"), 5, "a FailedBack event")
 
 

@@ -546,3 +546,14 @@ async def test_identical_probe_results_for_an_hour_make_no_api_calls() -> None:
         assert [call for t, call in w.calls.stamped if t > 15] == []  # no reads either
         assert w.events() == [("Normal", "Routed")]
         assert w.selector() == {"app": "vendor"}
+
+
+async def test_a_rate_limited_backend_does_not_fail_liveness() -> None:
+    """A Retry-After pause (up to 60 s) is a quiet probe loop, not a stuck one."""
+    async with running_world() as w:
+        await w.controller.on_route_event("ADDED", route())
+        await w.tick(1, vendor=True, inhouse=True)
+        quiet_from = asyncio.get_running_loop().time()
+        # Probes every 5 s with a 2 s timeout: 6 x 7 s = 42 s, plus the 60 s Retry-After cap.
+        assert w.controller.stalled(quiet_from + 101) == []
+        assert w.controller.stalled(quiet_from + 103) == [ROUTE_KEY]

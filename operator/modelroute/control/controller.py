@@ -95,14 +95,17 @@ class Controller:
     def stalled(self, now: float) -> list[RouteKey]:
         """Routes whose worker crashed, or whose probes produced nothing for far longer than
         their schedule allows."""
-        limit = self._deps.settings.liveness_stall_intervals
+        settings = self._deps.settings
+        # A rate-limited backend's Retry-After pauses its probes (up to the cap): a quiet loop
+        # then, not a stuck one.
+        slack = settings.max_retry_after_seconds
         return [
             key
             for key, w in self._workers.items()
             if w.crashed
             or (
                 (last := w.feed.last_result_at) is not None
-                and now - last > limit * w.feed.max_probe_period
+                and now - last > settings.liveness_stall_intervals * w.feed.max_probe_period + slack
             )
         ]
 
