@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from modelroute import logs, routing
 from modelroute.settings import Settings
+from modelroute.version import version
 
 _DEFAULTS = Settings()
 
@@ -19,6 +20,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         prog="modelroute-operator",
         description="Keep one stable Service pointed at the best healthy LLM backend.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _add_scope_and_endpoints(parser)
     _add_leader_election(parser)
     parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)

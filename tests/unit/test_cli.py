@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
 
 import kopf
 import pytest
 
-from modelroute import routing
+from modelroute import logs, routing
+from modelroute import version as version_module
 from modelroute.cli import parse_args
+from modelroute.control import runtime
 from modelroute.settings import Settings, apply_to_kopf
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_settings() -> None:
@@ -197,3 +207,78 @@ def test_leader_election_flags() -> None:
     defaults, _ = parse_args([])
     assert defaults.leader_election is False
     assert defaults.leader_election_namespace == ""  # resolved from POD_NAMESPACE at start
+
+
+# --- version ---------------------------------------------------------------------------------
+
+
+def _pyproject_version() -> str:
+    with (REPO / "pyproject.toml").open("rb") as file:
+        value = tomllib.load(file)["project"]["version"]
+    assert isinstance(value, str)
+    return value
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(["--version"])
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    assert out == f"modelroute-operator {_pyproject_version()}\n"
+
+
+def test_version_flag_through_the_installed_command() -> None:
+    # The console script .venv/bin/modelroute-operator, as an admin runs it.
+    command = Path(sys.executable).with_name("modelroute-operator")
+    assert command.exists(), f"{command} is not installed (make install)"
+    done = subprocess.run(
+        [str(command), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"modelroute-operator {_pyproject_version()}\n"
+
+
+def test_version_of_the_installed_distribution() -> None:
+    assert metadata.version(version_module.DISTRIBUTION) == _pyproject_version()
+    assert version_module.version() == _pyproject_version()
+
+
+def test_version_falls_back_to_pyproject_when_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(version_module.metadata, "version", not_installed)
+    assert version_module.PYPROJECT == REPO / "pyproject.toml"
+    assert version_module.version() == _pyproject_version()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param('[project]\nname = "x"\nversion = "1.2.3"\n', "1.2.3", id="version"),
+        pytest.param('[project]\nname = "x"\n', "0+unknown", id="no-version"),
+        pytest.param("[project\n", "0+unknown", id="not-toml"),
+        pytest.param(None, "0+unknown", id="missing"),
+    ],
+)
+def test_pyproject_version(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "pyproject.toml"
+    if content is not None:
+        path.write_text(content)
+    assert version_module.pyproject_version(path) == expected
+
+
+def test_version_is_logged_once_at_start_up(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="modelroute.control.runtime")
+    runtime.log_started(Settings(namespaces=("ai",)))
+    started = [r for r in caplog.records if r.getMessage().startswith("operator started")]
+    assert len(started) == 1
+    record = started[0]
+    assert record.getMessage() == f"operator started, version {_pyproject_version()}"
+    # The JSON log carries it as a field of its own, beside where the operator listens.
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert entry["version"] == _pyproject_version()
+    assert entry["namespaces"] == ["ai"]
+    assert (entry["metrics_port"], entry["health_port"]) == (8080, 8081)

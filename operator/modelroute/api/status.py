@@ -105,4 +105,7 @@ class ModelRouteStatus(ApiModel):
     failback_aborted: FailbackAbort | None = Field(
         default=None, description="The last aborted staged failback (stabilization restarts)."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready and Degraded.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Degraded, Reconciling, Stalled and (L7 drivers) RoutingAccepted.",
+    )

@@ -33,6 +33,7 @@ from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
 from modelroute.settings import Settings
+from modelroute.version import version
 
 logger = logging.getLogger("modelroute.control.runtime")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -95,14 +96,7 @@ class Runtime:
             settings.health_port, [("/healthz", runtime._healthz), ("/readyz", runtime._readyz)]
         )
         runtime.ready = True
-        logger.info(
-            "operator started",
-            extra={
-                "namespaces": list(settings.namespaces) or "all",
-                "metrics_port": settings.metrics_port,
-                "health_port": settings.health_port,
-            },
-        )
+        log_started(settings)
         return runtime
 
     @property
@@ -150,6 +144,21 @@ class Runtime:
         if not self.ready:
             return web.Response(status=503, text="starting\n")
         return web.Response(text="ok\n")
+
+
+def log_started(settings: Settings) -> None:
+    """The start-up line, once per process: the version and where the operator listens."""
+    running = version()
+    logger.info(
+        "operator started, version %s",
+        running,
+        extra={
+            "version": running,
+            "namespaces": list(settings.namespaces) or "all",
+            "metrics_port": settings.metrics_port,
+            "health_port": settings.health_port,
+        },
+    )
 
 
 def _log_drivers(drivers: DriverAvailability) -> None:

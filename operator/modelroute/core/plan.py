@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ConditionStatus, FailbackProgress, ModelRouteStatus
-from modelroute.core import policy, ramp, status
+from modelroute.core import kstatus, policy, ramp, status
 from modelroute.core.conditions import get_condition, set_condition
 from modelroute.core.health import HealthRecord
 from modelroute.core.types import (
     ConditionType,
-    DegradedReason,
     EventType,
     PlannedEvent,
     Problem,
@@ -115,7 +114,9 @@ def plan(given: PlanInput) -> Plan:
         failback_approval=_approval_to_record(given, decision, approved and not achieved),
         now=given.now,
     )
-    new = _with_verdict(_with_ramp(new, given, step if achieved else None), given)
+    held = step if achieved else None  # a step routing could not carry out is not taken
+    new = ramp.with_progress(new, given.previous, held, given.problem, given.now, given.generation)
+    new = kstatus.with_kstatus(_with_verdict(new, given), given.generation, given.now)
     events = _problem_events(given.previous, new)
     if achieved and step is not None and step.event is not None:
         events = (step.event, *events)
@@ -188,39 +189,6 @@ def _ramp_step(
     return None
 
 
-def _with_ramp(
-    new: ModelRouteStatus, given: PlanInput, step: ramp.RampStep | None
-) -> ModelRouteStatus:
-    """The ramp's state in status, and Degraded saying a staged failback is under way."""
-    previous = given.previous
-    if step is None:
-        done = new.failover_count > previous.failover_count and new.active_backend is not None
-        cleared = done and previous.failback_aborted is not None
-        aborted = None if cleared else previous.failback_aborted
-        progress = previous.failback if given.problem is not None else None
-    else:
-        progress = step.progress
-        aborted = step.aborted or (None if step.completed else previous.failback_aborted)
-    new = new.model_copy(update={"failback": progress, "failback_aborted": aborted})
-    if progress is None:
-        return new
-    weights = ", ".join(f"{t.backend} {t.weight}%" for t in new.traffic)
-    # Against the Degraded condition as it was before this plan: build_status may have set it
-    # False (most traffic already on the preferred backend), which is not a transition.
-    before = get_condition(previous.conditions, ConditionType.DEGRADED)
-    base = [before if c.type == ConditionType.DEGRADED and before else c for c in new.conditions]
-    conds = set_condition(
-        base,
-        type=ConditionType.DEGRADED,
-        status=ConditionStatus.TRUE,
-        reason=DegradedReason.FAILBACK_IN_PROGRESS,
-        message=f"staged failback to {progress.backend}: {weights}",
-        now=given.now,
-        observed_generation=given.generation,
-    )
-    return new.model_copy(update={"conditions": conds, "active_backend": progress.fallback})
-
-
 def _with_verdict(new: ModelRouteStatus, given: PlanInput) -> ModelRouteStatus:
     """The gateway's verdict as the RoutingAccepted condition (L7 drivers only)."""
     if given.verdict is None:
@@ -264,6 +232,7 @@ def plan_invalid(
     new = status.build_invalid_status(
         previous=previous, generation=generation, problem=problem, now=now
     )
+    new = kstatus.with_kstatus(new, generation, now)
     return Plan(
         split=None,
         decision=None,

@@ -15,9 +15,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from modelroute.api.models import ModelRouteSpec
-from modelroute.api.status import FailbackAbort, FailbackProgress, ModelRouteStatus
+from modelroute.api.status import (
+    ConditionStatus,
+    FailbackAbort,
+    FailbackProgress,
+    ModelRouteStatus,
+)
+from modelroute.core.conditions import get_condition, set_condition
 from modelroute.core.health import HealthRecord
-from modelroute.core.types import EventType, PlannedEvent, TrafficSplit, Transition
+from modelroute.core.types import (
+    ConditionType,
+    DegradedReason,
+    EventType,
+    PlannedEvent,
+    Problem,
+    TrafficSplit,
+    Transition,
+)
 
 
 @dataclass(frozen=True)
@@ -134,3 +148,44 @@ def _abort(progress: FailbackProgress, record: HealthRecord, now: datetime) -> R
 def _split(backend: str, fallback: str, weight: int) -> TrafficSplit:
     # The fallback is listed first: on a 50/50 step it is still the "active" backend.
     return TrafficSplit({fallback: 100 - weight, backend: weight})
+
+
+def with_progress(
+    new: ModelRouteStatus,
+    previous: ModelRouteStatus,
+    step: RampStep | None,
+    problem: Problem | None,
+    now: datetime,
+    generation: int | None,
+) -> ModelRouteStatus:
+    """The ramp's state in status, and Degraded saying a staged failback is under way.
+
+    ``step`` is this reconcile's ramp step if routing carried it out; ``problem`` keeps a ramp
+    in progress as it stands while routing cannot move.
+    """
+    if step is None:
+        done = new.failover_count > previous.failover_count and new.active_backend is not None
+        cleared = done and previous.failback_aborted is not None
+        aborted = None if cleared else previous.failback_aborted
+        progress = previous.failback if problem is not None else None
+    else:
+        progress = step.progress
+        aborted = step.aborted or (None if step.completed else previous.failback_aborted)
+    new = new.model_copy(update={"failback": progress, "failback_aborted": aborted})
+    if progress is None:
+        return new
+    weights = ", ".join(f"{t.backend} {t.weight}%" for t in new.traffic)
+    # Against the Degraded condition as it was before this plan: build_status may have set it
+    # False (most traffic already on the preferred backend), which is not a transition.
+    before = get_condition(previous.conditions, ConditionType.DEGRADED)
+    base = [before if c.type == ConditionType.DEGRADED and before else c for c in new.conditions]
+    conds = set_condition(
+        base,
+        type=ConditionType.DEGRADED,
+        status=ConditionStatus.TRUE,
+        reason=DegradedReason.FAILBACK_IN_PROGRESS,
+        message=f"staged failback to {progress.backend}: {weights}",
+        now=now,
+        observed_generation=generation,
+    )
+    return new.model_copy(update={"conditions": conds, "active_backend": progress.fallback})

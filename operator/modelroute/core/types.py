@@ -31,6 +31,10 @@ class ConditionType(enum.StrEnum):
     READY = "Ready"
     DEGRADED = "Degraded"
     ROUTING_ACCEPTED = "RoutingAccepted"  # L7 drivers: the gateway's verdict on the object
+    # kstatus' abnormal-true conditions (sigs.k8s.io/cli-utils pkg/kstatus): True while the
+    # operator is still converging, and while the route needs a human; False otherwise.
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class ReadyReason(enum.StrEnum):
@@ -53,6 +57,20 @@ class DegradedReason(enum.StrEnum):
     FAILBACK_PENDING = "FailbackPending"
     FAILBACK_IN_PROGRESS = "FailbackInProgress"
     ALL_BACKENDS_HEALTHY = "AllBackendsHealthy"
+
+
+class ReconcilingReason(enum.StrEnum):
+    """Reasons of the ``Reconciling`` condition."""
+
+    AWAITING_FIRST_PROBES = "AwaitingFirstProbes"
+    FAILBACK_IN_PROGRESS = "FailbackInProgress"
+    RECONCILED = "Reconciled"  # False: nothing left to converge
+
+
+class StalledReason(enum.StrEnum):
+    """Reasons of the ``Stalled`` condition when False (when True it carries Ready's reason)."""
+
+    NOT_STALLED = "NotStalled"
 
 
 class DecisionReason(enum.StrEnum):
