@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--routes", type=int, help="routes for mass and scale (default 1000)")
     parser.add_argument(
+        "--probe-interval",
+        type=int,
+        help="mass: probe intervalSeconds of every route (default 5)",
+    )
+    parser.add_argument(
         "--steady-seconds", type=float, help="scale: steady window (default 180, quick 30)"
     )
     parser.add_argument(

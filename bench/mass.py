@@ -37,8 +37,9 @@ STABILIZATION_S = 1
 
 def run(cluster: Cluster, args: Any) -> dict[str, Any]:
     routes = args.routes or (100 if args.quick else 1000)
+    probe = {**PROBE, "intervalSeconds": getattr(args, "probe_interval", None) or 5}
     identity = operator_identity(cluster)
-    fleet = make_fleet(cluster, "bench-mass", routes, PROBE, STABILIZATION_S)
+    fleet = make_fleet(cluster, "bench-mass", routes, probe, STABILIZATION_S)
     vendor = fleet.fakes["vendor"]
     runs: list[dict[str, Any]] = []
     log(f"mass: {routes} routes created in {fleet.namespace}")
@@ -49,7 +50,7 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
                 raise RuntimeError(f"mass: only {fleet.on('vendor')}/{routes} routed")
             for r in range(args.repeat):
                 # Let the initial (or failback) status writes finish, then a random phase.
-                time.sleep(10 + random.uniform(0, PROBE["intervalSeconds"]))
+                time.sleep(10 + random.uniform(0, probe["intervalSeconds"]))
                 cpu0 = sum(proc.cpu_times()[:2])
                 spy = None
                 if getattr(args, "profile", False):
@@ -70,8 +71,8 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
                 # does not depend on where in the interval the outage began.
                 arrivals = sorted(t for t in vendor.stats()["probe_times"] if t >= t0)
                 deciding = (
-                    arrivals[PROBE["failureThreshold"] - 1]
-                    if len(arrivals) >= PROBE["failureThreshold"]
+                    arrivals[probe["failureThreshold"] - 1]
+                    if len(arrivals) >= probe["failureThreshold"]
                     else None
                 )
                 after = [o + t0 + fleet.floor_s - deciding for o in offsets] if deciding else []
@@ -117,7 +118,7 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
         "config": {
             "routes": routes,
             "backends": 3,
-            "probe": PROBE,
+            "probe": probe,
             "stabilization_seconds": STABILIZATION_S,
             "floor_s": fleet.floor_s,
             "fault": "outage (HTTP 503) on the one vendor fake all routes share",
