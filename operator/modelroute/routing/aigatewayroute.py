@@ -37,7 +37,7 @@ from modelroute.api.gateway import AIGatewayRouteSpec
 from modelroute.api.models import ModelRouteSpec
 from modelroute.core.types import Problem, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache, ObjectKey
-from modelroute.kube.client import AIGATEWAYROUTES, AISERVICEBACKENDS, ApiError, KubeApi, ObjectKind
+from modelroute.kube.client import AIGATEWAYROUTES, AISERVICEBACKENDS, ObjectKind
 from modelroute.routing.aigatewayroute_object import (
     AIGatewayRouteReason,
     ai_gateway_route_patch,
@@ -49,6 +49,7 @@ from modelroute.routing.aigatewayroute_object import (
 )
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingState
 from modelroute.routing.ownership import ownership
+from modelroute.routing.writer import ObjectWriter
 
 # What the upstream AIGatewayRoute schema refuses in parentRefs (checked here so such a spec is
 # InvalidSpec naming the field, never a 422 on every reconcile).
@@ -115,8 +116,8 @@ class AIGatewayRouteDriver:
     """Routing by one prioritized AIGatewayRoute per route (see the module docstring)."""
 
     def __init__(self, context: DriverContext) -> None:
-        self._kube: KubeApi = context.kube
         self._routes: ObjectCache = context.cache(AIGATEWAYROUTES)
+        self._writer = ObjectWriter(context.kube, self._routes, AIGATEWAYROUTES)
         self._backends: ObjectCache = context.cache(AISERVICEBACKENDS)
 
     def dependencies(
@@ -154,16 +155,10 @@ class AIGatewayRouteDriver:
             # Never put first what the gateway cannot resolve: it stays where it is.
             now = read_back(route, spec, current) if current is not None else RoutingState()
             return dataclasses.replace(now, problem=missing)
-        wrote = False
-        if current is None:
-            current, wrote = await self._create(route, desired)
-        if ownership(route, current) == "foreign":
+        written = await self._writer.ensure(route, current, desired, ai_gateway_route_patch)
+        if written is None:
             return RoutingState(problem=self._conflict(route, spec))
-        patch = None if wrote else ai_gateway_route_patch(current, desired)
-        if patch is not None:
-            current = await self._patch(route, current, desired, patch)
-            wrote = True
-        return dataclasses.replace(read_back(route, spec, current), wrote=wrote)
+        return dataclasses.replace(read_back(route, spec, written[0]), wrote=written[1])
 
     async def finalize(self, route: RouteRef, spec: ModelRouteSpec) -> None:
         """Nothing to do: the ownerReference makes Kubernetes delete the AIGatewayRoute with the
@@ -191,49 +186,6 @@ class AIGatewayRouteDriver:
                 for b in order
             ),
         )
-
-    async def _patch(
-        self,
-        route: RouteRef,
-        current: dict[str, Any],
-        desired: dict[str, Any],
-        patch: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Merge-patch the AIGatewayRoute; recreate it when it was deleted before the watch said
-        so."""
-        name = desired["metadata"]["name"]
-        try:
-            updated = await self._kube.patch_object(AIGATEWAYROUTES, route.namespace, name, patch)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            # Deleted before the watch said so: forget it and create it again, now.
-            self._routes.observe("DELETED", current)
-            created, wrote = await self._create(route, desired)
-            if not wrote:
-                raise  # created meanwhile by someone else: the retry diffs against it
-            return created
-        self._routes.put(updated)
-        return updated
-
-    async def _create(
-        self, route: RouteRef, desired: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """Create the AIGatewayRoute: (it, True) when created, else (the one that exists, False)."""
-        try:
-            created = await self._kube.create_object(AIGATEWAYROUTES, route.namespace, desired)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            # Created meanwhile (or the cache had not seen it yet): diff against the real one.
-            name = desired["metadata"]["name"]
-            existing = await self._kube.get_object(AIGATEWAYROUTES, route.namespace, name)
-            if existing is None:
-                raise
-            self._routes.put(existing)
-            return existing, False
-        self._routes.put(created)
-        return created, True
 
     @staticmethod
     def _conflict(route: RouteRef, spec: ModelRouteSpec) -> Problem:

@@ -22,7 +22,7 @@ from modelroute.api.gateway import HTTPRouteSpec
 from modelroute.api.models import ModelRouteSpec
 from modelroute.core.types import Problem, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache, ObjectKey
-from modelroute.kube.client import HTTPROUTES, ApiError, KubeApi, ObjectKind
+from modelroute.kube.client import HTTPROUTES, ObjectKind
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingState
 from modelroute.routing.httproute_object import (
     GATEWAY_GROUP,
@@ -37,6 +37,7 @@ from modelroute.routing.httproute_object import (
     route_name,
 )
 from modelroute.routing.ownership import ownership
+from modelroute.routing.writer import ObjectWriter
 
 # What the upstream CRD's CEL rules refuse in a path match (checked here so a spec that breaks
 # them is InvalidSpec naming the field, never a 422 on every reconcile).
@@ -160,8 +161,8 @@ class HTTPRouteDriver:
     """Routing by one weighted HTTPRoute per route (see the module docstring)."""
 
     def __init__(self, context: DriverContext) -> None:
-        self._kube: KubeApi = context.kube
         self._routes: ObjectCache = context.cache(HTTPROUTES)
+        self._writer = ObjectWriter(context.kube, self._routes, HTTPROUTES)
 
     def dependencies(
         self, route: RouteRef, spec: ModelRouteSpec
@@ -184,16 +185,10 @@ class HTTPRouteDriver:
         """Create or patch the HTTPRoute so its weights carry ``split``."""
         desired = desired_http_route(route, spec, split)
         current = await self._routes.get((route.namespace, route_name(route, spec)))
-        wrote = False
-        if current is None:
-            current, wrote = await self._create(route, desired)
-        if ownership(route, current) == "foreign":
+        written = await self._writer.ensure(route, current, desired, http_route_patch)
+        if written is None:
             return RoutingState(problem=self._conflict(route, spec))
-        patch = None if wrote else http_route_patch(current, desired)
-        if patch is not None:
-            current = await self._patch(route, current, desired, patch)
-            wrote = True
-        return dataclasses.replace(read_back(route, spec, current), wrote=wrote)
+        return dataclasses.replace(read_back(route, spec, written[0]), wrote=written[1])
 
     async def finalize(self, route: RouteRef, spec: ModelRouteSpec) -> None:
         """Nothing to do: the ownerReference makes Kubernetes delete the HTTPRoute with the route.
@@ -201,48 +196,6 @@ class HTTPRouteDriver:
         Deleting it here too would race the garbage collector for no gain, and a route that is
         deleted while the gateway still routes through the HTTPRoute must not break it early.
         """
-
-    async def _patch(
-        self,
-        route: RouteRef,
-        current: dict[str, Any],
-        desired: dict[str, Any],
-        patch: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Merge-patch the HTTPRoute; recreate it when it was deleted before the watch said so."""
-        name = desired["metadata"]["name"]
-        try:
-            updated = await self._kube.patch_object(HTTPROUTES, route.namespace, name, patch)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            # Deleted before the watch said so: forget it and create it again, now.
-            self._routes.observe("DELETED", current)
-            created, wrote = await self._create(route, desired)
-            if not wrote:
-                raise  # created meanwhile by someone else: the retry diffs against it
-            return created
-        self._routes.put(updated)
-        return updated
-
-    async def _create(
-        self, route: RouteRef, desired: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """Create the HTTPRoute: (it, True) when created, else (the one that exists, False)."""
-        try:
-            created = await self._kube.create_object(HTTPROUTES, route.namespace, desired)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            # Created meanwhile (or the cache had not seen it yet): diff against the real one.
-            name = desired["metadata"]["name"]
-            existing = await self._kube.get_object(HTTPROUTES, route.namespace, name)
-            if existing is None:
-                raise
-            self._routes.put(existing)
-            return existing, False
-        self._routes.put(created)
-        return created, True
 
     @staticmethod
     def _conflict(route: RouteRef, spec: ModelRouteSpec) -> Problem:

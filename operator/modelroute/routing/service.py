@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.core.types import Problem, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache, ObjectKey
-from modelroute.kube.client import SERVICES, ApiError, KubeApi, ObjectKind
+from modelroute.kube.client import SERVICES, ObjectKind
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingState
 from modelroute.routing.ownership import ownership
 from modelroute.routing.service_object import (
@@ -28,6 +27,7 @@ from modelroute.routing.service_object import (
     service_patch,
     stable,
 )
+from modelroute.routing.writer import ObjectWriter
 
 
 def check_spec(spec: ModelRouteSpec) -> list[str]:
@@ -58,8 +58,8 @@ class ServiceDriver:
     """Routing by one stable Service per route (see the module docstring)."""
 
     def __init__(self, context: DriverContext) -> None:
-        self._kube: KubeApi = context.kube
         self._services: ObjectCache = context.cache(SERVICES)
+        self._writer = ObjectWriter(context.kube, self._services, SERVICES)
         self._cluster_domain = context.cluster_domain
 
     def dependencies(
@@ -103,29 +103,10 @@ class ServiceDriver:
         if isinstance(desired, Problem):
             return RoutingState(problem=desired)
         current = await self._services.get((route.namespace, stable(spec).name))
-        if current is None:
-            current = await self._create(route, desired)
-            if current is None:
-                return RoutingState(split=split, wrote=True)
-        if ownership(route, current) == "foreign":
+        written = await self._writer.ensure(route, current, desired, service_patch)
+        if written is None:
             return RoutingState(problem=self._conflict(route, spec))
-        patch = service_patch(current, desired)
-        if patch is None:
-            return RoutingState(split=split)
-        try:
-            updated = await self._kube.patch_object(
-                SERVICES, route.namespace, stable(spec).name, patch
-            )
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            # Deleted before the watch said so: forget it and create it again, now.
-            self._services.observe("DELETED", current)
-            if await self._create(route, desired) is not None:
-                raise  # created meanwhile by someone else: the retry diffs against it
-            return RoutingState(split=split, wrote=True)
-        self._services.put(updated)
-        return RoutingState(split=split, wrote=True)
+        return RoutingState(split=split, wrote=written[1])
 
     async def finalize(self, route: RouteRef, spec: ModelRouteSpec) -> None:
         """Nothing to do: the ownerReference makes Kubernetes delete the Service with the route.
@@ -133,23 +114,6 @@ class ServiceDriver:
         Deleting it here too would race the garbage collector for no gain, and a route that is
         deleted while another process still routes through the Service must not break it early.
         """
-
-    async def _create(self, route: RouteRef, desired: dict[str, Any]) -> dict[str, Any] | None:
-        """Create the Service: None when created, else the one that already exists (to diff)."""
-        try:
-            created = await self._kube.create_object(SERVICES, route.namespace, desired)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            # Created meanwhile (or the cache had not seen it yet): diff against the real one.
-            name = desired["metadata"]["name"]
-            existing = await self._kube.get_object(SERVICES, route.namespace, name)
-            if existing is None:
-                raise
-            self._services.put(existing)
-            return existing
-        self._services.put(created)
-        return None
 
     @staticmethod
     def _conflict(route: RouteRef, spec: ModelRouteSpec) -> Problem:
