@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv would rebuild .venv on every run.
 export UV_PYTHON := 3.11
 
-.PHONY: help install lint crds test unit envtest assets demo bench clean
+.PHONY: help install lint crds test unit envtest assets prometheus-assets demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,10 +39,13 @@ crds: install ## regenerate the CRD YAML from operator/modelroute/models.py
 assets: ## build or reuse etcd + kube-apiserver for the tests (~/.cache)
 	bash hack/envtest-assets.sh >/dev/null
 
-test: install lint assets ## the whole suite: lint, unit, and real-API-server tests
+prometheus-assets: ## fetch or reuse promtool + prometheus from Debian's package (~/.cache)
+	bash hack/prometheus-assets.sh >/dev/null
+
+test: install lint assets prometheus-assets ## the whole suite: lint, unit, and real-API-server tests
 	$(BIN)/pytest
 
-unit: install ## only the tests that need no API server
+unit: install prometheus-assets ## only the tests that need no API server
 	$(BIN)/pytest -m "not apiserver"
 
 demo: install assets ## a failover and failback on a local API server, narrated

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LABELS = ("namespace", "route", "backend")
+_ROUTE_LABELS = ("namespace", "route")
 _PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -60,6 +61,7 @@ class Metrics:
             registry=r,
         )
         self._add_process_metrics(r)
+        self._add_route_metrics(r)
 
     def _add_process_metrics(self, r: CollectorRegistry) -> None:
         """The metrics of the operator itself rather than of a route's backends."""
@@ -81,6 +83,35 @@ class Metrics:
             registry=r,
         )
         self.routes = Gauge("modelroute_routes", "ModelRoutes handled by this operator", registry=r)
+
+    def _add_route_metrics(self, r: CollectorRegistry) -> None:
+        """Route-level signals for alerts: PromQL cannot tell which backend is preferred."""
+        self.route_failed_over = Gauge(
+            "modelroute_route_failed_over",
+            "1 while the route's traffic is not on its most preferred backend, else 0",
+            _ROUTE_LABELS,
+            registry=r,
+        )
+        self.failback_pending = Gauge(
+            "modelroute_failback_pending",
+            "1 while a more preferred backend is healthy but traffic has not moved back yet "
+            "(stabilization, staged failback, Manual mode awaiting approval), else 0",
+            _ROUTE_LABELS,
+            registry=r,
+        )
+
+    def set_route_signals(
+        self, namespace: str, route: str, failed_over: bool, failback_pending: bool
+    ) -> None:
+        """The route-level alert signals (see ``core.signals``)."""
+        self.route_failed_over.labels(namespace, route).set(1 if failed_over else 0)
+        self.failback_pending.labels(namespace, route).set(1 if failback_pending else 0)
+
+    def forget_route(self, namespace: str, route: str) -> None:
+        """Drop a deleted route's route-level series (``forget`` drops its backends')."""
+        for metric in (self.route_failed_over, self.failback_pending):
+            with contextlib.suppress(KeyError):  # never reported for this route
+                metric.remove(namespace, route)
 
     def set_active(
         self, namespace: str, route: str, backends: Iterable[str], active: str | None

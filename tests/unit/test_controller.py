@@ -23,7 +23,7 @@ from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
-from tests.fakes.openai_backend import FakeBackend
+from tests.fakes.openai_backend import FakeBackend, Fault
 
 NS = "ai"
 
@@ -155,3 +155,26 @@ async def test_a_standby_keeps_routes_and_starts_them_when_it_leads(world: World
         await standby.stop_leading()
         assert standby.workers == {}
         assert len(world.hub) == 0
+
+
+async def test_route_signal_gauges_follow_a_failover_and_go_with_the_route(world: World) -> None:
+    metrics = world.controller._deps.metrics
+
+    def signal(name: str) -> float | None:
+        labels = {"namespace": NS, "route": "chat"}
+        return metrics.registry.get_sample_value(f"modelroute_{name}", labels)
+
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await world.controller.on_route_event("ADDED", body)
+        await _until(lambda: world.status().get("activeBackend") == "vendor")
+        assert (signal("route_failed_over"), signal("failback_pending")) == (0, 0)
+        await vendor.set_fault(Fault.OUTAGE)
+        await _until(lambda: signal("route_failed_over") == 1)
+        assert signal("failback_pending") == 0
+        # Back and healthy, but the default 60 s stabilization keeps traffic on inhouse.
+        await vendor.set_fault(Fault.NONE)
+        await _until(lambda: signal("failback_pending") == 1)
+        assert signal("route_failed_over") == 1
+        await world.controller.on_route_event("DELETED", body)
+        assert (signal("route_failed_over"), signal("failback_pending")) == (None, None)

@@ -78,6 +78,7 @@ class Controller:
         for cache in (*self._deps.caches.values(), self._deps.secrets):
             cache.unsubscribe(key)
         self._deps.metrics.forget(key[0], key[1], worker.route.backend_names())
+        self._deps.metrics.forget_route(key[0], key[1])
         self._deps.metrics.routes.set(len(self._workers))
 
     def on_object_event(

@@ -27,6 +27,7 @@ from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_
 from modelroute.core import health
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
+from modelroute.core.signals import route_signals
 from modelroute.core.status import wire_patch
 from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
@@ -255,6 +256,8 @@ class RouteWorker:
             deps.metrics.set_active(ref.namespace, ref.name, names, self.active)
             weights = {t.backend: t.weight for t in decided.status.traffic}
             deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
+            signals = route_signals(spec, decided.status)
+            deps.metrics.set_route_signals(ref.namespace, ref.name, *signals)
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
         # Kept before the Events and the write: a failure in either must not lose a counted
