@@ -119,6 +119,8 @@ class Metrics:
         """Mark ``active`` with 1 and every other backend with 0."""
         for name in backends:
             self.active_backend.labels(namespace, route, name).set(1 if name == active else 0)
+            # Exported at 0 before the first move: increase() cannot see a counter's first sample.
+            self.failovers.labels(namespace, route, name)
 
     def set_weights(
         self, namespace: str, route: str, backends: Iterable[str], weights: Mapping[str, int]

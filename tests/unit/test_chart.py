@@ -47,6 +47,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "replicaCount": 2,
     },
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True}}},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        }
+    },
     "pdb": {"podDisruptionBudget": {"enabled": True}},
     "no-metrics": {"metrics": {"enabled": False}},
     "pinned-digest": {"image": {"tag": "0.1.0", "digest": "sha256:" + "ab" * 32}},
@@ -708,6 +715,8 @@ def test_servicemonitor_scrapes_the_metrics_service() -> None:
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert endpoint["path"] == "/metrics"
+    # The route metrics' own `namespace` label wins over the Pod's (no exported_namespace).
+    assert endpoint["honorLabels"] is True
     assert find(render(), "ServiceMonitor") == []
 
 
@@ -715,6 +724,9 @@ def test_metrics_can_be_turned_off() -> None:
     # Even with the ServiceMonitor on, no metrics means nothing to scrape.
     docs = render({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})
     assert find(docs, "Service") == [] and find(docs, "ServiceMonitor") == []
+    monitoring = VARIANTS["monitoring"]["metrics"]
+    docs = render({"metrics": {**monitoring, "enabled": False}})
+    assert find(docs, "PrometheusRule") == [] and find(docs, "ConfigMap") == []
     assert operator_settings(docs).metrics_port == 0
     assert [p["name"] for p in container(docs)["ports"]] == ["health"]
 

@@ -71,3 +71,14 @@ def test_metrics_set_and_forget_the_route_signals_of_one_route_only() -> None:
     assert value("modelroute_failback_pending", "chat") is None
     assert value("modelroute_failback_pending", "other") == 1
     metrics.forget_route("ai", "never-reported")  # nothing to drop is no error
+
+
+def test_failover_counters_are_exported_at_zero_before_the_first_move() -> None:
+    # increase() cannot see a counter's first sample: a series born at 1 hides the first move.
+    metrics = Metrics()
+    metrics.set_active("ai", "chat", ["vendor", "inhouse"], "vendor")
+    for backend in ("vendor", "inhouse"):
+        labels = {"namespace": "ai", "route": "chat", "backend": backend}
+        assert metrics.registry.get_sample_value("modelroute_failovers_total", labels) == 0
+    metrics.forget("ai", "chat", ["vendor", "inhouse"])
+    assert metrics.registry.get_sample_value("modelroute_failovers_total", labels) is None

@@ -120,3 +120,11 @@ AIGatewayRoute driver: the AIGatewayRoutes it owns, and the AIServiceBackends th
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* An alert's runbook_url annotation, when metrics.prometheusRule.runbookUrl is set: (list $rule "anchor"). */}}
+{{- define "modelroute-operator.runbook" -}}
+{{- $rule := index . 0 }}
+{{- with $rule.runbookUrl }}
+runbook_url: {{ printf "%s#%s" . (index $ 1) | quote }}
+{{- end }}
+{{- end }}
