@@ -34,47 +34,55 @@ FAST_PROBE = {"intervalSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2}
 # Flags the harness sets itself (loopback, free ports); every other argument is the chart's.
 HARNESS_FLAGS = ("--metrics-port", "--health-port", "--bind-address")
 
-# The Prometheus Operator's ServiceMonitor, reduced to what the API server needs to accept one.
-SERVICE_MONITOR_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "ServiceMonitor",
-            "listKind": "ServiceMonitorList",
-            "plural": "servicemonitors",
-            "singular": "servicemonitor",
+
+# The Prometheus Operator's ServiceMonitor and PrometheusRule, each reduced to what the API server
+# needs to accept one (their content is checked offline: tests/unit/test_alert_rules.py).
+def monitoring_crd(kind: str) -> dict[str, Any]:
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
+    }
 
 
 @pytest.fixture(scope="module")
 def monitoring(crd: Cluster) -> Cluster:
-    """The cluster with a ServiceMonitor CRD, so the ServiceMonitor variant can be installed."""
+    """The cluster with ServiceMonitor and PrometheusRule CRDs, for the monitoring values."""
     import yaml
 
-    path = crd.workdir / "servicemonitor-crd.yaml"
-    path.write_text(yaml.safe_dump(SERVICE_MONITOR_CRD))
-    install_crd(crd, path)
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        path = crd.workdir / f"{kind.lower()}-crd.yaml"
+        path.write_text(yaml.safe_dump(monitoring_crd(kind)))
+        install_crd(crd, path)
     return crd
 
 
@@ -104,12 +112,18 @@ def test_every_rendered_object_is_installed_and_accepted(monitoring: Cluster) ->
         "leaderElection": {"enabled": True},
         "replicaCount": 2,
         "podDisruptionBudget": {"enabled": True},
-        "metrics": {"serviceMonitor": {"enabled": True}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
     }
     with installed(cluster, "mr-all", release_ns, everything_namespaced) as release:
         assert sorted(o["kind"] for o in release.objects) == [
+            "ConfigMap",  # the Grafana dashboard
             "Deployment",
             "PodDisruptionBudget",
+            "PrometheusRule",
             "Role",
             "Role",
             "Role",  # the leader-election Lease, in the release namespace
