@@ -179,3 +179,16 @@ def test_every_dashboard_query_is_valid_promql(bin_dir: Path, tmp_path: Path) ->
     ]
     path = write_rules(tmp_path / "dashboard.yaml", {"groups": [{"name": "q", "rules": rules}]})
     assert f"SUCCESS: {len(rules)} rules found" in check(bin_dir, path, "check", "rules")
+
+
+def test_the_metrics_reference_documents_every_metric_and_alert() -> None:
+    doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(modelroute_\w+)` \|", doc, re.MULTILINE))
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in Metrics().registry.collect()
+    }
+    assert exported - documented == set(), "docs/metrics.md: metrics missing from the table"
+    for name in rules_by_alert(rendered_rules()):
+        assert f"| `{name}` (" in doc, f"docs/metrics.md: no row for {name}"
+    assert "(docs/metrics.md)" in (REPO_ROOT / "README.md").read_text()
