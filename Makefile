@@ -45,7 +45,7 @@ prometheus-assets: ## fetch or reuse promtool + prometheus from Debian's package
 test: install lint assets prometheus-assets ## the whole suite: lint, unit, and real-API-server tests
 	$(BIN)/pytest
 
-unit: install prometheus-assets ## only the tests that need no API server
+unit: install ## only the tests that need no API server
 	$(BIN)/pytest -m "not apiserver"
 
 demo: install assets ## a failover and failback on a local API server, narrated

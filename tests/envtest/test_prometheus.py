@@ -86,11 +86,16 @@ def exported_families(operator: OperatorProcess) -> set[str]:
     return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
 
 
+@pytest.fixture
+def bin_dir() -> Path:
+    """promtool + prometheus, fetched before the operator starts (fails under CI, else skips)."""
+    return prometheus_bin()
+
+
 def test_failover_alert_fires_on_a_real_prometheus_and_every_dashboard_query_has_data(
-    scenario: Scenario, operator: OperatorProcess, tmp_path: Path
+    bin_dir: Path, scenario: Scenario, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     sc, ns = scenario, scenario.namespace
-    bin_dir = prometheus_bin()
     rules = rendered_rules({"metrics": {"prometheusRule": SHORT_FOR}})
     with running_prometheus(
         bin_dir, tmp_path / "prometheus", scrape_config(operator), rules
@@ -155,9 +160,3 @@ def check_dashboard_queries(prom: PrometheusServer, operator: OperatorProcess) -
             empty.append(f"{where}: {expr}")
     print(f"dashboard queries without data because their metrics are not exported: {exempt}")
     assert empty == [], "dashboard queries without data:\n" + "\n".join(empty)
-
-
-@pytest.fixture(autouse=True)
-def _prometheus_available() -> None:
-    """Fetch promtool + prometheus before the operator starts (fails under CI, else skips)."""
-    prometheus_bin()
