@@ -48,7 +48,10 @@ _ERROR_MESSAGES: Final[tuple[tuple[type[Exception], Callable[[Any], str]], ...]]
     (aiohttp.ClientConnectorDNSError, lambda e: f"DNS lookup failed: {_os_reason(e.os_error)}"),
     (aiohttp.ClientConnectorError, lambda e: f"connection failed: {_os_reason(e.os_error)}"),
     (aiohttp.ServerDisconnectedError, lambda e: "connection failed: server disconnected"),
-    (aiohttp.ClientPayloadError, lambda e: "incomplete response body"),
+    (
+        aiohttp.ClientPayloadError,
+        lambda e: "connection lost mid-answer: incomplete response body",
+    ),
     (socket.gaierror, lambda e: f"DNS lookup failed: {_os_reason(e)}"),
     (OSError, lambda e: f"connection failed: {_os_reason(e)}"),
     (aiohttp.ClientError, lambda e: f"request failed: {type(e).__name__}"),
