@@ -13,7 +13,8 @@ import socket
 import ssl
 import struct
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,25 @@ async def raw_server(
             task.cancel()
         await asyncio.gather(*server._tasks, return_exceptions=True)
         await server._server.wait_closed()
+
+
+@contextlib.contextmanager
+def raw_server_thread(
+    handler: Handler, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[RawServer]:
+    """:func:`raw_server` on its own event loop in a daemon thread, for synchronous tests."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="raw-server", daemon=True)
+    thread.start()
+    context = raw_server(handler, ssl_context)
+    try:
+        yield asyncio.run_coroutine_threadsafe(context.__aenter__(), loop).result(10)
+    finally:
+        stopped = asyncio.run_coroutine_threadsafe(context.__aexit__(None, None, None), loop)
+        stopped.result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:
