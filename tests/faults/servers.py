@@ -135,6 +135,23 @@ async def slowloris(
         await s.write(writer, b"a")
 
 
+async def header_flood(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: RawServer
+) -> None:
+    """A status line, then one 200 000-byte header line."""
+    await read_head(reader)
+    await s.write(writer, b"HTTP/1.1 200 OK\r\nX-Flood: " + b"a" * 200_000 + b"\r\n\r\n")
+
+
+async def not_http(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: RawServer
+) -> None:
+    """Another protocol on the port (an SSH server's banner), then silence."""
+    await read_head(reader)
+    await s.write(writer, b"SSH-2.0-OpenSSH_9.6\r\n")
+    await asyncio.Event().wait()
+
+
 def huge_body(*, size: int, announce_length: bool) -> Handler:
     """A 200 JSON answer whose body is ``size`` bytes, with or without Content-Length."""
 

@@ -135,6 +135,20 @@ async def test_a_backend_that_hangs_fails_at_its_timeout_and_others_go_on(
 # -- answers that are not answers ------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "handler", [servers.header_flood, servers.not_http], ids=["header-flood", "not-http"]
+)
+async def test_an_answer_that_is_not_http_is_a_bad_response(
+    handler: servers.Handler, session: aiohttp.ClientSession, healthy: str
+) -> None:
+    async with raw_server(handler) as bad:
+        outcome = await beside_a_healthy_backend(_target(bad.url()), healthy, session)
+    outcome.figure(handler.__name__)
+    assert outcome.bad.reason is ProbeFailure.BAD_RESPONSE
+    assert outcome.bad.message == "not an HTTP answer: bad status line or headers over 8 KiB"
+    assert_isolated(outcome)
+
+
 @pytest.mark.parametrize("announce_length", [True, False], ids=["content-length", "chunked"])
 async def test_a_50_mib_body_is_not_read_past_the_limit(
     announce_length: bool, session: aiohttp.ClientSession, healthy: str

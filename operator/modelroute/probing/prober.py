@@ -42,7 +42,7 @@ from modelroute.probing.answers import (
     shape_error,
 )
 from modelroute.probing.dialects import Call, Dialect, TokenLimit, dialect_for
-from modelroute.probing.errors import error_message
+from modelroute.probing.errors import error_message, error_reason
 from modelroute.probing.session import new_session
 
 __all__ = ["ProbeResult", "ProbeTarget", "new_session", "probe"]
@@ -124,7 +124,7 @@ async def probe(
     except TimeoutError:
         return _failed(ctx, f"timeout after {target.probe.timeout_seconds}s", _UNAVAILABLE, None)
     except Exception as exc:  # anything a hostile backend triggers must not kill the caller
-        return _failed(ctx, error_message(exc), _UNAVAILABLE, None)
+        return _failed(ctx, error_message(exc), error_reason(exc), None)
     return _judge_latency(ctx, message, _elapsed_ms(clock, started))
 
 
