@@ -10,18 +10,25 @@ affected.  Every test prints its measured figure (``-s`` shows them; docs/reliab
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import ssl
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from modelroute.api.models import ProbeSpec, ProbeType
+from modelroute.api.models import Backend, ProbeSpec, ProbeType
 from modelroute.cli import parse_args
 from modelroute.core.types import ProbeFailure
+from modelroute.kube.cache import ObjectCache, slim_secret
+from modelroute.metrics import Metrics
+from modelroute.probing.hub import ProbeHub, ProbeKey
 from modelroute.probing.prober import MAX_BODY_BYTES, ProbeResult, ProbeTarget, probe
 from modelroute.probing.session import CaBundleError, new_session
 from tests.fakes.openai_backend import FakeBackend
@@ -314,3 +321,57 @@ async def test_http_proxy_forwards_and_no_proxy_bypasses_it(
     assert direct.ok, direct.message
     # Only the 127.0.0.1 probe went through the proxy; localhost is in NO_PROXY.
     assert proxy.requests == [f"GET {healthy}/v1/models"]
+
+
+# -- all at once, through the probe hub ------------------------------------------------------
+
+
+async def test_every_fault_at_once_leaves_a_healthy_loop_on_schedule(
+    private_ca: PrivateCA, healthy: str
+) -> None:
+    """One hub, one loop per backend at 1 s: the healthy loop keeps its rate meanwhile."""
+    hub = ProbeHub(
+        session=new_session(connection_limit=0, connection_limit_per_host=50),
+        secrets=ObjectCache(_no_secret, slim_secret),
+        metrics=Metrics(),
+        now=_now,
+        start_jitter_seconds=0.0,
+        max_retry_after_seconds=60.0,
+    )
+    handlers: list[tuple[servers.Handler, ssl.SSLContext | None]] = [
+        (servers.never_answers, None),
+        (servers.slowloris, None),
+        (servers.huge_body(size=50 * MIB, announce_length=False), None),
+        (servers.reset_mid_body, None),
+        (servers.redirect_loop, None),
+        (servers.not_http, None),
+        (servers.models_ok, private_ca.server_context()),
+    ]
+    results: dict[str, list[ProbeResult]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        bad = [await stack.enter_async_context(raw_server(h, tls)) for h, tls in handlers]
+        urls = [s.url() for s in bad] + ["http://no-such-vendor.invalid:8080", healthy]
+        for url in urls:
+            backend = Backend(name="b", priority=0, model="gpt-4o", endpoint=url)
+            key = ProbeKey.for_backend("ai", backend, ProbeSpec(interval_seconds=1))
+            hub.subscribe(key, results.setdefault(url, []).append)
+        await asyncio.sleep(4.5)
+        await hub.close()
+    good = results.pop(healthy)
+    gaps = [
+        (later.finished_at - earlier.finished_at).total_seconds()
+        for earlier, later in itertools.pairwise(good)
+    ]
+    jitter_ms = max(abs(gap - 1.0) for gap in gaps) * 1000
+    print(
+        f"\nFIGURE all {len(results)} faults at once: healthy loop {sum(r.ok for r in good)}/"
+        f"{len(good)} ok, interval 1 s kept within {jitter_ms:.0f} ms"
+    )
+    assert len(good) >= 4 and all(r.ok for r in good), [r.message for r in good]
+    assert all(rs and not any(r.ok for r in rs) for rs in results.values()), results
+    # Fixed rate: every gap is one interval, whatever the other loops were stuck on.
+    assert all(0.5 < gap < 1.5 for gap in gaps), gaps
+
+
+async def _no_secret(namespace: str, name: str) -> dict[str, Any] | None:
+    return None
