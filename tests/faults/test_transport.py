@@ -265,6 +265,9 @@ async def test_a_private_ca_in_the_ca_bundle_is_trusted(private_ca: PrivateCA) -
         await session.close()
     assert by_ip.ok, by_ip.message
     assert by_name.ok, by_name.message
+    # The flag that carries it (the chart's caBundle mount passes it).
+    settings, _ = parse_args(["--ca-bundle", str(private_ca.ca_cert)])
+    assert settings.ca_bundle == str(private_ca.ca_cert)
 
 
 def test_an_unusable_ca_bundle_stops_start_up_with_a_clear_error(
