@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from modelroute import logs, routing
+from modelroute.probing.session import CaBundleError, ssl_context
 from modelroute.settings import Settings
 from modelroute.version import version
 
@@ -36,6 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         health_port=args.health_port,
         bind_address=args.bind_address,
         max_connections_per_host=args.max_connections_per_host,
+        ca_bundle=args.ca_bundle,
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_lease=args.leader_election_lease,
@@ -55,6 +57,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.max_connections_per_host < 1:
         parser.error("--max-connections-per-host must be at least 1")
     args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
+    if args.ca_bundle:
+        try:
+            ssl_context(args.ca_bundle)
+        except CaBundleError as exc:
+            parser.error(str(exc))
 
 
 def _routing_drivers(parser: argparse.ArgumentParser, value: str | None) -> tuple[str, ...]:
@@ -115,6 +122,13 @@ def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.max_connections_per_host,
         help="probe connections kept per backend host (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        default=None,
+        metavar="PEM",
+        help="PEM file of extra CA certificates that probes trust besides the system store "
+        "(private CAs of vendors or egress gateways)",
     )
 
 

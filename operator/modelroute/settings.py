@@ -34,6 +34,9 @@ class Settings:
     # globally, so a slow or hung backend never makes other backends' probes wait. Identical
     # probes are shared (one loop per distinct probe), so one host rarely needs more than a few.
     max_connections_per_host: int = 50
+    # PEM file of extra CA certificates probes trust, on top of the system store (a vendor or
+    # egress gateway behind a private CA); None: the system store only (SSL_CERT_FILE moves it).
+    ca_bundle: str | None = None
     # Seconds of random delay before a backend's first probe, to spread load at start-up
     # (capped at the backend's probe interval).
     probe_start_jitter_seconds: float = 1.0

@@ -570,7 +570,7 @@ async def test_body_size_limit(
     result = await run(ProbeTarget(url, "gpt-4o", spec(timeout_seconds=5)), session)
     assert result.ok is ok, result.message
     if not ok:
-        assert result.message == "malformed answer from /v1/models: body over 1 MiB"
+        assert result.message == "answer from /v1/models over the 1 MiB probe limit (not read)"
         assert result.reason is ProbeFailure.BAD_RESPONSE
 
 

@@ -184,7 +184,9 @@ def _build_deps(
     probes = ProbeHub(
         # No global connection limit: a hung host must not hold up probes of other hosts.
         session=prober.new_session(
-            connection_limit=0, connection_limit_per_host=settings.max_connections_per_host
+            connection_limit=0,
+            connection_limit_per_host=settings.max_connections_per_host,
+            ca_bundle=settings.ca_bundle,
         ),
         secrets=secrets,
         metrics=metrics,

@@ -205,7 +205,12 @@ def json_body(reply: Reply, path: str) -> Any:
     """The decoded JSON body of ``reply``; :class:`BadAnswer` if it is missing, HTML or bad."""
     bad = ProbeFailure.BAD_RESPONSE
     if reply.body is None:
-        raise BadAnswer(f"malformed answer from {path}: body over 1 MiB", bad)
+        raise BadAnswer(f"answer from {path} over the 1 MiB probe limit (not read)", bad)
+    if reply.content_type == "text/event-stream" or reply.body.startswith(b"data:"):
+        # The probe did not ask for a stream; a client that did not either cannot read this.
+        raise BadAnswer(
+            f"event stream (SSE) instead of JSON from {path}: the server streams unasked", bad
+        )
     try:
         return json.loads(reply.body)
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays

@@ -17,9 +17,10 @@ from typing import Any, Final
 
 import aiohttp
 
+from modelroute.core.types import ProbeFailure
 from modelroute.probing.answers import DETAIL_CHARS
 
-__all__ = ["error_message"]
+__all__ = ["error_message", "error_reason"]
 
 
 def _os_reason(err: OSError | None) -> str:
@@ -48,7 +49,15 @@ _ERROR_MESSAGES: Final[tuple[tuple[type[Exception], Callable[[Any], str]], ...]]
     (aiohttp.ClientConnectorDNSError, lambda e: f"DNS lookup failed: {_os_reason(e.os_error)}"),
     (aiohttp.ClientConnectorError, lambda e: f"connection failed: {_os_reason(e.os_error)}"),
     (aiohttp.ServerDisconnectedError, lambda e: "connection failed: server disconnected"),
-    (aiohttp.ClientPayloadError, lambda e: "incomplete response body"),
+    # Probes never raise for status, so this is aiohttp failing to parse the answer's head.
+    (
+        aiohttp.ClientResponseError,
+        lambda e: "not an HTTP answer: bad status line or headers over 8 KiB",
+    ),
+    (
+        aiohttp.ClientPayloadError,
+        lambda e: "connection lost mid-answer: incomplete response body",
+    ),
     (socket.gaierror, lambda e: f"DNS lookup failed: {_os_reason(e)}"),
     (OSError, lambda e: f"connection failed: {_os_reason(e)}"),
     (aiohttp.ClientError, lambda e: f"request failed: {type(e).__name__}"),
@@ -61,3 +70,10 @@ def error_message(exc: Exception) -> str:
         if isinstance(exc, cls):
             return describe(exc)
     return f"probe failed: {type(exc).__name__}"
+
+
+def error_reason(exc: Exception) -> ProbeFailure:
+    """The failure class of ``exc``: something answered, but not HTTP, is ``BadResponse``."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ProbeFailure.BAD_RESPONSE
+    return ProbeFailure.UNAVAILABLE

@@ -3,7 +3,8 @@
 This module only talks to the backend (aiohttp for HTTP, a bare socket for ``TCP``): no
 Kubernetes, no global state, no sleeps.  Time comes from injected callables so the caller (and
 the tests) decide what "now" means.  It holds the public API (:class:`ProbeResult`,
-:class:`ProbeTarget`, :func:`new_session`, :func:`probe`), sending and size-bounded reading,
+:class:`ProbeTarget`, :func:`probe`; :func:`new_session` is re-exported from
+:mod:`~modelroute.probing.session`), sending and size-bounded reading,
 and one small function per probe type.  What a ``Models`` or ``Chat`` probe sends, and how its
 answer reads, is the provider's :mod:`~modelroute.probing.dialects`; judging, wording and
 classifying an HTTP answer is :mod:`~modelroute.probing.answers`; naming a failure to answer at
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,17 +42,14 @@ from modelroute.probing.answers import (
     shape_error,
 )
 from modelroute.probing.dialects import Call, Dialect, TokenLimit, dialect_for
-from modelroute.probing.errors import error_message
+from modelroute.probing.errors import error_message, error_reason
+from modelroute.probing.session import new_session
 
 __all__ = ["ProbeResult", "ProbeTarget", "new_session", "probe"]
 
 USER_AGENT: Final = "modelroute-operator-prober"
 #: Largest body read from a backend; a backend streaming forever must not eat memory.
 MAX_BODY_BYTES: Final = 1 << 20
-
-# aiohttp warns (DeprecationWarning) about enable_cleanup_closed on Pythons whose asyncio no
-# longer leaks aborted TLS transports (https://github.com/python/cpython/pull/118960).
-_NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13) <= sys.version_info < (3, 13, 1)
 
 
 @dataclass(frozen=True)
@@ -96,26 +93,6 @@ class ProbeTarget:
     token_limit: TokenLimit | None = None
 
 
-def new_session(*, connection_limit: int, connection_limit_per_host: int) -> aiohttp.ClientSession:
-    """Create the one session shared by all probes; call it with the event loop running.
-
-    No cookies (a backend must not steer later probes), no ``raise_for_status`` (status codes
-    are probe results), and no session timeout: :func:`probe` bounds each probe itself.
-    """
-    connector = aiohttp.TCPConnector(
-        limit=connection_limit,
-        limit_per_host=connection_limit_per_host,
-        ttl_dns_cache=30,
-        enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        raise_for_status=False,
-        timeout=aiohttp.ClientTimeout(),
-    )
-
-
 async def probe(
     target: ProbeTarget,
     session: aiohttp.ClientSession,
@@ -147,7 +124,7 @@ async def probe(
     except TimeoutError:
         return _failed(ctx, f"timeout after {target.probe.timeout_seconds}s", _UNAVAILABLE, None)
     except Exception as exc:  # anything a hostile backend triggers must not kill the caller
-        return _failed(ctx, error_message(exc), _UNAVAILABLE, None)
+        return _failed(ctx, error_message(exc), error_reason(exc), None)
     return _judge_latency(ctx, message, _elapsed_ms(clock, started))
 
 
