@@ -69,10 +69,11 @@ plus what kopf does for it (watches, events). No wildcards. The leader-election 
 own Role in the release namespace (rbac.yaml).
 */}}
 {{- define "modelroute-operator.rules" -}}
-# kopf lists and watches ModelRoutes; the operator never writes their spec, labels or finalizers.
+# kopf lists and watches ModelRoutes; with --label-selector the operator gets one to tell a
+# route relabelled to another shard from a deleted one. It never writes spec, labels, finalizers.
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # Status is written through the status subresource only (JSON merge patch).
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes/status"]

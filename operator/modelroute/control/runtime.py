@@ -155,6 +155,8 @@ def log_started(settings: Settings) -> None:
         extra={
             "version": running,
             "namespaces": list(settings.namespaces) or "all",
+            "label_selector": settings.label_selector or "all",
+            "lease": settings.leader_election_lease if settings.leader_election else None,
             "metrics_port": settings.metrics_port,
             "health_port": settings.health_port,
         },
