@@ -36,6 +36,22 @@ app.kubernetes.io/name: {{ include "modelroute-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels that select one Deployment's Pods, from (dict "root" $ "shard" NAME): the main
+Deployment's (shard "") are selectorLabels; a shard's Pods are their own instance
+(<release>-<shard>) with a modelroute.dev/shard label, so no other Deployment, PodDisruptionBudget
+or metrics Service of the release selects them.
+*/}}
+{{- define "modelroute-operator.podSelectorLabels" -}}
+{{- if .shard }}
+app.kubernetes.io/name: {{ include "modelroute-operator.name" .root }}
+app.kubernetes.io/instance: {{ printf "%s-%s" .root.Release.Name .shard }}
+modelroute.dev/shard: {{ .shard }}
+{{- else }}
+{{- include "modelroute-operator.selectorLabels" .root }}
+{{- end }}
+{{- end }}
+
 {{/* The ServiceAccount the operator runs as. */}}
 {{- define "modelroute-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
