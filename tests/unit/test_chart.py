@@ -879,3 +879,23 @@ def test_every_deployment_pdb_and_metrics_service_selects_only_its_own_pods() ->
 def test_a_shard_name_too_long_for_a_label_fails_to_render() -> None:
     with pytest.raises(helm.HelmError, match="longer than 63 characters"):
         render({"shards": ["s" * 40], "fullnameOverride": "x" * 30})
+
+
+def test_sharding_doc_uses_real_values_labels_and_flags() -> None:
+    doc = (REPO_ROOT / "docs" / "sharding.md").read_text()
+    sets = re.findall(r"--set '?([^'\s]+)'?", doc)
+    assert "shards={a,b}" in sets
+    for assignment in sets:
+        validate(helm.parse_set_string(assignment))
+    docs = render(helm.parse_set_string("shards={a,b}") | {"leaderElection": {"enabled": True}})
+    names = {d["metadata"]["name"] for d in docs}
+    for name in ("modelroute-operator-a", "modelroute-operator-a-metrics"):
+        assert f"`{name}`" in doc and f"mr-{name}" in names
+    for flag in (
+        "--label-selector=modelroute.dev/shard=<name>",
+        "--label-selector=!modelroute.dev/shard",
+    ):
+        assert flag in doc
+    assert "Lease (leader election) | `modelroute-operator-a`" in doc
+    lease = by_shard(docs, "Deployment")["a"]
+    assert operator_settings([lease]).leader_election_lease == "modelroute-operator-a"
