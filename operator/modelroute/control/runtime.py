@@ -221,6 +221,7 @@ def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> Le
             lease_seconds=settings.leader_election_lease_seconds,
             renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
             renew_seconds=settings.leader_election_retry_seconds,
+            label_selector=settings.label_selector,
         ),
         now=utc_now,
         on_started=controller.start_leading,
