@@ -3,7 +3,9 @@ run as an operator process with that Deployment's own arguments, environment, Se
 RBAC (``helm install`` with ``shards: [a, b]``).
 
 Every route is served by exactly one operator: the one whose label selector matches it (the API
-server filters each operator's watch). Each shard elects its leader in its own Lease. A route
+server filters each operator's watch), as each operator's metrics say; the audit log shows every
+stable Service created once and every write of the ServiceAccount counted by exactly one of
+them. Each shard elects its leader in its own Lease. A route
 relabelled to another shard is handed over: the old shard drops it without touching its Service,
 the new one takes the Service over (never creating a second one) and handles its next failover.
 """
@@ -18,7 +20,14 @@ from typing import Any
 from kubernetes import client
 
 from tests.envtest.conftest import FAST_PROBE
-from tests.envtest.test_chart import denied_requests, stored
+from tests.envtest.test_chart import (
+    WRITE_RESOURCES,
+    assert_audited,
+    denied_requests,
+    settled,
+    stored,
+    writes_counted,
+)
 from tests.fakes.openai_backend import Fault
 from tests.harness.apiserver import WRITE_VERBS, Cluster
 from tests.harness.helm import installed
@@ -180,6 +189,12 @@ def test_shards_serve_each_route_once_and_hand_over_a_relabelled_route(crd: Clus
             moved = {r for r in shards if process.metric("modelroute_failovers_total", route=r)}
             assert moved == expected(shards)[op], op
         assert denied_requests(crd, identity, started) == []
+        # Every write the ServiceAccount made was counted by exactly one of the operators.
+        counted = settled(lambda: {op: writes_counted(p) for op, p in operators.items()})
+        assert all(c["modelroutes/status"] >= 1 for c in counted.values()), counted
+        total = {r: sum(c[r] for c in counted.values()) for r in WRITE_RESOURCES}
+        if audited:
+            assert_audited(crd, identity, routes_ns, started, total)
         if audited:  # each stable Service was created once, by one operator, ever
             creates = service_creates(crd, identity.username, routes_ns, started)
             assert creates == sorted(f"{n}-llm" for n in shards), creates
