@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from modelroute import logs, routing
+from modelroute.kube import selector
 from modelroute.probing.session import CaBundleError, ssl_context
 from modelroute.settings import Settings
 from modelroute.version import version
@@ -33,6 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
     settings = Settings(
         namespaces=tuple(dict.fromkeys(args.namespaces)),
         routing_drivers=args.routing_drivers,
+        label_selector=args.label_selector,
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         bind_address=args.bind_address,
@@ -62,6 +64,15 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             ssl_context(args.ca_bundle)
         except CaBundleError as exc:
             parser.error(str(exc))
+    try:
+        args.label_selector = selector.canonical(args.label_selector)
+    except selector.SelectorError as exc:
+        parser.error(f"--label-selector: {exc}")
+    if args.leader_election_lease is None:
+        # Flux's way: a shard's Lease is named after its selector, so shards never share one.
+        base = _DEFAULTS.leader_election_lease
+        suffix = selector.lease_suffix(args.label_selector) if args.label_selector else ""
+        args.leader_election_lease = f"{base}-{suffix}" if suffix else base
 
 
 def _routing_drivers(parser: argparse.ArgumentParser, value: str | None) -> tuple[str, ...]:
@@ -96,6 +107,14 @@ def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
         help="routing drivers to serve, comma-separated, e.g. Service,HTTPRoute; routes asking "
         f"for another are Ready=False (available: {', '.join(routing.names())}; "
         "default: all of them)",
+    )
+    parser.add_argument(
+        "--label-selector",
+        default="",
+        metavar="SELECTOR",
+        help="serve only the ModelRoutes matching this Kubernetes label selector (sharding), "
+        "e.g. modelroute.dev/shard=a, or !modelroute.dev/shard for every unlabelled route "
+        "(default: all)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -146,8 +165,9 @@ def _add_leader_election(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--leader-election-lease",
-        default=_DEFAULTS.leader_election_lease,
-        help="name of the Lease (default %(default)s)",
+        default=None,
+        help=f"name of the Lease (default {_DEFAULTS.leader_election_lease}, or with "
+        f"--label-selector {_DEFAULTS.leader_election_lease}-<8 hex digits of the selector>)",
     )
 
 

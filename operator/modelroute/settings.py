@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from modelroute.api.models import GROUP, PLURAL
+
 FIELD_MANAGER = "modelroute-operator"
 
 
@@ -20,6 +22,11 @@ class Settings:
     # and only if the cluster serves them (checked once at start-up); routes asking for any
     # other driver are Ready=False, reason DriverUnavailable.
     routing_drivers: tuple[str, ...] = ()
+    # Kubernetes label selector on ModelRoutes (sharding); empty means every ModelRoute. The API
+    # server filters the list and watch by it, so this operator never sees, probes, writes or
+    # keeps state for another shard's routes. E.g. "modelroute.dev/shard=a" for shard a and
+    # "!modelroute.dev/shard" for the operator that serves every unlabelled route.
+    label_selector: str = ""
     # Port of the Prometheus metrics endpoint (/metrics); 0 disables it.
     metrics_port: int = 8080
     # Port of the health endpoints (/healthz liveness, /readyz readiness); 0 disables it.
@@ -50,7 +57,9 @@ class Settings:
     api_timeout_seconds: float = 30.0
     # Leader election with a coordination.k8s.io Lease (for more than one replica): only the
     # holder runs probes and writes. The Lease lives in leader_election_namespace (empty: the
-    # POD_NAMESPACE environment variable, else "default"). Durations in seconds.
+    # POD_NAMESPACE environment variable, else "default"). Durations in seconds. The CLI names
+    # the Lease "modelroute-operator-<8 hex of the label selector>" when a selector is set and
+    # no name is given, so each shard elects its own leader.
     leader_election: bool = False
     leader_election_namespace: str = ""
     leader_election_lease: str = "modelroute-operator"
@@ -85,6 +94,10 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
     kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
     kopf_settings.watching.connect_timeout = 10
+    if settings.label_selector:
+        # Server-side: other shards' routes never reach this process (memory scales with
+        # the shard). A route relabelled away arrives as a DELETED event.
+        kopf_settings.watching.label_selectors[GROUP, PLURAL] = settings.label_selector
     # Only on-event handlers are used: no progress or diff-base annotations are written, and
     # no finalizers are added (deletion needs no cleanup: owned Services are garbage-collected).
     # The name is still set so that any finalizer kopf might ever add is recognisably ours.

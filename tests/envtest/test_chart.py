@@ -167,6 +167,24 @@ def test_every_rendered_object_is_installed_and_accepted(monitoring: Cluster) ->
         for obj in rel.objects:
             assert stored(cluster, obj).metadata.labels["app.kubernetes.io/instance"] == "mr-cw"
 
+    # Shards: a Deployment, PodDisruptionBudget and metrics Service more per shard, all accepted;
+    # the Lease Role names every shard's Lease (docs/sharding.md).
+    sharded = {**cluster_wide, "shards": ["a", "b"], "leaderElection": {"enabled": True}}
+    with installed(cluster, "mr-sh", create_namespace(cluster, "mr-system"), sharded) as rel:
+        kinds = sorted(o["kind"] for o in rel.objects)
+        assert [kinds.count(k) for k in ("Deployment", "PodDisruptionBudget", "Service")] == [3] * 3
+        for obj in rel.objects:
+            live = stored(cluster, obj)
+            assert live.metadata.labels["app.kubernetes.io/instance"] == "mr-sh"
+            if obj["kind"] == "Deployment":  # the server accepted each selector as rendered
+                assert (
+                    live.spec.selector.matchLabels.to_dict()
+                    == obj["spec"]["selector"]["matchLabels"]
+                )
+        (role,) = [o for o in rel.objects if o["kind"] == "Role"]
+        names = stored(cluster, role).rules[0].resourceNames
+        assert names == ["modelroute-operator", "modelroute-operator-a", "modelroute-operator-b"]
+
     # crds/ holds only the ModelRoute CRD (already installed, left alone): no kopf.dev CRDs.
     crds = client.ApiextensionsV1Api(cluster.api_client()).list_custom_resource_definition()
     assert [c.metadata.name for c in crds.items if c.spec.group == "kopf.dev"] == []

@@ -59,6 +59,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pinned-digest": {"image": {"tag": "0.1.0", "digest": "sha256:" + "ab" * 32}},
     "http-route": {"routing": {"drivers": ["Service", "HTTPRoute"]}},
     "ai-gateway-route": {"routing": {"drivers": ["Service", "AIGatewayRoute"]}},
+    "sharded": {
+        "shards": ["a", "b"],
+        "leaderElection": {"enabled": True},
+        "replicaCount": 2,
+        "podDisruptionBudget": {"enabled": True},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    },
 }
 
 Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resourceNames)
@@ -66,6 +73,7 @@ Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resou
 # What the operator calls (operator/modelroute/kube/client.py) and kopf does for it, per watched
 # scope, besides the routing drivers' kinds.
 CORE_RULES: set[Rule] = {
+    ("modelroute.dev", "modelroutes", "get", ()),
     ("modelroute.dev", "modelroutes", "list", ()),
     ("modelroute.dev", "modelroutes", "watch", ()),
     ("modelroute.dev", "modelroutes/status", "patch", ()),
@@ -286,6 +294,9 @@ def test_helm_lint_is_clean(variant: str) -> None:
         ),
         ({"routing": {"drivers": "Service"}}, "at '/routing/drivers': got string, want array"),
         ({"routing": {"driver": ["Service"]}}, "additional properties 'driver' not allowed"),
+        ({"shards": ["Shard_A"]}, "at '/shards/0'"),
+        ({"shards": ["a", "a"]}, "at '/shards': items at 0 and 1 are equal"),
+        ({"shards": "a"}, "at '/shards': got string, want array"),
     ],
 )
 def test_schema_rejects_typos_and_wrong_types_with_helms_error(
@@ -456,16 +467,17 @@ def test_pod_meets_pod_security_restricted_with_read_only_root() -> None:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_pod_namespace_comes_from_the_downward_api_in_every_variant(variant: str) -> None:
     """The operator's Lease namespace defaults to $POD_NAMESPACE: the release namespace."""
-    docs = render(VARIANTS[variant])
-    env = container(docs)["env"]
-    (pod_ns,) = [e for e in env if e["name"] == "POD_NAMESPACE"]
-    assert pod_ns == {
-        "name": "POD_NAMESPACE",
-        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-    }
-    assert deployment(docs)["metadata"]["namespace"] == RELEASE_NS
-    assert operator_settings(docs).leader_election_namespace == ""  # so $POD_NAMESPACE is used
-    assert all(e["name"] != "POD_ID" for e in env)  # kopf peering's identity: gone
+    for one in find(render(VARIANTS[variant]), "Deployment"):  # every shard's too
+        docs = [one]
+        env = container(docs)["env"]
+        (pod_ns,) = [e for e in env if e["name"] == "POD_NAMESPACE"]
+        assert pod_ns == {
+            "name": "POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        }
+        assert deployment(docs)["metadata"]["namespace"] == RELEASE_NS
+        assert operator_settings(docs).leader_election_namespace == ""  # $POD_NAMESPACE is used
+        assert all(e["name"] != "POD_ID" for e in env)  # kopf peering's identity: gone
 
 
 def test_resources_have_requests_and_limits() -> None:
@@ -789,3 +801,113 @@ def test_install_doc_commands_use_real_values_and_paths() -> None:
     assert sets
     for assignment in sets:
         validate(helm.parse_set_string(assignment))
+
+
+# --- shards -----------------------------------------------------------------------------------
+
+SHARD_KEY = "modelroute.dev/shard"
+
+
+def by_shard(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """The objects of ``kind`` by the shard they belong to ("" for the main Deployment's)."""
+    return {d["metadata"]["labels"].get(SHARD_KEY, ""): d for d in find(docs, kind)}
+
+
+def pod_labels(dep: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = dep["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_no_shards_no_label_selector() -> None:
+    for variant in VARIANTS.values():
+        if "shards" not in variant:
+            assert operator_settings(render(variant)).label_selector == ""
+
+
+def test_each_shard_is_a_deployment_serving_its_label_with_its_own_lease() -> None:
+    docs = render(VARIANTS["sharded"])
+    deployments = by_shard(docs, "Deployment")
+    assert sorted(deployments) == ["", "a", "b"]
+    settings = {shard: operator_settings([dep]) for shard, dep in deployments.items()}
+    assert settings[""].label_selector == f"!{SHARD_KEY}"  # every unlabelled route
+    assert settings["a"].label_selector == f"{SHARD_KEY}=a"
+    assert settings["b"].label_selector == f"{SHARD_KEY}=b"
+    leases = {shard: s.leader_election_lease for shard, s in settings.items()}
+    assert leases == {
+        "": "modelroute-operator",
+        "a": "modelroute-operator-a",
+        "b": "modelroute-operator-b",
+    }
+    # The Lease Role grants exactly the Leases the Deployments elect in.
+    granted = {r[3] for r in flat_rules(lease_role(docs)) if r[2] == "update"}
+    assert granted == {tuple(sorted(leases.values()))}
+    main = deployments[""]
+    assert main["metadata"]["name"] == "mr-modelroute-operator"  # unchanged by sharding
+    for shard in ("a", "b"):
+        dep = deployments[shard]
+        assert dep["metadata"]["name"] == f"mr-modelroute-operator-{shard}"
+        assert dep["spec"]["replicas"] == main["spec"]["replicas"] == 2
+        assert dep["spec"]["strategy"] == main["spec"]["strategy"]
+        # The same Pod, but for its selector flag, Lease and labels.
+        pod, main_pod = dep["spec"]["template"]["spec"], main["spec"]["template"]["spec"]
+        shard_args = [a for a in pod["containers"][0]["args"] if "shard" not in a]
+        main_args = [a for a in main_pod["containers"][0]["args"] if "shard" not in a]
+        assert [a for a in shard_args if not a.startswith("--leader-election-lease")] == [
+            a for a in main_args if not a.startswith("--leader-election-lease")
+        ]
+        assert {**pod, "containers": None} == {**main_pod, "containers": None}
+
+
+def test_the_main_deployment_selector_is_unchanged_by_shards() -> None:
+    """A Deployment's selector is immutable: adding shards later must not change it."""
+    unsharded = deployment(render(VARIANTS["leader-election"]))
+    sharded = by_shard(render(VARIANTS["sharded"]), "Deployment")[""]
+    assert sharded["spec"]["selector"] == unsharded["spec"]["selector"]
+    assert pod_labels(sharded) == pod_labels(unsharded)
+
+
+def test_every_deployment_pdb_and_metrics_service_selects_only_its_own_pods() -> None:
+    docs = render(VARIANTS["sharded"])
+    deployments = by_shard(docs, "Deployment")
+    pdbs, services = by_shard(docs, "PodDisruptionBudget"), by_shard(docs, "Service")
+    assert sorted(pdbs) == sorted(services) == sorted(deployments)
+    for owner, dep in deployments.items():
+        for shard, other in deployments.items():
+            mine = shard == owner
+            assert selects(other["spec"]["selector"]["matchLabels"], pod_labels(dep)) is mine
+            assert selects(pdbs[shard]["spec"]["selector"]["matchLabels"], pod_labels(dep)) is mine
+            assert selects(services[shard]["spec"]["selector"], pod_labels(dep)) is mine
+    # One ServiceMonitor scrapes every shard's metrics Service.
+    (monitor,) = find(docs, "ServiceMonitor")
+    for service in services.values():
+        assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert len({s["metadata"]["name"] for s in services.values()}) == 3
+
+
+def test_a_shard_name_too_long_for_a_label_fails_to_render() -> None:
+    with pytest.raises(helm.HelmError, match="longer than 63 characters"):
+        render({"shards": ["s" * 40], "fullnameOverride": "x" * 30})
+
+
+def test_sharding_doc_uses_real_values_labels_and_flags() -> None:
+    doc = (REPO_ROOT / "docs" / "sharding.md").read_text()
+    sets = re.findall(r"--set '?([^'\s]+)'?", doc)
+    assert "shards={a,b}" in sets
+    for assignment in sets:
+        validate(helm.parse_set_string(assignment))
+    docs = render(helm.parse_set_string("shards={a,b}") | {"leaderElection": {"enabled": True}})
+    names = {d["metadata"]["name"] for d in docs}
+    for name in ("modelroute-operator-a", "modelroute-operator-a-metrics"):
+        assert f"`{name}`" in doc and f"mr-{name}" in names
+    for flag in (
+        "--label-selector=modelroute.dev/shard=<name>",
+        "--label-selector=!modelroute.dev/shard",
+    ):
+        assert flag in doc
+    assert "Lease (leader election) | `modelroute-operator-a`" in doc
+    lease = by_shard(docs, "Deployment")["a"]
+    assert operator_settings([lease]).leader_election_lease == "modelroute-operator-a"

@@ -6,7 +6,9 @@ Backends are real loopback fakes; the Kubernetes side is FakeKube feeding real c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from modelroute.control.controller import Controller
 from modelroute.control.route import Deps
 from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
-from modelroute.kube.client import SECRETS, SERVICES
+from modelroute.kube.client import MODELROUTES, SECRETS, SERVICES
 from modelroute.kube.events import EventRecorder
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
@@ -178,3 +180,50 @@ async def test_route_signal_gauges_follow_a_failover_and_go_with_the_route(world
         assert signal("route_failed_over") == 1
         await world.controller.on_route_event("DELETED", body)
         assert (signal("route_failed_over"), signal("failback_pending")) == (None, None)
+# --- sharding: a route relabelled to another shard ---------------------------------------------
+
+SHARD_A = "modelroute.dev/shard=a"
+
+
+def _shard(world: World) -> Controller:
+    deps = dataclasses.replace(world.controller._deps, settings=Settings(label_selector=SHARD_A))
+    return Controller(deps)
+
+
+@pytest.mark.parametrize(
+    ("stored_uid", "left"),
+    [
+        pytest.param("uid-1", True, id="relabelled-away"),
+        pytest.param(None, False, id="deleted"),
+        pytest.param("uid-2", False, id="deleted-and-recreated"),
+    ],
+)
+async def test_a_route_that_left_the_shard_is_dropped_not_finalized(
+    world: World, caplog: pytest.LogCaptureFixture, stored_uid: str | None, left: bool
+) -> None:
+    shard = _shard(world)
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await shard.on_route_event("ADDED", body)
+        await _until(lambda: world.status().get("activeBackend") == "vendor")
+        if stored_uid is not None:
+            stored = {**body, "metadata": {**body["metadata"], "uid": stored_uid}}
+            world.kube.store(MODELROUTES)[(NS, "chat")] = stored
+        with caplog.at_level(logging.INFO, "modelroute.control.controller"):
+            await shard.on_route_event("DELETED", body)
+        assert shard.workers == {}
+        assert len(world.hub) == 0
+        assert ("another shard serves it now" in caplog.text) is left
+        # Whatever happened, the Service is left to its ownerReference.
+        assert (NS, "chat-llm") in world.kube.services
+        await shard.shutdown()
+
+
+async def test_without_a_selector_a_deletion_needs_no_lookup(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await world.controller.on_route_event("ADDED", body)
+        await _until(lambda: len(world.hub) == 2)
+        gets = world.kube.calls.count("get")
+        await world.controller.on_route_event("DELETED", body)
+        assert world.kube.calls.count("get") == gets

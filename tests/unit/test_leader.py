@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from modelroute.kube.leader import MICROTIME, LeaderElector, LeaseAction, LeaseConfig, decide
+from modelroute.kube.leader import (
+    MICROTIME,
+    SELECTOR_ANNOTATION,
+    LeaderElector,
+    LeaseAction,
+    LeaseConfig,
+    decide,
+)
 from tests.fakes.kube import FakeKube
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -40,7 +48,9 @@ def test_decide(lease: dict[str, Any] | None, expired: bool, expected: LeaseActi
 class Candidate:
     """One replica: an elector whose transitions are recorded."""
 
-    def __init__(self, kube: FakeKube, identity: str, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, kube: FakeKube, identity: str, now: Callable[[], datetime], selector: str = ""
+    ) -> None:
         self.transitions: list[str] = []
 
         async def started() -> None:
@@ -56,6 +66,7 @@ class Candidate:
             lease_seconds=15,
             renew_deadline_seconds=0.2,
             renew_seconds=0.01,
+            label_selector=selector,
         )
         self.elector = LeaderElector(kube, config, now=now, on_started=started, on_stopped=stopped)
         self.task = asyncio.create_task(self.elector.run())
@@ -136,3 +147,47 @@ async def test_expiry_is_timed_locally_not_by_the_holders_clock() -> None:
     assert loop.time() - started >= 0.9  # a full lease duration of seeing no renewal
     assert kube.leases[("ops", "mr")]["spec"]["holderIdentity"] == "a"
     await a.stop()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_the_lease_records_the_holders_selector(caplog: pytest.LogCaptureFixture) -> None:
+    kube = FakeKube()
+    a = Candidate(kube, "a", _now, "modelroute.dev/shard=a")
+    await _until(lambda: a.elector.leading)
+    lease = kube.leases[("ops", "mr")]
+    assert lease["metadata"]["annotations"] == {SELECTOR_ANNOTATION: "modelroute.dev/shard=a"}
+    # A replica of the same shard waits quietly.
+    with caplog.at_level(logging.WARNING, "modelroute.kube.leader"):
+        same = Candidate(kube, "a2", _now, "modelroute.dev/shard=a")
+        await asyncio.sleep(0.1)
+        assert caplog.records == []
+        # An operator of another shard in the same Lease is told, once, why it never leads.
+        other = Candidate(kube, "b", _now, "modelroute.dev/shard=b")
+        await asyncio.sleep(0.1)
+    (record,) = caplog.records
+    assert "held by an operator serving label selector 'modelroute.dev/shard=a'" in record.message
+    assert "this one serves 'modelroute.dev/shard=b'" in record.message
+    assert "give each shard its own --leader-election-lease" in record.message
+    assert not other.elector.leading and not same.elector.leading
+    for candidate in (a, same, other):
+        await candidate.stop()
+
+
+async def test_a_lease_without_the_annotation_is_trusted(caplog: pytest.LogCaptureFixture) -> None:
+    kube = FakeKube()
+    now = datetime.now(UTC).strftime(MICROTIME)
+    await kube.create_lease(
+        "ops",
+        {
+            "metadata": {"name": "mr", "namespace": "ops"},  # an older operator's Lease
+            "spec": {"holderIdentity": "old", "renewTime": now, "leaseDurationSeconds": 15},
+        },
+    )
+    with caplog.at_level(logging.WARNING, "modelroute.kube.leader"):
+        b = Candidate(kube, "b", _now, "modelroute.dev/shard=b")
+        await asyncio.sleep(0.1)
+    assert caplog.records == [] and not b.elector.leading
+    await b.stop()

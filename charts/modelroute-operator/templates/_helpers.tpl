@@ -36,6 +36,22 @@ app.kubernetes.io/name: {{ include "modelroute-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels that select one Deployment's Pods, from (dict "root" $ "shard" NAME): the main
+Deployment's (shard "") are selectorLabels; a shard's Pods are their own instance
+(<release>-<shard>) with a modelroute.dev/shard label, so no other Deployment, PodDisruptionBudget
+or metrics Service of the release selects them.
+*/}}
+{{- define "modelroute-operator.podSelectorLabels" -}}
+{{- if .shard }}
+app.kubernetes.io/name: {{ include "modelroute-operator.name" .root }}
+app.kubernetes.io/instance: {{ printf "%s-%s" .root.Release.Name .shard }}
+modelroute.dev/shard: {{ .shard }}
+{{- else }}
+{{- include "modelroute-operator.selectorLabels" .root }}
+{{- end }}
+{{- end }}
+
 {{/* The ServiceAccount the operator runs as. */}}
 {{- define "modelroute-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
@@ -69,10 +85,11 @@ plus what kopf does for it (watches, events). No wildcards. The leader-election 
 own Role in the release namespace (rbac.yaml).
 */}}
 {{- define "modelroute-operator.rules" -}}
-# kopf lists and watches ModelRoutes; the operator never writes their spec, labels or finalizers.
+# kopf lists and watches ModelRoutes; with --label-selector the operator gets one to tell a
+# route relabelled to another shard from a deleted one. It never writes spec, labels, finalizers.
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # Status is written through the status subresource only (JSON merge patch).
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes/status"]

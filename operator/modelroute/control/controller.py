@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import aiohttp
 
 from modelroute.control.route import Deps, RouteObject
 from modelroute.control.worker import RouteWorker
 from modelroute.kube.cache import RouteKey
-from modelroute.kube.client import ObjectKind
+from modelroute.kube.client import MODELROUTES, ApiError, ObjectKind
+
+logger = logging.getLogger("modelroute.control.controller")
 
 
 class Controller:
@@ -35,7 +40,7 @@ class Controller:
         route = RouteObject.from_body(body)
         if event_type == "DELETED":
             self._bodies.pop(route.ref.key, None)
-            await self.remove(route.ref.key, finalize=True)
+            await self.remove(route.ref.key, finalize=await self._deleted(route))
             return
         self._bodies[route.ref.key] = body
         if not self._leading:
@@ -48,6 +53,29 @@ class Controller:
             route.generation,
         ):
             worker.update(route)  # an approval annotation, or a new generation: same spec
+
+    async def _deleted(self, route: RouteObject) -> bool:
+        """Whether a DELETED route is gone, or only left this shard (relabelled: the API server's
+        filtered watch says DELETED for both). A route that left is dropped, never finalized:
+        its routing object stays, and the shard now selecting it takes it over."""
+        if not self._deps.settings.label_selector or route.ref.key not in self._workers:
+            return True
+        ns, name = route.ref.namespace, route.ref.name
+        try:
+            current = await self._deps.kube.get_object(MODELROUTES, ns, name)
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            # Not finalizing loses nothing: the ownerReference still removes what it must.
+            logger.warning("could not tell whether %s/%s was deleted: %s", ns, name, exc)
+            return False
+        if current is None or current.get("metadata", {}).get("uid") != route.ref.uid:
+            return True
+        logger.info(
+            "route %s/%s no longer matches the label selector: another shard serves it now",
+            ns,
+            name,
+            extra={"label_selector": self._deps.settings.label_selector},
+        )
+        return False
 
     async def _replace(self, worker: RouteWorker | None, route: RouteObject) -> None:
         """A new route, or a new spec: a new worker (carrying over what the old one learnt)."""

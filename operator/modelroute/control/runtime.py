@@ -155,6 +155,8 @@ def log_started(settings: Settings) -> None:
         extra={
             "version": running,
             "namespaces": list(settings.namespaces) or "all",
+            "label_selector": settings.label_selector or "all",
+            "lease": settings.leader_election_lease if settings.leader_election else None,
             "metrics_port": settings.metrics_port,
             "health_port": settings.health_port,
         },
@@ -221,6 +223,7 @@ def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> Le
             lease_seconds=settings.leader_election_lease_seconds,
             renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
             renew_seconds=settings.leader_election_retry_seconds,
+            label_selector=settings.label_selector,
         ),
         now=utc_now,
         on_started=controller.start_leading,

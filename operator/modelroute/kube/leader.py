@@ -26,6 +26,8 @@ from modelroute.kube.client import ApiError, KubeApi
 logger = logging.getLogger("modelroute.kube.leader")
 
 MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The holder's --label-selector, on the Lease: operators of different shards must not share one.
+SELECTOR_ANNOTATION = "modelroute.dev/label-selector"
 
 
 class LeaseAction(enum.StrEnum):
@@ -62,6 +64,9 @@ class LeaseConfig:
     lease_seconds: int = 15
     renew_deadline_seconds: float = 10.0
     renew_seconds: float = 2.0
+    # The routes this operator serves (its --label-selector, "" for all), recorded on the Lease
+    # so that an operator of another shard electing in the same Lease is noticed.
+    label_selector: str = ""
 
 
 class LeaderElector:
@@ -88,6 +93,7 @@ class LeaderElector:
         # cannot shorten a lease.
         self._observed: tuple[Any, Any] | None = None
         self._observed_at = 0.0
+        self._warned_selector: str | None = None
 
     async def run(self) -> None:
         """Loop until cancelled; step down (and release the Lease) on the way out."""
@@ -139,6 +145,7 @@ class LeaderElector:
             spec = lease.get("spec") if lease else None
             action = decide(spec, cfg.identity, expired=self._expired(spec))
             if action is LeaseAction.WAIT:
+                self._check_shard(lease)
                 return False
             await self._write(lease, action)
             return True
@@ -161,7 +168,11 @@ class LeaderElector:
                 leaseTransitions=int(spec.get("leaseTransitions") or 0) + (1 if lease else 0),
             )
         spec.update(renewTime=stamp, leaseDurationSeconds=cfg.lease_seconds)
-        metadata: dict[str, Any] = {"name": cfg.name, "namespace": cfg.namespace}
+        metadata: dict[str, Any] = {
+            "name": cfg.name,
+            "namespace": cfg.namespace,
+            "annotations": {SELECTOR_ANNOTATION: cfg.label_selector},
+        }
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -174,6 +185,29 @@ class LeaderElector:
             # resourceVersion makes the update conditional: two candidates cannot both win.
             metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
             await self._kube.replace_lease(cfg.namespace, cfg.name, body)
+
+    def _check_shard(self, lease: dict[str, Any] | None) -> None:
+        """Warn (once per selector seen) when the holder serves other routes than we do: then
+        only one of the two shards is ever served. Leases written before the annotation
+        existed say nothing, and are trusted."""
+        annotations = ((lease or {}).get("metadata") or {}).get("annotations") or {}
+        theirs = annotations.get(SELECTOR_ANNOTATION)
+        if theirs is None or theirs == self._config.label_selector:
+            return
+        if theirs != self._warned_selector:
+            self._warned_selector = theirs
+            # A warning, not an error: a rollout that changes a Deployment's selector shows it
+            # for a moment (the old Pod leads until it stops).
+            logger.warning(
+                "lease %s is held by an operator serving label selector %r, this one serves %r: "
+                "while it leads, routes only this one selects are not served. Expected during "
+                "a rollout that changes the selector; otherwise give each shard its own "
+                "--leader-election-lease",
+                self._config.name,
+                theirs or "(all)",
+                self._config.label_selector or "(all)",
+                extra={"lease": self._config.name},
+            )
 
     async def _release(self) -> None:
         """Let a standby take over at once instead of after the lease expires."""
