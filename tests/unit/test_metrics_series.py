@@ -1,0 +1,213 @@
+"""The metrics' series budget, the fast exposition, and the /metrics endpoint off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelroute.api.models import ModelRouteSpec
+from modelroute.control.feed import HealthFeed
+from modelroute.control.scrape import MetricsEndpoint
+from modelroute.core.types import ProbeFailure, RouteRef
+from modelroute.metrics import Metrics
+from modelroute.probing.hub import ProbeKey, Subscriber
+from modelroute.probing.prober import ProbeResult
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+#: The budget of issue 12: series per route x backend, at steady state with typical failures.
+MAX_SERIES_PER_ROUTE_BACKEND = 8
+SPEC = ModelRouteSpec.model_validate(
+    {
+        "service": {"name": "chat-llm", "port": 80},
+        "backends": [
+            {"name": n, "priority": i, "model": "m", "endpoint": f"http://{n}.test"}
+            for i, n in enumerate(("vendor", "second", "inhouse"))
+        ],
+    }
+)
+
+
+class Source:
+    """A ProbeSource the test pushes results through, by probe URL."""
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, list[Subscriber]] = {}
+
+    def subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        self.subscribers.setdefault(key.url, []).append(subscriber)
+
+    def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        self.subscribers[key.url].remove(subscriber)
+
+    def push(self, url: str, ok: bool, reason: ProbeFailure | None = None) -> None:
+        for subscriber in self.subscribers[url]:
+            subscriber(ProbeResult(ok, 12 if ok else None, "m", NOW, reason=reason))
+
+
+def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def _a_busy_route(metrics: Metrics) -> None:
+    """A route whose vendor failed over (three failure classes) and came back, probed by the
+    hub: every per-route and per-target series a route at steady state has."""
+    source = Source()
+    feed = HealthFeed(source, metrics, {}, lambda: None)
+    feed.start(RouteRef("ai", "chat", "uid"), SPEC)
+    typical = (ProbeFailure.UNAVAILABLE, ProbeFailure.RATE_LIMITED, ProbeFailure.SLOW_RESPONSE)
+    for reason in typical:
+        source.push("http://vendor.test", False, reason)
+    for url in ("http://vendor.test", "http://second.test", "http://inhouse.test"):
+        source.push(url, True)
+    names = [b.name for b in SPEC.backends]
+    metrics.set_active("ai", "chat", names, "vendor")
+    metrics.set_weights("ai", "chat", names, {"vendor": 100})
+    for name in ("second", "vendor"):  # failed over, then back
+        metrics.failovers.labels("ai", "chat", name).inc()
+    for target in ("vendor.test:80/m", "second.test:80/m"):
+        metrics.probe_duration.labels(target).observe(0.012)
+        metrics.probe_requests.labels(target, "cheap").inc()
+    metrics.probe_requests.labels("vendor.test:80/m", "deep").inc()
+    metrics.probe_tokens.labels("vendor.test:80/m").inc(9)
+
+
+async def test_a_route_backend_exports_at_most_8_series() -> None:
+    metrics = Metrics()
+    _a_busy_route(metrics)
+    per_backend = Counter(
+        labels["backend"]
+        for _, labels, _ in _samples(metrics.exposition().decode())
+        if labels.get("route") == "chat"
+    )
+    assert set(per_backend) == {"vendor", "second", "inhouse"}
+    assert max(per_backend.values()) <= MAX_SERIES_PER_ROUTE_BACKEND, per_backend
+
+
+async def test_probe_series_are_per_target_not_per_route_and_no_created_series() -> None:
+    metrics = Metrics()
+    _a_busy_route(metrics)
+    text = metrics.exposition().decode()
+    assert "_created" not in text
+    probe_labels = {
+        tuple(sorted(labels))
+        for name, labels, _ in _samples(text)
+        if name.startswith(("modelroute_probe_duration", "modelroute_probe_requests"))
+    }
+    assert probe_labels == {("le", "target"), ("target",), ("kind", "target")}
+
+
+async def test_the_fast_exposition_is_what_prometheus_client_renders() -> None:
+    metrics = Metrics()
+    _a_busy_route(metrics)
+    metrics.probe_lag.observe(0.002)
+    metrics.api_writes.labels("services").inc()
+
+    def canonical(text: str) -> list[str]:
+        return sorted(
+            repr((n, sorted(labels.items()), float(v))) for n, labels, v in _samples(text)
+        )
+
+    fast = canonical(metrics.exposition().decode())
+    slow = canonical(generate_latest(metrics.registry).decode())
+    assert fast == slow
+    assert (
+        metrics.registry.get_sample_value(
+            "modelroute_probe_duration_seconds_bucket",
+            {"target": "vendor.test:80/m", "le": "0.025"},
+        )
+        == 1.0
+    )
+
+
+def test_label_values_are_escaped() -> None:
+    metrics = Metrics()
+    metrics.backend_up.labels('n"s', "r\\1", "b%s\n").set(1)
+    [(_, labels, value)] = [
+        s for s in _samples(metrics.exposition().decode()) if s[0] == "modelroute_backend_up"
+    ]
+    assert labels == {"namespace": 'n"s', "route": "r\\1", "backend": "b%s\n"} and value == 1
+
+
+async def test_forget_drops_a_routes_series_and_forget_target_a_targets() -> None:
+    metrics = Metrics()
+    _a_busy_route(metrics)
+    metrics.forget("ai", "chat", [b.name for b in SPEC.backends])
+    metrics.forget_target("vendor.test:80/m")
+    left = {(n, labels.get("target")) for n, labels, _ in _samples(metrics.exposition().decode())}
+    assert all(target in (None, "second.test:80/m") for _, target in left)
+    assert ("modelroute_probe_requests_total", "second.test:80/m") in left
+    assert not any(n.startswith("modelroute_backend_up") for n, _ in left)
+
+
+def test_rendering_in_another_thread_while_the_loop_adds_series() -> None:
+    metrics, stop = Metrics(), threading.Event()
+    errors: list[BaseException] = []
+
+    def render() -> None:
+        try:
+            while not stop.is_set():
+                metrics.exposition()
+        except BaseException as exc:  # a dict changing size mid-iteration would land here
+            errors.append(exc)
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    for i in range(20_000):
+        metrics.backend_up.labels("ai", f"r{i}", "b").set(1)
+        metrics.probe_duration.labels(f"t{i % 500}").observe(0.01)
+    stop.set()
+    thread.join()
+    assert errors == []
+
+
+async def test_scrapes_share_one_render_in_a_thread_and_reuse_it() -> None:
+    now, renders = [0.0], []
+    release = threading.Event()
+
+    def render() -> bytes:
+        renders.append(threading.current_thread().name)
+        release.wait(5)
+        return f"render {len(renders)}\n".encode()
+
+    endpoint = MetricsEndpoint(render, min_interval_s=1.0, clock=lambda: now[0])
+    try:
+        first = asyncio.create_task(endpoint.body())
+        second = asyncio.create_task(endpoint.body())
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await first == await second == b"render 1\n"
+        assert renders[0].startswith("metrics")  # not the event loop's thread
+        now[0] = 0.5
+        assert await endpoint.body() == b"render 1\n"  # reused
+        now[0] = 1.5
+        assert await endpoint.body() == b"render 2\n"
+    finally:
+        endpoint.close()
+
+
+async def test_a_cancelled_scrape_does_not_cancel_the_render_others_wait_for() -> None:
+    release = threading.Event()
+
+    def render() -> bytes:
+        release.wait(5)
+        return b"ok\n"
+
+    endpoint = MetricsEndpoint(render, min_interval_s=0.0)
+    try:
+        gone = asyncio.create_task(endpoint.body())
+        waiting = asyncio.create_task(endpoint.body())
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        release.set()
+        assert await waiting == b"ok\n"
+    finally:
+        endpoint.close()
