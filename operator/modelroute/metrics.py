@@ -7,15 +7,15 @@ The probe metrics that describe a backend rather than a route are keyed by ``tar
 shared probe's ``<host>:<port>/<model>`` (``probing.keys.ProbeKey.target``): a probe shared by
 a thousand routes is one histogram, not a thousand. ``kind`` is ``cheap`` or ``deep``.
 
-Per-route and per-target families are :mod:`modelroute.fastmetrics` families, rendered by
-:meth:`Metrics.exposition` off the event loop; ``_created`` series are off (they doubled the
-series count and no query reads them).
+Per-route and per-target families are :mod:`modelroute.fastmetrics` families, rendered fast
+and in slices (:meth:`Metrics.exposition_parts`) so a scrape never holds the event loop for
+long; ``_created`` series are off (they doubled the series count and no query reads them).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from prometheus_client import (
@@ -26,7 +26,14 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from modelroute.fastmetrics import FastCounter, FastFamily, FastGauge, FastHistogram, exposition
+from modelroute.fastmetrics import (
+    FastCounter,
+    FastFamily,
+    FastGauge,
+    FastHistogram,
+    exposition,
+    exposition_parts,
+)
 
 _LABELS = ("namespace", "route", "backend")
 _F = TypeVar("_F", FastCounter, FastGauge, FastHistogram)
@@ -172,5 +179,9 @@ class Metrics:
         self.probe_requests.remove_by_labels({"target": target})
 
     def exposition(self) -> bytes:
-        """The whole text exposition; meant for a worker thread (see ``fastmetrics``)."""
+        """The whole text exposition at once (tests, tools)."""
         return exposition(self.registry, self.fast)
+
+    def exposition_parts(self) -> Iterator[bytes]:
+        """The text exposition in slices, for /metrics (see ``control.scrape``)."""
+        return exposition_parts(self.registry, self.fast)

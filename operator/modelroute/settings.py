@@ -22,8 +22,9 @@ class Settings:
     routing_drivers: tuple[str, ...] = ()
     # Port of the Prometheus metrics endpoint (/metrics); 0 disables it.
     metrics_port: int = 8080
-    # Seconds a /metrics render is reused for further scrapes (it runs in a thread of its
-    # own, one at a time; two Prometheus replicas scraping together cost one render).
+    # Seconds a /metrics render is reused for further scrapes (one render at a time, in
+    # slices between the event loop's other work; two Prometheus replicas scraping together
+    # cost one render).
     metrics_min_render_interval_seconds: float = 1.0
     # Port of the health endpoints (/healthz liveness, /readyz readiness); 0 disables it.
     health_port: int = 8081

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
@@ -169,45 +171,82 @@ def test_rendering_in_another_thread_while_the_loop_adds_series() -> None:
     assert errors == []
 
 
-async def test_scrapes_share_one_render_in_a_thread_and_reuse_it() -> None:
+async def test_scrapes_share_one_render_and_reuse_it() -> None:
     now, renders = [0.0], []
-    release = threading.Event()
 
-    def render() -> bytes:
-        renders.append(threading.current_thread().name)
-        release.wait(5)
-        return f"render {len(renders)}\n".encode()
+    def parts() -> Iterator[bytes]:
+        renders.append(now[0])
+        yield f"render {len(renders)}\n".encode()
 
-    endpoint = MetricsEndpoint(render, min_interval_s=1.0, clock=lambda: now[0])
-    try:
-        first = asyncio.create_task(endpoint.body())
-        second = asyncio.create_task(endpoint.body())
-        await asyncio.sleep(0.05)
-        release.set()
-        assert await first == await second == b"render 1\n"
-        assert renders[0].startswith("metrics")  # not the event loop's thread
-        now[0] = 0.5
-        assert await endpoint.body() == b"render 1\n"  # reused
-        now[0] = 1.5
-        assert await endpoint.body() == b"render 2\n"
-    finally:
-        endpoint.close()
+    endpoint = MetricsEndpoint(parts, min_interval_s=1.0, clock=lambda: now[0])
+    first = asyncio.create_task(endpoint.body())
+    second = asyncio.create_task(endpoint.body())
+    assert await first == await second == b"render 1\n"
+    now[0] = 0.5
+    assert await endpoint.body() == b"render 1\n"  # reused
+    now[0] = 1.5
+    assert await endpoint.body() == b"render 2\n"
+    assert renders == [0.0, 1.5]
+
+
+async def test_the_event_loop_runs_between_slices_of_a_render() -> None:
+    ticks: list[int] = []
+
+    async def ticker() -> None:
+        for i in range(1000):
+            ticks.append(i)
+            await asyncio.sleep(0)
+
+    seen_by_slice: list[int] = []
+
+    def parts() -> Iterator[bytes]:
+        for _ in range(5):
+            seen_by_slice.append(len(ticks))
+            yield b"x"
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    endpoint = MetricsEndpoint(parts, min_interval_s=0.0, slice_s=0.0)
+    assert await endpoint.body() == b"xxxxx"
+    # Every slice saw the ticker move on: the render never held the loop for two slices.
+    assert all(b > a for a, b in itertools.pairwise(seen_by_slice)), seen_by_slice
+    task.cancel()
 
 
 async def test_a_cancelled_scrape_does_not_cancel_the_render_others_wait_for() -> None:
-    release = threading.Event()
+    def parts() -> Iterator[bytes]:
+        yield b"o"
+        yield b"k"
 
-    def render() -> bytes:
-        release.wait(5)
-        return b"ok\n"
+    endpoint = MetricsEndpoint(parts, min_interval_s=0.0, slice_s=0.0)
+    gone = asyncio.create_task(endpoint.body())
+    waiting = asyncio.create_task(endpoint.body())
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await waiting == b"ok"
 
-    endpoint = MetricsEndpoint(render, min_interval_s=0.0)
-    try:
-        gone = asyncio.create_task(endpoint.body())
-        waiting = asyncio.create_task(endpoint.body())
-        await asyncio.sleep(0.05)
-        gone.cancel()
-        release.set()
-        assert await waiting == b"ok\n"
-    finally:
-        endpoint.close()
+
+async def test_a_large_exposition_comes_in_slices() -> None:
+    metrics = Metrics()
+    for i in range(1000):
+        metrics.probe_duration.labels(f"t{i}").observe(0.01)
+    parts = list(metrics.exposition_parts())
+    assert len(parts) > 1000 // 128
+    assert b"".join(parts) == metrics.exposition()
+
+
+def test_a_family_is_rendered_again_only_after_a_change() -> None:
+    metrics = Metrics()
+    up = metrics.backend_up.labels("ai", "chat", "vendor")
+    up.set(1)
+    first = list(metrics.backend_up.parts())
+    up.set(1)  # the same value: nothing to render again
+    assert all(a is b for a, b in zip(first, metrics.backend_up.parts(), strict=True))
+    up.set(0)
+    assert b'backend="vendor"} 0.0' in metrics.backend_up.render()
+    metrics.probe_duration.labels("t").observe(0.01)
+    before = metrics.probe_duration.render()
+    metrics.probe_duration.labels("t").observe(0.01)
+    assert b'_count{target="t"} 2' in metrics.probe_duration.render() != before
+    metrics.backend_up.remove("ai", "chat", "vendor")
+    assert metrics.backend_up.render() == b""

@@ -88,7 +88,7 @@ class Runtime:
                 _elector(settings, kube, controller).run(), name="leader-election"
             )
         runtime.scrape = MetricsEndpoint(
-            metrics.exposition, min_interval_s=settings.metrics_min_render_interval_seconds
+            metrics.exposition_parts, min_interval_s=settings.metrics_min_render_interval_seconds
         )
         await runtime._serve(settings.metrics_port, [("/metrics", runtime.scrape.handle)])
         await runtime._serve(
@@ -113,8 +113,6 @@ class Runtime:
         await self.controller.shutdown()
         for runner in self.runners:
             await runner.cleanup()
-        if self.scrape is not None:
-            self.scrape.close()
         await self.probes.close()
         await self.kube.close()
 
