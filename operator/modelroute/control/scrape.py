@@ -38,19 +38,23 @@ class MetricsEndpoint:
         self._min_interval = min_interval_s
         self._slice = slice_s
         self._clock = clock
-        self._body: bytes | None = None
+        self._body: tuple[bytes, ...] | None = None
         self._rendered_at = 0.0
-        self._pending: asyncio.Future[bytes] | None = None
+        self._pending: asyncio.Future[tuple[bytes, ...]] | None = None
 
-    async def body(self) -> bytes:
-        """The exposition: the last render if it is recent enough, else a new one."""
+    async def parts(self) -> tuple[bytes, ...]:
+        """The exposition in slices: the last render if it is recent enough, else a new one."""
         if self._body is not None and self._clock() - self._rendered_at < self._min_interval:
             return self._body
         if self._pending is None:
             self._pending = asyncio.ensure_future(self._render())
         return await asyncio.shield(self._pending)
 
-    async def _render(self) -> bytes:
+    async def body(self) -> bytes:
+        """The exposition in one piece (tests, tools; the handler streams the slices)."""
+        return b"".join(await self.parts())
+
+    async def _render(self) -> tuple[bytes, ...]:
         started = self._clock()
         try:
             chunks: list[bytes] = []
@@ -60,12 +64,20 @@ class MetricsEndpoint:
                 if time.perf_counter() >= deadline:
                     await asyncio.sleep(0)  # the loop's other work runs here
                     deadline = time.perf_counter() + self._slice
-            body = b"".join(chunks)
         finally:
             self._pending = None
-        self._body, self._rendered_at = body, started
+        body = self._body = tuple(chunks)
+        self._rendered_at = started
         return body
 
-    async def handle(self, _: web.Request) -> web.Response:
-        """The aiohttp handler of ``GET /metrics``."""
-        return web.Response(body=await self.body(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler of ``GET /metrics``: the slices are written one by one (joining
+        megabytes into one buffer would be a long stall of its own)."""
+        parts = await self.parts()
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+        response.content_length = sum(len(part) for part in parts)
+        await response.prepare(request)
+        for part in parts:
+            await response.write(part)  # waits for the socket when its buffer is full
+        await response.write_eof()
+        return response
