@@ -9,12 +9,13 @@ aiohttp. Probe targets are ``shared`` (every route probes the same three backend
 vendor and a shared in-house pool) or ``distinct`` (every backend of every route has its own
 target: the worst case, as in the scale scenario).
 
-On the event loop, probe-like tasks (``--probes`` per second, each updating metrics as the
-health feed does) record how late each wakes up, as ``modelroute_probe_schedule_lag_seconds``
-does. Three windows: no scrapes; a scrape every ``--every`` seconds by a client in another
-process; and the same scrapes served the old way (prometheus_client's ``generate_latest`` on
-the event loop, per-route probe histograms, ``_created`` series) for comparison. Results go
-to stdout as JSON and to bench/results/scrape.json.
+On the event loop, probe-like tasks (``--probes`` per second, each updating metrics as a probe
+result does) record how late each wakes up, as ``modelroute_probe_schedule_lag_seconds`` does.
+Windows without scrapes and with a scrape every ``--every`` seconds (by a client in another
+process) take turns, ``--rounds`` of each (medians per statistic); then one window served the
+old way (prometheus_client's ``generate_latest`` on the event loop, per-route probe
+histograms, ``_created`` series) for comparison. Results go to stdout as JSON and to
+bench/results/scrape.json.
 """
 
 from __future__ import annotations
@@ -186,6 +187,19 @@ async def window(
     return out
 
 
+def _median_of(runs: list[dict[str, Any]], key: str) -> Any:
+    """Per statistic, the median over the rounds (n: the total)."""
+    first = runs[0][key]
+    if not isinstance(first, dict):
+        return first
+    return {
+        stat: sum(r[key][stat] for r in runs)
+        if stat == "n"
+        else sorted(r[key][stat] for r in runs)[len(runs) // 2]
+        for stat in first
+    }
+
+
 def _ms(stats: dict[str, float | int]) -> dict[str, float | int]:
     return {k: (v if k == "n" else round(v * 1000, 2)) for k, v in stats.items()}
 
@@ -205,8 +219,15 @@ async def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     }
     endpoint = MetricsEndpoint(metrics.exposition_parts, min_interval_s=0.0)
     fleet = sorted({t for route in _targets(args.routes, mode) for t in route})
-    result["idle"] = await window(metrics, fleet, endpoint.handle, args, scrape=False)
-    result["scraped"] = await window(metrics, fleet, endpoint.handle, args, scrape=True)
+    # Windows without and with scrapes take turns, so the machine's own noise (other
+    # processes) falls on both alike.
+    windows: dict[str, list[dict[str, Any]]] = {"idle": [], "scraped": []}
+    for _ in range(args.rounds):
+        for name in windows:
+            got = await window(metrics, fleet, endpoint.handle, args, name == "scraped")
+            windows[name].append(got)
+    for name, runs in windows.items():
+        result[name] = {key: _median_of(runs, key) for key in runs[0]}
     return result
 
 
@@ -230,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scrape", description=__doc__)
     parser.add_argument("--routes", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=10.0, help="each window (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="idle/scraped window pairs")
     parser.add_argument("--every", type=float, default=1.0, help="scrape period (default 1 s)")
     parser.add_argument("--probes", type=int, default=600, help="probe wake-ups a second")
     parser.add_argument("--mode", action="append", choices=("shared", "distinct"))

@@ -14,6 +14,7 @@ bounded by the backends configured, not by traffic.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from yarl import URL
@@ -103,9 +104,10 @@ class ProbeKey:
             latency_threshold_ms=self.latency_threshold_ms,
         )
 
-    @property
+    @functools.cached_property
     def target(self) -> str:
-        """The probed backend in metrics: ``<host>:<port>/<model>`` (see the module doc)."""
+        """The probed backend in metrics: ``<host>:<port>/<model>`` (see the module doc);
+        computed once per key (every probe result is counted under it)."""
         url = URL(self.url)
         return f"{url.host or ''}:{url.port or ''}/{self.model}"
 
