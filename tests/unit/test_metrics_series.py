@@ -19,8 +19,8 @@ from modelroute.control.feed import HealthFeed
 from modelroute.control.scrape import MetricsEndpoint
 from modelroute.core.types import ProbeFailure, RouteRef
 from modelroute.metrics import Metrics
-from modelroute.probing.hub import ProbeKey, Subscriber
 from modelroute.probing.prober import ProbeResult
+from tests.unit.test_probe_failure_metrics import Source
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 #: The budget of issue 12: series per route x backend, at steady state with typical failures.
@@ -34,23 +34,6 @@ SPEC = ModelRouteSpec.model_validate(
         ],
     }
 )
-
-
-class Source:
-    """A ProbeSource the test pushes results through, by probe URL."""
-
-    def __init__(self) -> None:
-        self.subscribers: dict[str, list[Subscriber]] = {}
-
-    def subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
-        self.subscribers.setdefault(key.url, []).append(subscriber)
-
-    def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
-        self.subscribers[key.url].remove(subscriber)
-
-    def push(self, url: str, ok: bool, reason: ProbeFailure | None = None) -> None:
-        for subscriber in self.subscribers[url]:
-            subscriber(ProbeResult(ok, 12 if ok else None, "m", NOW, reason=reason))
 
 
 def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -69,9 +52,9 @@ def _a_busy_route(metrics: Metrics) -> None:
     feed.start(RouteRef("ai", "chat", "uid"), SPEC)
     typical = (ProbeFailure.UNAVAILABLE, ProbeFailure.RATE_LIMITED, ProbeFailure.SLOW_RESPONSE)
     for reason in typical:
-        source.push("http://vendor.test", False, reason)
+        source.push("http://vendor.test", ProbeResult(False, None, "m", NOW, reason=reason))
     for url in ("http://vendor.test", "http://second.test", "http://inhouse.test"):
-        source.push(url, True)
+        source.push(url, ProbeResult(True, 12, "m", NOW))
     names = [b.name for b in SPEC.backends]
     metrics.set_active("ai", "chat", names, "vendor")
     metrics.set_weights("ai", "chat", names, {"vendor": 100})

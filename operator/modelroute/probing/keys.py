@@ -13,6 +13,7 @@ bounded by the backends configured, not by traffic.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from dataclasses import dataclass
@@ -77,19 +78,13 @@ class ProbeKey:
         deep = probe.effective_deep
         if deep is None:
             return None
-        cheap = cls.for_backend(namespace, backend, probe)
-        return cls(
-            namespace=cheap.namespace,
-            url=cheap.url,
-            model=cheap.model,
-            provider=cheap.provider,
-            provider_version=cheap.provider_version,
+        return dataclasses.replace(
+            cls.for_backend(namespace, backend, probe),
             type=deep.type.probe_type,
             path="/",
             interval_seconds=deep.interval_seconds,
             timeout_seconds=deep.timeout_seconds,
             latency_threshold_ms=None,  # a completion's latency is not the backend's health
-            auth=cheap.auth,
             kind=ProbeKind.DEEP,
             retry_seconds=probe.interval_seconds,
         )
