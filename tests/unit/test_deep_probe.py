@@ -9,6 +9,7 @@ import pytest
 
 from modelroute.api.models import Backend, ModelRouteSpec, ProbeSpec, ProbeType
 from modelroute.api.validation import InvalidSpecError, parse_spec, problems
+from modelroute.control.feed import HealthFeed
 from modelroute.core import cost
 from modelroute.core.health import (
     HealthRecord,
@@ -19,8 +20,11 @@ from modelroute.core.health import (
     material_key,
     to_status,
 )
-from modelroute.core.types import ProbeFailure
+from modelroute.core.types import ProbeFailure, RouteRef
+from modelroute.metrics import Metrics
 from modelroute.probing.keys import ProbeKey, ProbeKind, next_start
+from modelroute.probing.prober import ProbeResult
+from tests.unit.test_probe_failure_metrics import Source
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 PROBE = ProbeSpec(failure_threshold=3, success_threshold=2)
@@ -216,3 +220,21 @@ def test_the_deep_failure_survives_a_restart() -> None:
     assert status.deep_probe_failure == "AuthFailed"
     assert from_status(status) == record
     assert from_status(status.model_copy(update={"deep_probe_failure": None})).deep_failure is None
+
+
+async def test_removing_the_deep_probe_forgets_its_failure() -> None:
+    failed = fold_deep(
+        HealthRecord(healthy=True), outcome(False, 1, ProbeFailure.UNAVAILABLE), PROBE
+    )
+    with_deep = HealthFeed(Source(), Metrics(), {"vendor": failed}, lambda: None)
+    with_deep.start(RouteRef("ai", "chat", "uid"), spec({"deep": {}}))
+    assert with_deep.records["vendor"].deep_failure is ProbeFailure.UNAVAILABLE  # kept
+    source = Source()
+    without = HealthFeed(source, Metrics(), {"vendor": failed}, lambda: None)
+    without.start(RouteRef("ai", "chat", "uid"), spec())
+    assert without.records["vendor"].deep_failure is None
+    for second in (2, 3):  # successThreshold 2: the cheap probe heals it again
+        source.push(
+            "http://v.test:8080", ProbeResult(True, 5, "ok", T0 + timedelta(seconds=second))
+        )
+    assert without.records["vendor"].healthy is True

@@ -44,7 +44,10 @@ class HealthFeed:
     def start(self, ref: RouteRef, spec: ModelRouteSpec) -> None:
         """Subscribe every backend's probe; records of backends no longer in spec are dropped."""
         self.records = {
-            b.name: self.records.get(b.name, health.HealthRecord()) for b in spec.backends
+            b.name: health.without_deep_probe(self.records.get(b.name, health.HealthRecord()))
+            if spec.effective_probe(b).effective_deep is None
+            else self.records.get(b.name, health.HealthRecord())
+            for b in spec.backends
         }
         # Liveness counts from the start, so probes that never finish are noticed too.
         self.last_result_at = asyncio.get_running_loop().time()

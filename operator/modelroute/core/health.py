@@ -121,6 +121,12 @@ def fold_deep(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec)
     return _replace_deep(_updated(record, outcome, healthy, 0, successes, message, None), None)
 
 
+def without_deep_probe(record: HealthRecord) -> HealthRecord:
+    """``record`` for a backend that has no deep probe (any more): a deep failure no deep probe
+    can clear is forgotten, and the cheap probe's successes count from now on."""
+    return record if record.deep_failure is None else _replace_deep(record, None)
+
+
 def _deep_wait(failure: ProbeFailure) -> str:
     return f"unhealthy until a deep probe passes (the last one failed: {failure.value})"
 
