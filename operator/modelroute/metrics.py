@@ -2,17 +2,42 @@
 
 ``modelroute_probe_failures_total`` has one more label, ``reason``: the probe failure's class
 (``core.types.ProbeFailure``, a closed set of seven), so it stays bounded too.
+
+The probe metrics that describe a backend rather than a route are keyed by ``target``, the
+shared probe's ``<host>:<port>/<model>`` (``probing.keys.ProbeKey.target``): a probe shared by
+a thousand routes is one histogram, not a thousand. ``kind`` is ``cheap`` or ``deep``.
+
+Per-route and per-target families are :mod:`modelroute.fastmetrics` families, rendered fast
+and in slices (:meth:`Metrics.exposition_parts`) so a scrape never holds the event loop for
+long; ``_created`` series are off (they doubled the series count and no query reads them).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from modelroute.fastmetrics import (
+    FastCounter,
+    FastFamily,
+    FastGauge,
+    FastHistogram,
+    exposition,
+    exposition_parts,
+)
 
 _LABELS = ("namespace", "route", "backend")
 _ROUTE_LABELS = ("namespace", "route")
+_F = TypeVar("_F", FastCounter, FastGauge, FastHistogram)
 _PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -20,48 +45,81 @@ class Metrics:
     """The operator's metrics. One instance per process; tests pass their own registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Process-wide, read when a scrape renders (prometheus_client leaves it untyped).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.backend_up = Gauge(
-            "modelroute_backend_up",
-            "1 if the backend is healthy (after hysteresis), else 0",
-            _LABELS,
-            registry=r,
+        self.fast: list[FastFamily] = []
+        self.backend_up = self._fast(
+            FastGauge(
+                "modelroute_backend_up",
+                "1 if the backend is healthy (after hysteresis), else 0",
+                _LABELS,
+            )
         )
-        self.probe_duration = Histogram(
-            "modelroute_probe_duration_seconds",
-            "Duration of health probes",
-            _LABELS,
-            buckets=_PROBE_BUCKETS,
-            registry=r,
+        self.probe_failures = self._fast(
+            FastCounter(
+                "modelroute_probe_failures_total",
+                "Failed health probes, by failure class (AuthFailed, ModelNotServed, "
+                "RateLimited, Unavailable, BadResponse, SlowResponse, SecretMissing)",
+                (*_LABELS, "reason"),
+            )
         )
-        self.probe_failures = Counter(
-            "modelroute_probe_failures_total",
-            "Failed health probes, by failure class (AuthFailed, ModelNotServed, RateLimited, "
-            "Unavailable, BadResponse, SlowResponse, SecretMissing)",
-            (*_LABELS, "reason"),
-            registry=r,
+        self.failovers = self._fast(
+            FastCounter(
+                "modelroute_failovers_total",
+                "Traffic moves (failovers and failbacks), by the backend that received the traffic",
+                _LABELS,
+            )
         )
-        self.failovers = Counter(
-            "modelroute_failovers_total",
-            "Traffic moves (failovers and failbacks), by the backend that received the traffic",
-            _LABELS,
-            registry=r,
+        self.active_backend = self._fast(
+            FastGauge(
+                "modelroute_active_backend",
+                "1 for the backend receiving the route's traffic, else 0",
+                _LABELS,
+            )
         )
-        self.active_backend = Gauge(
-            "modelroute_active_backend",
-            "1 for the backend receiving the route's traffic, else 0",
-            _LABELS,
-            registry=r,
+        self.backend_weight = self._fast(
+            FastGauge(
+                "modelroute_backend_weight",
+                "Percentage of the route's traffic the routing object gives the backend",
+                _LABELS,
+            )
         )
-        self.backend_weight = Gauge(
-            "modelroute_backend_weight",
-            "Percentage of the route's traffic the routing object gives the backend",
-            _LABELS,
-            registry=r,
-        )
+        self._add_target_metrics()
         self._add_process_metrics(r)
         self._add_route_metrics(r)
+
+    def _fast(self, family: _F) -> _F:
+        self.registry.register(family)
+        self.fast.append(family)
+        return family
+
+    def _add_target_metrics(self) -> None:
+        """Per shared probe target: what probing a backend takes, whoever subscribes."""
+        self.probe_duration = self._fast(
+            FastHistogram(
+                "modelroute_probe_duration_seconds",
+                "Duration of the cheap health probes of a probe target (host:port/model)",
+                ("target",),
+                _PROBE_BUCKETS,
+            )
+        )
+        self.probe_requests = self._fast(
+            FastCounter(
+                "modelroute_probe_requests_total",
+                "Probes sent to a probe target, by kind (cheap: the probe; deep: the rare "
+                "generating probe beside it)",
+                ("target", "kind"),
+            )
+        )
+        self.probe_tokens = self._fast(
+            FastCounter(
+                "modelroute_probe_tokens_estimated_total",
+                "Estimated tokens (input + output) spent by generating probes of a probe target",
+                ("target",),
+            )
+        )
 
     def _add_process_metrics(self, r: CollectorRegistry) -> None:
         """The metrics of the operator itself rather than of a route's backends."""
@@ -133,7 +191,6 @@ class Metrics:
         """Drop a deleted route's (or removed backend's) series, so none go stale."""
         per_backend = (
             self.backend_up,
-            self.probe_duration,
             self.failovers,
             self.active_backend,
             self.backend_weight,
@@ -146,3 +203,18 @@ class Metrics:
             self.probe_failures.remove_by_labels(
                 {"namespace": namespace, "route": route, "backend": name}
             )
+
+    def forget_target(self, target: str) -> None:
+        """Drop the series of a probe target nothing probes any more."""
+        for metric in (self.probe_duration, self.probe_tokens):
+            with contextlib.suppress(KeyError):
+                metric.remove(target)
+        self.probe_requests.remove_by_labels({"target": target})
+
+    def exposition(self) -> bytes:
+        """The whole text exposition at once (tests, tools)."""
+        return exposition(self.registry, self.fast)
+
+    def exposition_parts(self) -> Iterator[bytes]:
+        """The text exposition in slices, for /metrics (see ``control.scrape``)."""
+        return exposition_parts(self.registry, self.fast)

@@ -29,6 +29,10 @@ class Settings:
     label_selector: str = ""
     # Port of the Prometheus metrics endpoint (/metrics); 0 disables it.
     metrics_port: int = 8080
+    # Seconds a /metrics render is reused for further scrapes (one render at a time, in
+    # slices between the event loop's other work; two Prometheus replicas scraping together
+    # cost one render).
+    metrics_min_render_interval_seconds: float = 1.0
     # Port of the health endpoints (/healthz liveness, /readyz readiness); 0 disables it.
     health_port: int = 8081
     # kubeconfig file; None means in-cluster config, then $KUBECONFIG.

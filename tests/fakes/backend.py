@@ -324,6 +324,12 @@ class FakeBackend:
             return web.Response(text=MALFORMED_BODY, content_type="application/json")
         elif fault is Fault.HTML_PAGE:
             return web.Response(text=HTML_PAGE, content_type="text/html")
+        elif (
+            fault is Fault.CANNOT_GENERATE
+            and request.method == "POST"
+            and api.is_api_path(request.path)
+        ):
+            return api.server_error(request)
 
         if not api.is_api_path(request.path):
             return await handler(request)  # /healthz and / need no credentials

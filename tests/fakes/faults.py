@@ -64,3 +64,6 @@ class Fault(enum.StrEnum):
     HTML_PAGE = "html_page"
     #: The models list shows only an unrelated model; chat with a configured one is a 404.
     WRONG_MODELS = "wrong_models"
+    #: The models list is normal, but every generation request (a POST: chat completions,
+    #: messages) is a 500: a backend that lists its model and cannot generate.
+    CANNOT_GENERATE = "cannot_generate"

@@ -29,6 +29,7 @@ Faults (see :class:`Fault`) are dialect-neutral switches, answered in the dialec
   ``Retry-After`` (Azure adds ``retry-after-ms``).
 - WRONG_MODELS: the list shows only an unrelated model; chat is a 404 ``model_not_found`` /
   ``DeploymentNotFound`` / ``not_found_error``.
+- CANNOT_GENERATE: listing is normal; every generation request (a POST) is SERVER_ERROR's 500.
 - REFUSED, HANG, SLOW, MALFORMED_JSON and HTML_PAGE are the same in every dialect.
 
 A wrong or missing key is a 401 ``invalid_api_key`` / ``"401"`` / ``authentication_error``,

@@ -180,6 +180,8 @@ async def test_route_signal_gauges_follow_a_failover_and_go_with_the_route(world
         assert signal("route_failed_over") == 1
         await world.controller.on_route_event("DELETED", body)
         assert (signal("route_failed_over"), signal("failback_pending")) == (None, None)
+
+
 # --- sharding: a route relabelled to another shard ---------------------------------------------
 
 SHARD_A = "modelroute.dev/shard=a"

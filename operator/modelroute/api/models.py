@@ -29,6 +29,8 @@ from modelroute.api.gateway import (
     BackendRef,
     HTTPRouteSpec,
 )
+from modelroute.api.probe import DeepProbeSpec as DeepProbeSpec
+from modelroute.api.probe import DeepProbeType as DeepProbeType
 from modelroute.api.probe import ProbeOverride as ProbeOverride
 from modelroute.api.probe import ProbeSpec as ProbeSpec
 from modelroute.api.probe import ProbeType as ProbeType

@@ -36,6 +36,42 @@ class ProbeType(enum.StrEnum):
 
 _PROBE_ALIASES = {ProbeType.OPENAI_MODELS: ProbeType.MODELS, ProbeType.OPENAI_CHAT: ProbeType.CHAT}
 
+#: Probe types that make the model generate (they cost tokens; a deep probe must be one).
+GENERATING_TYPES = frozenset({ProbeType.CHAT, ProbeType.OPENAI_CHAT})
+
+
+class DeepProbeType(enum.StrEnum):
+    """A probe type that makes the model generate: the only kinds a deep probe may be."""
+
+    CHAT = "Chat"
+    OPENAI_CHAT = "OpenAIChat"
+
+    @property
+    def probe_type(self) -> ProbeType:
+        """The same type as a :class:`ProbeType` (canonical: ``Chat``)."""
+        return ProbeType(self.value).canonical
+
+
+class DeepProbeSpec(ApiModel):
+    """A rare probe beside the cheap one, catching a backend that lists its model but cannot
+    generate. A failed deep probe makes the backend unhealthy at once (as if it had failed
+    ``failureThreshold`` cheap probes) and keeps it so until a deep probe passes; while it
+    fails it is retried every cheap ``intervalSeconds``."""
+
+    type: DeepProbeType = Field(
+        default=DeepProbeType.CHAT,
+        description="Chat (a one-token completion in the provider's dialect; OpenAIChat is its "
+        "older name): a probe type that generates.",
+    )
+    interval_seconds: Annotated[int, Field(ge=30, le=86_400)] = Field(
+        default=300,
+        description="Seconds between the starts of two deep probes (at least the probe's "
+        "intervalSeconds); while the last one failed, the probe's intervalSeconds.",
+    )
+    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=10, description="Seconds before a deep probe counts as failed."
+    )
+
 
 _PROBE_FIELD_DOCS = {
     "type": "HTTP (GET path, 2xx/3xx), Models (the provider's model listing has the model), "
@@ -47,6 +83,8 @@ _PROBE_FIELD_DOCS = {
     "failure_threshold": "Consecutive failures that make a healthy backend unhealthy.",
     "success_threshold": "Consecutive successes that make an unhealthy backend healthy.",
     "latency_threshold_ms": "A slower answer (milliseconds) counts as a failure.",
+    "deep": "A rare probe that makes the model generate, beside the cheap one (e.g. {type: "
+    "Chat, intervalSeconds: 300}); skipped for a backend whose probe already generates.",
 }
 
 
@@ -72,12 +110,21 @@ class ProbeSpec(ApiModel):
     latency_threshold_ms: Annotated[int, Field(ge=1, le=600_000)] | None = Field(
         default=None, description=_PROBE_FIELD_DOCS["latency_threshold_ms"]
     )
+    deep: DeepProbeSpec | None = Field(default=None, description=_PROBE_FIELD_DOCS["deep"])
+
+    @property
+    def effective_deep(self) -> DeepProbeSpec | None:
+        """The deep probe to run beside this one: none when this probe generates already."""
+        return None if self.type in GENERATING_TYPES else self.deep
 
     def overridden_by(self, override: ProbeOverride | None) -> ProbeSpec:
         """Return these settings with the fields the backend sets replaced."""
         if override is None:
             return self
-        changes = override.model_dump(exclude_none=True)
+        # Attributes, not a dump: a backend's deep block stays a model and replaces the
+        # route's as a whole.
+        values = {name: getattr(override, name) for name in type(override).model_fields}
+        changes = {name: value for name, value in values.items() if value is not None}
         return self.model_copy(update=changes) if changes else self
 
 
@@ -102,4 +149,8 @@ class ProbeOverride(ApiModel):
     )
     latency_threshold_ms: Annotated[int, Field(ge=1, le=600_000)] | None = Field(
         default=None, description=_PROBE_FIELD_DOCS["latency_threshold_ms"]
+    )
+    deep: DeepProbeSpec | None = Field(
+        default=None,
+        description=_PROBE_FIELD_DOCS["deep"] + " Replaces the route's deep probe as a whole.",
     )

@@ -55,6 +55,11 @@ class BackendStatus(ApiModel):
         description="Class of the last probe's failure, unset after a success: AuthFailed, "
         "ModelNotServed, RateLimited, Unavailable, BadResponse, SlowResponse or SecretMissing.",
     )
+    deep_probe_failure: str | None = Field(
+        default=None,
+        description="Class of the last deep probe's failure while the backend cannot generate "
+        "(it stays unhealthy until a deep probe passes); unset once one passes.",
+    )
 
 
 class TrafficWeight(ApiModel):
@@ -78,6 +83,21 @@ class FailbackAbort(ApiModel):
 
     backend: str = Field(description="The backend whose failback was aborted.")
     at: datetime = Field(description="When it was aborted.")
+
+
+class ProbeCost(ApiModel):
+    """What this route's probes cost per day, computed from the spec alone.
+
+    Counted as if no probe were shared with another route (shared probes run once; the
+    ``modelroute_probe_requests_total`` metric counts what was really sent). Tokens are an
+    estimate: each generating probe costs about 8 input tokens (a one-word prompt in the chat
+    template) and 1 output token; other probe types cost none.
+    """
+
+    requests_per_day: int = Field(description="Probes sent per day, cheap and deep.")
+    estimated_tokens_per_day: int = Field(
+        description="Estimated tokens (input + output) the generating probes use per day."
+    )
 
 
 class ModelRouteStatus(ApiModel):
@@ -108,4 +128,7 @@ class ModelRouteStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Degraded, Reconciling, Stalled and (L7 drivers) RoutingAccepted.",
+    )
+    probe_cost: ProbeCost | None = Field(
+        default=None, description="Probes and estimated tokens per day, from the spec."
     )

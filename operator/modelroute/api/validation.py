@@ -63,6 +63,26 @@ def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str
                 "(probes need an address)"
             )
     found.extend(_step_problems(spec))
+    found.extend(_deep_problems(spec))
+    return found
+
+
+def _deep_problems(spec: ModelRouteSpec) -> list[str]:
+    """A deep probe runs at most as often as the cheap one (it is the rare, costly one)."""
+    found: list[str] = []
+    for index, backend in enumerate(spec.backends):
+        probe = spec.effective_probe(backend)
+        deep = probe.effective_deep
+        if deep is None or deep.interval_seconds >= probe.interval_seconds:
+            continue
+        own = backend.probe is not None and backend.probe.deep is not None
+        where = f"spec.backends[{index}].probe.deep" if own else "spec.probe.deep"
+        problem = (
+            f"{where}.intervalSeconds: must be at least the probe's intervalSeconds "
+            f"({probe.interval_seconds}), got {deep.interval_seconds}"
+        )
+        if problem not in found:  # the route-level block is named once, not per backend
+            found.append(problem)
     return found
 
 

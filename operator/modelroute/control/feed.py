@@ -3,6 +3,10 @@
 The worker reads ``records``; the feed calls ``on_change`` when a result changed something
 material (a flip, a counter below its threshold, a new message), so a steady backend wakes
 nothing. It also keeps what liveness needs: when the route last received a result.
+
+A backend with a deep probe (``probe.deep``) gets a second subscription; its results fold with
+:func:`~modelroute.core.health.fold_deep` (a failure makes the backend unhealthy until a deep
+probe passes).
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ class HealthFeed:
     def start(self, ref: RouteRef, spec: ModelRouteSpec) -> None:
         """Subscribe every backend's probe; records of backends no longer in spec are dropped."""
         self.records = {
-            b.name: self.records.get(b.name, health.HealthRecord()) for b in spec.backends
+            b.name: health.without_deep_probe(self.records.get(b.name, health.HealthRecord()))
+            if spec.effective_probe(b).effective_deep is None
+            else self.records.get(b.name, health.HealthRecord())
+            for b in spec.backends
         }
         # Liveness counts from the start, so probes that never finish are noticed too.
         self.last_result_at = asyncio.get_running_loop().time()
@@ -49,11 +56,17 @@ class HealthFeed:
             self.max_probe_period = max(
                 self.max_probe_period, probe.interval_seconds + probe.timeout_seconds
             )
-            key = ProbeKey.for_backend(ref.namespace, backend, probe)
             labels = (ref.namespace, ref.name, backend.name)
-            subscriber = functools.partial(self._record, backend.name, probe, labels)
-            self._probes.subscribe(key, subscriber)
-            self._subscriptions.append((key, subscriber))
+            key = ProbeKey.for_backend(ref.namespace, backend, probe)
+            self._subscribe(key, functools.partial(self._record, backend.name, probe, labels))
+            deep = ProbeKey.deep_for_backend(ref.namespace, backend, probe)
+            if deep is not None:
+                fold = functools.partial(self._record, backend.name, probe, labels, deep=True)
+                self._subscribe(deep, fold)
+
+    def _subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        self._probes.subscribe(key, subscriber)
+        self._subscriptions.append((key, subscriber))
 
     def stop(self) -> None:
         """Unsubscribe from every probe loop."""
@@ -62,17 +75,22 @@ class HealthFeed:
         self._subscriptions.clear()
 
     def _record(
-        self, name: str, probe: ProbeSpec, labels: tuple[str, str, str], result: prober.ProbeResult
+        self,
+        name: str,
+        probe: ProbeSpec,
+        labels: tuple[str, str, str],
+        result: prober.ProbeResult,
+        *,
+        deep: bool = False,
     ) -> None:
         metrics = self._metrics
-        if result.latency_ms is not None:
-            metrics.probe_duration.labels(*labels).observe(result.latency_ms / 1000)
         if not result.ok:
             # A source that gives no class (a scripted test source) counts as Unavailable.
             reason = result.reason or ProbeFailure.UNAVAILABLE
             metrics.probe_failures.labels(*labels, reason.value).inc()
         before = self.records.get(name, health.HealthRecord())
-        after = health.fold(before, result, probe)
+        fold = health.fold_deep if deep else health.fold
+        after = fold(before, result, probe)
         self.records[name] = after
         metrics.backend_up.labels(*labels).set(1 if after.healthy else 0)
         self.last_result_at = asyncio.get_running_loop().time()

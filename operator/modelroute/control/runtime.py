@@ -13,17 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    GCCollector,
-    PlatformCollector,
-    ProcessCollector,
-    generate_latest,
-)
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
 from modelroute.control.route import Deps
+from modelroute.control.scrape import MetricsEndpoint
 from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
 from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import load_credentials
@@ -57,6 +52,7 @@ class Runtime:
     drivers: DriverAvailability
     ready: bool = False
     elector: asyncio.Task[None] | None = None
+    scrape: MetricsEndpoint | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -91,7 +87,10 @@ class Runtime:
             runtime.elector = asyncio.create_task(
                 _elector(settings, kube, controller).run(), name="leader-election"
             )
-        await runtime._serve(settings.metrics_port, [("/metrics", runtime._metrics)])
+        runtime.scrape = MetricsEndpoint(
+            metrics.exposition_parts, min_interval_s=settings.metrics_min_render_interval_seconds
+        )
+        await runtime._serve(settings.metrics_port, [("/metrics", runtime.scrape.handle)])
         await runtime._serve(
             settings.health_port, [("/healthz", runtime._healthz), ("/readyz", runtime._readyz)]
         )
@@ -127,10 +126,6 @@ class Runtime:
         await runner.setup()
         await web.TCPSite(runner, self.settings.bind_address, port).start()
         self.runners.append(runner)
-
-    async def _metrics(self, _: web.Request) -> web.Response:
-        body = generate_latest(self.deps.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
         # Answering at all proves the event loop runs; stalled probe loops prove it is stuck.

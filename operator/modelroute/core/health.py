@@ -7,6 +7,7 @@ same outcomes always give the same record, and the record round-trips through
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -61,6 +62,9 @@ class HealthRecord:
     message: str = ""
     #: Class of the last probe's failure; ``None`` after a success (or before any probe).
     reason: ProbeFailure | None = None
+    #: Class of the last deep probe's failure while it has not passed since; the backend
+    #: stays unhealthy meanwhile, whatever the cheap probe says.
+    deep_failure: ProbeFailure | None = None
 
 
 def fold(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> HealthRecord:
@@ -71,11 +75,71 @@ def fold(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> H
     healthy backend needs ``failure_threshold`` failures in a row to turn unhealthy and an
     unhealthy one needs ``success_threshold`` successes in a row to turn healthy.
     """
+    if record.deep_failure is not None and outcome.ok:
+        # Listing works but generating did not: successes do not count until a deep probe
+        # passes, and the message says why the backend stays unhealthy.
+        return _updated(
+            record,
+            outcome,
+            healthy=False,
+            failures=0,
+            successes=0,
+            message=f"{outcome.message}; {_deep_wait(record.deep_failure)}",
+            reason=record.deep_failure,
+        )
     if outcome.ok:
         successes, failures = record.consecutive_successes + 1, 0
     else:
         successes, failures = 0, record.consecutive_failures + 1
     healthy = _next_verdict(record.healthy, successes, failures, probe)
+    if record.deep_failure is not None:
+        healthy = False
+    reason = None if outcome.ok else outcome.reason
+    return _updated(record, outcome, healthy, failures, successes, outcome.message, reason)
+
+
+def fold_deep(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> HealthRecord:
+    """Return ``record`` updated with one deep probe ``outcome``.
+
+    A failed deep probe makes the backend unhealthy at once, as if it had failed
+    ``failure_threshold`` probes in a row: deep probes are rare, and a backend that lists its
+    model but cannot generate takes every request it gets. It stays unhealthy until a deep
+    probe passes; that pass counts as the first of the ``success_threshold`` successes it needs,
+    the cheap probes that follow count the rest.
+    """
+    if not outcome.ok:
+        reason = outcome.reason or ProbeFailure.UNAVAILABLE
+        failures = max(record.consecutive_failures + 1, probe.failure_threshold)
+        message = f"deep probe failed: {outcome.message}"
+        fields = _updated(record, outcome, False, failures, 0, message, reason)
+        return _replace_deep(fields, reason)
+    if record.deep_failure is None:
+        return record  # generating works, as expected: the cheap probe keeps the record
+    successes = 1
+    healthy = _next_verdict(False, successes, 0, probe)
+    message = f"deep probe passed: {outcome.message}"
+    return _replace_deep(_updated(record, outcome, healthy, 0, successes, message, None), None)
+
+
+def without_deep_probe(record: HealthRecord) -> HealthRecord:
+    """``record`` for a backend that has no deep probe (any more): a deep failure no deep probe
+    can clear is forgotten, and the cheap probe's successes count from now on."""
+    return record if record.deep_failure is None else _replace_deep(record, None)
+
+
+def _deep_wait(failure: ProbeFailure) -> str:
+    return f"unhealthy until a deep probe passes (the last one failed: {failure.value})"
+
+
+def _updated(
+    record: HealthRecord,
+    outcome: ProbeOutcomeLike,
+    healthy: bool,
+    failures: int,
+    successes: int,
+    message: str,
+    reason: ProbeFailure | None,
+) -> HealthRecord:
     return HealthRecord(
         healthy=healthy,
         consecutive_failures=failures,
@@ -83,9 +147,14 @@ def fold(record: HealthRecord, outcome: ProbeOutcomeLike, probe: ProbeSpec) -> H
         healthy_since=_next_healthy_since(record, healthy, outcome.finished_at),
         last_probe_time=outcome.finished_at,
         latency_ms=outcome.latency_ms,
-        message=outcome.message,
-        reason=None if outcome.ok else outcome.reason,
+        message=message,
+        reason=reason,
+        deep_failure=record.deep_failure,
     )
+
+
+def _replace_deep(record: HealthRecord, deep_failure: ProbeFailure | None) -> HealthRecord:
+    return dataclasses.replace(record, deep_failure=deep_failure)
 
 
 def _next_verdict(current: bool | None, successes: int, failures: int, probe: ProbeSpec) -> bool:
@@ -125,6 +194,7 @@ def material_key(record: HealthRecord, probe: ProbeSpec) -> tuple[object, ...]:
         min(record.consecutive_successes, probe.success_threshold),
         record.message,
         record.reason,
+        record.deep_failure,
     )
 
 
@@ -139,6 +209,7 @@ def from_status(status: BackendStatus) -> HealthRecord:
         latency_ms=status.latency_ms,
         message=status.message,
         reason=_failure(status.reason),
+        deep_failure=_failure(status.deep_probe_failure),
     )
 
 
@@ -163,4 +234,5 @@ def to_status(name: str, record: HealthRecord) -> BackendStatus:
         latency_ms=record.latency_ms,
         message=record.message,
         reason=record.reason.value if record.reason is not None else None,
+        deep_probe_failure=(record.deep_failure.value if record.deep_failure is not None else None),
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from modelroute.api.models import ModelRouteSpec, ProbeSpec
 from modelroute.api.status import BackendStatus, ConditionStatus, ModelRouteStatus, TrafficWeight
-from modelroute.core import conditions, health, policy
+from modelroute.core import conditions, cost, health, policy
 from modelroute.core.types import (
     ConditionType,
     DecisionReason,
@@ -112,6 +112,7 @@ def build_status(
         backends=[health.to_status(name, records[name]) for name in known],
         traffic=[TrafficWeight(backend=b, weight=w) for b, w in (traffic or {}).items()],
         conditions=conds,
+        probe_cost=cost.probe_cost(spec),
     )
 
 

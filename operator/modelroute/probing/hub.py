@@ -8,11 +8,17 @@ and each folds the result into its own health record with its own thresholds. On
 routes on one vendor cost one probe per interval, and all of them see an outage at the same
 moment.
 
-Loops run at a fixed rate from a jittered start. Each loop has at most one probe in flight, so
-a hung backend occupies only its own loop: probes of other backends never wait behind it. The
-shared HTTP session bounds connections per host, not globally, for the same reason. A loop
-also remembers which token field a backend's chat probe was last taken with (see
-``dialects.TokenLimit``), so a server that refuses the default costs one extra request once.
+Deep probes (``probe.deep``: a rare generating probe beside the cheap one) are probes of
+their own key (``ProbeKind.DEEP``) and are shared the same way: a thousand routes with the same
+deep probe of one backend send one completion per deep interval.
+
+Loops run at a fixed rate from a jittered start (:func:`~modelroute.probing.keys.next_start`).
+Each loop has at most one probe in flight, so a hung backend occupies only its own loop: probes
+of other backends never wait behind it. The shared HTTP session bounds connections per host,
+not globally, for the same reason. A loop also remembers which token field a backend's chat
+probe was last taken with (see ``dialects.TokenLimit``), so a server that refuses the default
+costs one extra request once. Each loop counts its probes and their estimated tokens, and
+times its cheap probes, under its ``target`` (one series per backend, however many routes).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import base64
 import binascii
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,12 +36,16 @@ from typing import Protocol
 
 import aiohttp
 
-from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec, ProbeType, Provider
+from modelroute.api.models import AuthSecretRef, ProbeSpec
+from modelroute.core.cost import tokens_per_probe
+from modelroute.core.types import ProbeFailure
 from modelroute.kube.cache import ObjectCache
 from modelroute.kube.client import ApiError
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.dialects import TokenLimit
+from modelroute.probing.keys import ProbeKey as ProbeKey
+from modelroute.probing.keys import ProbeKind, next_start
 
 logger = logging.getLogger("modelroute.probing.hub")
 
@@ -51,54 +62,6 @@ class ProbeSource(Protocol):
     def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
         """Stop delivering to ``subscriber``."""
         ...
-
-
-@dataclass(frozen=True)
-class ProbeKey:
-    """Everything that makes two probes the same request on the same schedule."""
-
-    namespace: str  # where the auth Secret lives
-    url: str
-    model: str
-    provider: Provider
-    provider_version: str | None
-    type: ProbeType  # canonical: OpenAIModels and Models are one probe
-    path: str
-    interval_seconds: int
-    timeout_seconds: int
-    latency_threshold_ms: int | None
-    auth: AuthSecretRef | None
-
-    @classmethod
-    def for_backend(cls, namespace: str, backend: Backend, probe: ProbeSpec) -> ProbeKey:
-        """The key of ``backend``'s probe with its effective settings."""
-        return cls(
-            namespace=namespace,
-            url=backend.probe_url(namespace),
-            model=backend.model,
-            provider=backend.provider,
-            provider_version=backend.provider_version,
-            type=probe.type.canonical,
-            path=probe.path,
-            interval_seconds=probe.interval_seconds,
-            timeout_seconds=probe.timeout_seconds,
-            latency_threshold_ms=probe.latency_threshold_ms,
-            auth=(
-                backend.auth_secret_ref.for_provider(backend.provider)
-                if backend.auth_secret_ref is not None
-                else None
-            ),
-        )
-
-    def probe_spec(self) -> ProbeSpec:
-        """The settings the prober needs (thresholds are each subscriber's own business)."""
-        return ProbeSpec(
-            type=self.type,
-            path=self.path,
-            interval_seconds=self.interval_seconds,
-            timeout_seconds=self.timeout_seconds,
-            latency_threshold_ms=self.latency_threshold_ms,
-        )
 
 
 @dataclass
@@ -127,6 +90,7 @@ class ProbeHub:
         self._jitter = start_jitter_seconds
         self._max_retry_after = max_retry_after_seconds
         self._loops: dict[ProbeKey, _Loop] = {}
+        self._targets: Counter[str] = Counter()  # live loops per metrics target
 
     def __len__(self) -> int:
         return len(self._loops)
@@ -135,8 +99,9 @@ class ProbeHub:
         """Deliver every result of ``key``'s probe to ``subscriber``, starting its loop if new."""
         loop = self._loops.get(key)
         if loop is None:
-            task = asyncio.create_task(self._run(key), name=f"probe:{key.url}:{key.model}")
-            loop = self._loops[key] = _Loop(task, [])
+            name = f"probe:{key.kind}:{key.url}:{key.model}"
+            loop = self._loops[key] = _Loop(asyncio.create_task(self._run(key), name=name), [])
+            self._targets[key.target] += 1
         loop.subscribers.append(subscriber)
 
     def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
@@ -149,6 +114,11 @@ class ProbeHub:
         if not loop.subscribers:
             del self._loops[key]
             loop.task.cancel()
+            self._targets[key.target] -= 1
+            if not self._targets[key.target]:
+                # No loop probes it any more: its series would only go stale.
+                del self._targets[key.target]
+                self._metrics.forget_target(key.target)
 
     async def close(self) -> None:
         """Cancel every loop, wait for them, and close the HTTP session."""
@@ -171,13 +141,24 @@ class ProbeHub:
             target = await self._target(key, probe, token_limit)
             result = await prober.probe(target, self._session, clock=clock, now=self._now)
             token_limit = result.token_limit or token_limit
+            self._count(key, result)
             self._deliver(key, result)
-            # Fixed rate: the schedule does not drift by the probe's own duration, and a probe
-            # that overran its slot is followed at once rather than by a burst.
-            next_at = max(next_at + key.interval_seconds, clock())
-            if result.retry_after_s:
-                pause = min(result.retry_after_s, self._max_retry_after)
-                next_at = max(next_at, clock() + pause)
+            next_at = next_start(
+                key, next_at, clock(), not result.ok, result.retry_after_s, self._max_retry_after
+            )
+
+    def _count(self, key: ProbeKey, result: prober.ProbeResult) -> None:
+        """The probe in the per-target metrics."""
+        metrics, target = self._metrics, key.target
+        metrics.probe_requests.labels(target, key.kind.value).inc()
+        if result.ok or result.reason is ProbeFailure.SLOW_RESPONSE:  # a completion came back
+            tokens = tokens_per_probe(key.type)
+            if tokens:
+                metrics.probe_tokens.labels(target).inc(tokens)
+        # Cheap probes only: a completion's latency would blur the distribution the latency
+        # threshold and dashboards read.
+        if key.kind is ProbeKind.CHEAP and result.latency_ms is not None:
+            metrics.probe_duration.labels(target).observe(result.latency_ms / 1000)
 
     def _deliver(self, key: ProbeKey, result: prober.ProbeResult) -> None:
         loop = self._loops.get(key)
