@@ -60,6 +60,7 @@ class Metrics:
             registry=r,
         )
         self._add_process_metrics(r)
+        self._add_incident_metrics(r)
 
     def _add_process_metrics(self, r: CollectorRegistry) -> None:
         """The metrics of the operator itself rather than of a route's backends."""
@@ -81,6 +82,35 @@ class Metrics:
             registry=r,
         )
         self.routes = Gauge("modelroute_routes", "ModelRoutes handled by this operator", registry=r)
+
+    def _add_incident_metrics(self, r: CollectorRegistry) -> None:
+        """The incident controls: drills (per backend) and suspended routes."""
+        self.drill_active = Gauge(
+            "modelroute_drill_active",
+            "1 while a failover drill reads the backend's probe results as failures, else 0",
+            _LABELS,
+            registry=r,
+        )
+        self.route_suspended = Gauge(
+            "modelroute_route_suspended",
+            "1 while the route's routing is suspended (spec.suspend), else 0",
+            ("namespace", "route"),
+            registry=r,
+        )
+
+    def set_incident(
+        self,
+        namespace: str,
+        route: str,
+        backends: Iterable[str],
+        *,
+        drilled: str | None,
+        suspended: bool,
+    ) -> None:
+        """Mark the drilled backend (if any) with 1, every other with 0; and the suspension."""
+        for name in backends:
+            self.drill_active.labels(namespace, route, name).set(1 if name == drilled else 0)
+        self.route_suspended.labels(namespace, route).set(1 if suspended else 0)
 
     def set_active(
         self, namespace: str, route: str, backends: Iterable[str], active: str | None
@@ -104,6 +134,7 @@ class Metrics:
             self.failovers,
             self.active_backend,
             self.backend_weight,
+            self.drill_active,
         )
         for name in backends:
             for metric in per_backend:
@@ -113,3 +144,8 @@ class Metrics:
             self.probe_failures.remove_by_labels(
                 {"namespace": namespace, "route": route, "backend": name}
             )
+
+    def forget_route(self, namespace: str, route: str) -> None:
+        """Drop a deleted route's route-level series (the per-backend ones go with ``forget``)."""
+        with contextlib.suppress(KeyError):  # never observed for this route
+            self.route_suspended.remove(namespace, route)

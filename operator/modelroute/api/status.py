@@ -80,6 +80,23 @@ class FailbackAbort(ApiModel):
     at: datetime = Field(description="When it was aborted.")
 
 
+class DrillPhase(enum.StrEnum):
+    """Where a drill stands."""
+
+    ACTIVE = "Active"  # the backend's probe results read as failures
+    RECOVERING = "Recovering"  # ended; traffic returns under the normal failback rules
+
+
+class DrillStatus(ApiModel):
+    """The failover drill under way (spec.drill), until traffic is back where it belongs."""
+
+    backend: str = Field(description="The drilled backend.")
+    until: datetime = Field(description="When the drill ends (spec.drill.until).")
+    phase: DrillPhase = Field(
+        description="Active until then; Recovering while traffic returns to the backend."
+    )
+
+
 class ModelRouteStatus(ApiModel):
     """Observed state of a ModelRoute, written only when it changes."""
 
@@ -108,4 +125,7 @@ class ModelRouteStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Degraded, Reconciling, Stalled and (L7 drivers) RoutingAccepted.",
+    )
+    drill: DrillStatus | None = Field(
+        default=None, description="The failover drill under way (spec.drill), if any."
     )

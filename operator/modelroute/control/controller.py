@@ -36,6 +36,7 @@ class Controller:
         if event_type == "DELETED":
             self._bodies.pop(route.ref.key, None)
             await self.remove(route.ref.key, finalize=True)
+            self._wake_adopters(route.ref.namespace)
             return
         self._bodies[route.ref.key] = body
         if not self._leading:
@@ -48,6 +49,13 @@ class Controller:
             route.generation,
         ):
             worker.update(route)  # an approval annotation, or a new generation: same spec
+
+    def _wake_adopters(self, namespace: str) -> None:
+        """A deleted route may leave a retained routing object that a route with
+        spec.routing.adopt is waiting for: nothing else changes for it, so wake it."""
+        for (ns, _), worker in self._workers.items():
+            if ns == namespace and (worker.route.raw_spec.get("routing") or {}).get("adopt"):
+                worker.wake()
 
     async def _replace(self, worker: RouteWorker | None, route: RouteObject) -> None:
         """A new route, or a new spec: a new worker (carrying over what the old one learnt)."""
@@ -78,6 +86,7 @@ class Controller:
         for cache in (*self._deps.caches.values(), self._deps.secrets):
             cache.unsubscribe(key)
         self._deps.metrics.forget(key[0], key[1], worker.route.backend_names())
+        self._deps.metrics.forget_route(key[0], key[1])
         self._deps.metrics.routes.set(len(self._workers))
 
     def on_object_event(

@@ -136,7 +136,7 @@ class AIGatewayRouteDriver:
         current = await self._routes.get((route.namespace, route_name(route, spec)))
         if current is None:
             return RoutingState()
-        if ownership(route, current) == "foreign":
+        if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         state = read_back(route, spec, current)
         missing = await self._missing(route, spec, state.split.primary) if state.split else None
@@ -148,14 +148,16 @@ class AIGatewayRouteDriver:
         """Create or patch the AIGatewayRoute so it puts the split's backend first."""
         desired = desired_ai_gateway_route(route, spec, split)  # ValueError before any write
         current = await self._routes.get((route.namespace, route_name(route, spec)))
-        if current is not None and ownership(route, current) == "foreign":
+        if current is not None and ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         missing = await self._missing(route, spec, split.primary)
         if missing is not None:
             # Never put first what the gateway cannot resolve: it stays where it is.
             now = read_back(route, spec, current) if current is not None else RoutingState()
             return dataclasses.replace(now, problem=missing)
-        written = await self._writer.ensure(route, current, desired, ai_gateway_route_patch)
+        written = await self._writer.ensure(
+            route, current, desired, ai_gateway_route_patch, adopt=spec.routing.adopt
+        )
         if written is None:
             return RoutingState(problem=self._conflict(route, spec))
         return dataclasses.replace(read_back(route, spec, written[0]), wrote=written[1])
