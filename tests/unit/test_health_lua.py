@@ -76,7 +76,12 @@ def test_every_testdata_file_is_a_case() -> None:
 
 
 def test_cases_cover_every_health_status() -> None:
-    assert {c["healthStatus"]["status"] for c in CASES} == {"Healthy", "Progressing", "Degraded", "Suspended"}
+    assert {c["healthStatus"]["status"] for c in CASES} == {
+        "Healthy",
+        "Progressing",
+        "Degraded",
+        "Suspended",
+    }
 
 
 def test_a_wrong_script_fails_the_cases() -> None:
