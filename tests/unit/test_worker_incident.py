@@ -1,0 +1,78 @@
+"""The incident controls through RouteWorker and Controller, on a fake clock (see test_worker):
+a suspended route writes no routing while its health and status go on; a drill makes the real
+failover on healthy backends, marked as a drill."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.unit.test_worker import EPOCH, World, route, running_world
+
+pytestmark = pytest.mark.looptime
+
+
+def with_spec(body: dict[str, Any], generation: int, **spec: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(body)
+    changed["spec"].update(spec)
+    changed["metadata"]["generation"] = generation
+    return changed
+
+
+async def routed_to_vendor(w: World) -> dict[str, Any]:
+    body = route()
+    await w.controller.on_route_event("ADDED", body)
+    await w.tick(5, vendor=True, inhouse=True)
+    await w.clock.until(6)
+    assert w.selector() == {"app": "vendor"}
+    return body
+
+
+async def test_a_suspended_route_writes_no_routing_and_resuming_routes_at_once() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=True))
+        await w.clock.until(7)
+        assert w.condition("Ready") == ("False", "Suspended")
+        assert w.events()[-1] == ("Normal", "Suspended")
+        for at in (10, 15, 20, 25):
+            await w.tick(at, vendor=False, inhouse=True)
+        await w.clock.until(26)
+        assert [call for _, call in w.writes(since=6) if call in ("create", "patch")] == []
+        assert w.selector() == {"app": "vendor"}  # held where it was
+        assert w.backend_status("vendor")["healthy"] is False  # health goes on
+        assert w.condition("Degraded") == ("True", "BackendUnhealthy")
+        ready = next(c for c in w.status()["conditions"] if c["type"] == "Ready")
+        assert "would move traffic to inhouse 100%" in ready["message"]
+        assert w.condition("Reconciling") == ("False", "Suspended")
+
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 3, suspend=False))
+        await w.clock.until(27)
+        assert w.writes(since=26)[0][1] == "patch"  # routing first, at once
+        assert w.selector() == {"app": "inhouse"}
+        assert w.events()[-2:] == [("Warning", "FailedOver"), ("Normal", "Resumed")]
+        assert w.condition("Ready") == ("True", "Routed")
+
+
+async def test_a_drill_fails_over_a_healthy_backend_and_says_so() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        until = (EPOCH.replace(second=40)).isoformat().replace("+00:00", "Z")
+        drill = {"backend": "vendor", "until": until}
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, drill=drill))
+        await w.clock.until(7)
+        assert w.events()[-1] == ("Normal", "DrillStarted")
+        assert w.status()["drill"] == {"backend": "vendor", "until": until, "phase": "Active"}
+        for at in (10, 15, 20):
+            await w.tick(at, vendor=True, inhouse=True)  # every probe passes
+        await w.clock.until(21)
+        assert w.selector() == {"app": "inhouse"}  # the real failover
+        failed_over = w.kube.posted_events[-1]
+        assert failed_over["reason"] == "FailedOver"
+        assert failed_over["message"].startswith("Drill: ")
+        assert w.condition("Degraded") == ("True", "Drill")
+        await w.clock.until(41)  # the drill's end is a recheck: status says it ended
+        assert w.status()["drill"]["phase"] == "Recovering"
+        assert w.events()[-1] == ("Normal", "DrillEnded")
