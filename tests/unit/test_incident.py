@@ -327,3 +327,20 @@ def test_a_drill_while_suspended_moves_nothing() -> None:
     assert game.status.drill is not None
     assert cond(game.status, READY).reason == ReadyReason.SUSPENDED
     assert "would move traffic to inhouse" in cond(game.status, READY).message
+
+
+def test_the_incident_controls_example_is_valid() -> None:
+    import yaml
+
+    from modelroute import routing
+    from tests.harness.apiserver import REPO_ROOT
+
+    body = yaml.safe_load((REPO_ROOT / "examples" / "incident-controls.yaml").read_text())
+    spec = ModelRouteSpec.model_validate(body["spec"])
+    assert routing.spec_problems(spec) == []
+    assert (spec.routing.deletion_policy, spec.routing.adopt, spec.suspend) == (
+        "Retain",
+        False,
+        False,
+    )
+    assert spec.drill is not None and spec.drill.backend == "vendor"

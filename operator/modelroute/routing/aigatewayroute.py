@@ -22,7 +22,8 @@ backend by priority.
 - The controller's verdict is read back from ``status.conditions`` (``aigatewayroute_object``):
   a rejection is a problem (reason GatewayRejected) besides the verdict itself.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect the
-  AIGatewayRoute with its ModelRoute (and the AI Gateway its HTTPRoute with that).
+  AIGatewayRoute with its ModelRoute (and the AI Gateway its HTTPRoute with that); under
+  ``deletionPolicy: Retain`` there is none, so it stays (``ownership`` sets or removes it).
 """
 
 from __future__ import annotations

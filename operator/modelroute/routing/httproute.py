@@ -7,7 +7,8 @@
 - The gateway's verdict is read back from ``status.parents[]`` (``httproute_object``): a
   rejection is a problem (reason GatewayRejected) besides the verdict itself.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect
-  the HTTPRoute with its ModelRoute.
+  the HTTPRoute with its ModelRoute; under ``deletionPolicy: Retain`` there is none, so it stays
+  (``ownership`` sets or removes the reference, the same for every driver).
 """
 
 from __future__ import annotations

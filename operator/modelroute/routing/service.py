@@ -7,7 +7,8 @@
 - A Service the operator did not create is never written (reason ServiceConflict).
 - Weights are not supported: a Service sends all traffic to one backend.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect
-  the Service with its ModelRoute.
+  the Service with its ModelRoute; under ``deletionPolicy: Retain`` there is none, so it stays
+  (``ownership`` sets or removes the reference, the same for every driver).
 """
 
 from __future__ import annotations
