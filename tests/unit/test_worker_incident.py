@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_worker import EPOCH, World, route, running_world
+from modelroute.kube.client import MODELROUTES
+from tests.unit.test_worker import EPOCH, NS, STABLE_KEY, World, route, running_world
 
 pytestmark = pytest.mark.looptime
 
@@ -76,3 +77,34 @@ async def test_a_drill_fails_over_a_healthy_backend_and_says_so() -> None:
         await w.clock.until(41)  # the drill's end is a recheck: status says it ended
         assert w.status()["drill"]["phase"] == "Recovering"
         assert w.events()[-1] == ("Normal", "DrillEnded")
+
+
+async def test_a_route_waiting_to_adopt_takes_over_once_the_retaining_route_is_deleted() -> None:
+    async with running_world() as w:
+        old = with_spec(route(), 1, routing={"deletionPolicy": "Retain"})
+        w.kube.seed(
+            {**old, "apiVersion": "modelroute.dev/v1alpha1", "kind": "ModelRoute"},
+            kind=MODELROUTES,
+            watched=False,
+        )
+        await w.controller.on_route_event("ADDED", old)
+        await w.tick(5, vendor=True, inhouse=True)
+        await w.clock.until(6)
+        assert w.kube.services[STABLE_KEY]["metadata"].get("ownerReferences") in (None, [])
+
+        renamed = with_spec(route(), 1, routing={"adopt": True})
+        renamed["metadata"].update(name="chat-renamed", uid="uid-2")
+        await w.controller.on_route_event("ADDED", renamed)
+        await w.tick(10, vendor=True, inhouse=True)
+        await w.clock.until(11)
+        status = w.kube.route_status[(NS, "chat-renamed")]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "ServiceConflict"  # the retaining route still exists
+
+        w.kube.delete((NS, "chat"), kind=MODELROUTES)
+        await w.controller.on_route_event("DELETED", old)
+        await w.clock.until(12)  # no probe result: the deletion alone wakes the adopter
+        service = w.kube.services[STABLE_KEY]
+        assert [o["uid"] for o in service["metadata"]["ownerReferences"]] == ["uid-2"]
+        assert service["metadata"]["labels"]["modelroute.dev/route"] == "chat-renamed"
+        assert service["spec"]["selector"] == {"app": "vendor"}
