@@ -67,8 +67,9 @@ class Game:
             outcome = ProbeOutcome(ok, 10, "model listed" if ok else "HTTP 503", now)
             self.records[name] = fold(record, drill.overlay(outcome, name, self.spec.drill), probe)
 
-    def plan(self, now: datetime) -> Plan:
-        given = PlanInput(
+    def given(self, now: datetime) -> PlanInput:
+        """The next reconcile's input: the status of the last plan was written."""
+        return PlanInput(
             spec=self.spec,
             generation=2,
             records=dict(self.records),
@@ -78,7 +79,9 @@ class Game:
             approval=None,
             now=now,
         )
-        result = plan(given)
+
+    def plan(self, now: datetime) -> Plan:
+        result = plan(self.given(now))
         if result.split is not None:
             self.routed = result.split
         self.status = result.status
@@ -199,17 +202,7 @@ def test_a_drill_that_already_ended_does_nothing() -> None:
 def test_a_steady_drill_writes_nothing() -> None:
     game = Game(drilled(TWO))
     game.run(NOW + timedelta(seconds=20))
-    given = PlanInput(
-        spec=game.spec,
-        generation=2,
-        records=dict(game.records),
-        routed=game.routed,
-        previous=game.status,
-        written=game.status,
-        approval=None,
-        now=NOW + timedelta(seconds=25),
-    )
-    again = plan(given)
+    again = plan(game.given(NOW + timedelta(seconds=25)))
     assert (again.write_status, again.events) == (False, ())
 
 
