@@ -1178,6 +1178,29 @@ async def adopt(c: Contract) -> None:
     c.no_write("steady after adoption")
 
 
+@case("observe-only")
+async def observe_only(c: Contract) -> None:
+    """What a suspended route does (spec.suspend): only observe. It never writes, whatever
+    another actor does to the object, and reports what the object carries."""
+    first, second = c.single(0), c.single(1)
+    await c.apply(first)
+    await c.sync()
+    c.kube.reset()
+    assert await c.observe() == c.state(first)
+    drift = next(iter(c.adapter.drifts().values()))
+    await c.world.mutate(c.info.kind, c.key, drift)
+    await c.sync()
+    await c.observe()
+    await c.world.delete(c.info.kind, c.key)
+    await c.sync()
+    assert await c.observe() == RoutingState()
+    c.no_write("observe")
+    assert await c.truth() is None
+    await c.apply(second)  # resuming: one write, at once
+    c.one_write("create", "resume")
+    await c.routed(second)
+
+
 def with_routing(spec: ModelRouteSpec, **routing_fields: Any) -> ModelRouteSpec:
     """``spec`` with ``spec.routing`` fields (wire names) set; maps are merged."""
     wire = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
