@@ -59,6 +59,7 @@ Rule = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resou
 # What the operator calls (operator/modelroute/kube/client.py) and kopf does for it, per watched
 # scope, besides the routing drivers' kinds.
 CORE_RULES: set[Rule] = {
+    ("modelroute.dev", "modelroutes", "get", ()),  # adoption: is the retaining route gone?
     ("modelroute.dev", "modelroutes", "list", ()),
     ("modelroute.dev", "modelroutes", "watch", ()),
     ("modelroute.dev", "modelroutes/status", "patch", ()),

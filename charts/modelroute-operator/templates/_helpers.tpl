@@ -70,9 +70,10 @@ own Role in the release namespace (rbac.yaml).
 */}}
 {{- define "modelroute-operator.rules" -}}
 # kopf lists and watches ModelRoutes; the operator never writes their spec, labels or finalizers.
+# get: before adopting a retained routing object (spec.routing.adopt), whether its route is gone.
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # Status is written through the status subresource only (JSON merge patch).
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes/status"]
