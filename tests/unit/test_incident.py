@@ -337,3 +337,27 @@ def test_the_incident_controls_example_is_valid() -> None:
         False,
     )
     assert spec.drill is not None and spec.drill.backend == "vendor"
+
+
+def test_a_staged_failback_after_a_drill_is_marked_and_reconciling() -> None:
+    game = Game(drilled(STAGED))
+    game.run(UNTIL)
+    assert game.routed == TrafficSplit.single("inhouse")
+    reconciling: list[str] = []
+    while game.routed != TrafficSplit.single("vendor") and game.now < UNTIL + timedelta(minutes=5):
+        game.run(game.now, step=1)
+        reconciling.append(cond(game.status, RECONCILING).reason)
+        if game.status.failback is not None:
+            assert game.status.drill is not None
+            assert game.status.drill.phase is DrillPhase.RECOVERING
+    assert game.routed == TrafficSplit.single("vendor")
+    assert ReconcilingReason.FAILBACK_IN_PROGRESS in reconciling
+    moves = [(r, m) for r, m in game.events if r in set(Transition)]
+    assert [r for r, _ in moves] == [
+        Transition.FAILOVER,
+        Transition.FAILBACK_STEP,
+        Transition.FAILBACK_STEP,
+        Transition.FAILBACK,
+    ]
+    assert all(m.startswith(drill.PREFIX) for _, m in moves)
+    assert game.status.drill is None
