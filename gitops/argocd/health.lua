@@ -5,6 +5,8 @@
 --   Progressing  no status yet, a stale observedGeneration, Ready missing or Unknown, or
 --                Reconciling=True: the first probes are pending (Ready=False, reason
 --                AwaitingFirstProbes) or a staged failback is under way (Ready=True).
+--   Suspended    Ready=False, reason Suspended (spec.suspend): an admin holds routing where it is;
+--                probes and status go on. The message says where traffic stays.
 --   Degraded     Stalled=True: the route needs a human (an invalid spec, a missing driver, a
 --                conflict, a rejection, a missing target); or Ready=False for any other reason
 --                (no healthy backend: fail-static). The message is the condition's.
@@ -62,6 +64,9 @@ if ready.status == "True" then
   return status("Healthy", message)
 end
 if ready.status == "False" then
+  if ready.reason == "Suspended" then
+    return status("Suspended", message)
+  end
   if ready.reason == "AwaitingFirstProbes" then
     return status("Progressing", message)
   end

@@ -89,6 +89,7 @@ class Metrics:
         self._add_target_metrics()
         self._add_process_metrics(r)
         self._add_route_metrics(r)
+        self._add_incident_metrics(r)
 
     def _fast(self, family: _F) -> _F:
         self.registry.register(family)
@@ -165,9 +166,40 @@ class Metrics:
         self.route_failed_over.labels(namespace, route).set(1 if failed_over else 0)
         self.failback_pending.labels(namespace, route).set(1 if failback_pending else 0)
 
+    def _add_incident_metrics(self, r: CollectorRegistry) -> None:
+        """The incident controls: drills (per backend) and suspended routes."""
+        # Per route x backend like the others, so on the fast render path too.
+        self.drill_active = self._fast(
+            FastGauge(
+                "modelroute_drill_active",
+                "1 while a failover drill reads the backend's probe results as failures, else 0",
+                _LABELS,
+            )
+        )
+        self.route_suspended = Gauge(
+            "modelroute_route_suspended",
+            "1 while the route's routing is suspended (spec.suspend), else 0",
+            ("namespace", "route"),
+            registry=r,
+        )
+
+    def set_incident(
+        self,
+        namespace: str,
+        route: str,
+        backends: Iterable[str],
+        *,
+        drilled: str | None,
+        suspended: bool,
+    ) -> None:
+        """Mark the drilled backend (if any) with 1, every other with 0; and the suspension."""
+        for name in backends:
+            self.drill_active.labels(namespace, route, name).set(1 if name == drilled else 0)
+        self.route_suspended.labels(namespace, route).set(1 if suspended else 0)
+
     def forget_route(self, namespace: str, route: str) -> None:
         """Drop a deleted route's route-level series (``forget`` drops its backends')."""
-        for metric in (self.route_failed_over, self.failback_pending):
+        for metric in (self.route_failed_over, self.failback_pending, self.route_suspended):
             with contextlib.suppress(KeyError):  # never reported for this route
                 metric.remove(namespace, route)
 
@@ -194,6 +226,7 @@ class Metrics:
             self.failovers,
             self.active_backend,
             self.backend_weight,
+            self.drill_active,
         )
         for name in backends:
             for metric in per_backend:

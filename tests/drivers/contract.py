@@ -19,6 +19,7 @@ as the operator's watches would.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from modelroute.kube.client import (
     AIGATEWAYROUTES,
     AISERVICEBACKENDS,
     HTTPROUTES,
+    MODELROUTES,
     SERVICES,
     KubeApi,
     ObjectKind,
@@ -99,6 +101,11 @@ class DriverAdapter(Protocol):
         """An object of the routing object's kind and name that the route does not own."""
         ...
 
+    def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
+        """``spec`` naming its routing object explicitly (as it is named now), so a route of
+        another name (a rename) reaches the same object."""
+        ...
+
 
 @dataclass
 class ServiceAdapter:
@@ -149,6 +156,9 @@ class ServiceAdapter:
 
     def key(self, spec: ModelRouteSpec) -> ObjectKey:
         return self.namespace, stable(spec).name
+
+    def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
+        return spec  # spec.service.name always names the Service
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -278,6 +288,9 @@ class HTTPRouteAdapter:
     def key(self, spec: ModelRouteSpec) -> ObjectKey:
         assert spec.routing.http_route is not None
         return self.namespace, spec.routing.http_route.name or ROUTE_NAME
+
+    def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
+        return with_routing(spec, httpRoute={"name": self.key(spec)[1]})
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -458,6 +471,9 @@ class AIGatewayRouteAdapter:
     def key(self, spec: ModelRouteSpec) -> ObjectKey:
         assert spec.routing.ai_gateway_route is not None
         return self.namespace, spec.routing.ai_gateway_route.name or ROUTE_NAME
+
+    def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
+        return with_routing(spec, aiGatewayRoute={"name": self.key(spec)[1]})
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -1070,6 +1086,126 @@ async def weights(c: Contract) -> None:
             await c.apply(weighted)
         c.no_write()
         assert await c.truth() == before
+
+
+def _route_references(c: Contract, body: dict[str, Any]) -> list[dict[str, Any]]:
+    refs = body["metadata"].get("ownerReferences") or []
+    return [r for r in refs if (r.get("apiVersion"), r.get("kind")) == (f"{GROUP}/{VERSION}", KIND)]
+
+
+def retained(c: Contract, body: dict[str, Any], what: str = "") -> None:
+    """Assert ``body`` carries no ModelRoute ownerReference (no garbage collection takes it
+    with a route) and still carries the route's marks (recognisably the operator's)."""
+    assert _route_references(c, body) == [], f"{what}: {body['metadata'].get('ownerReferences')}"
+    labels = body["metadata"].get("labels") or {}
+    marks = c.adapter.marks(c.route)
+    assert {k: labels.get(k) for k in marks} == marks, f"{what}: labels {labels}"
+
+
+@case("retain")
+async def retain(c: Contract) -> None:
+    """deletionPolicy Retain: the route's ownerReference goes in one write (a route switching
+    to Retain), none comes back on later writes, finalize leaves the object; back to Delete
+    restores it in one write."""
+    first, second = c.single(0), c.single(1)
+    await c.apply(first)
+    await c.sync()
+    c.spec = with_routing(c.spec, deletionPolicy="Retain")
+    c.kube.reset()
+    assert await c.apply(first) == c.state(first, wrote=True)
+    c.one_write("patch", "Delete -> Retain")
+    retained(c, await c.routed(first), "Delete -> Retain")
+    await c.sync()
+    c.kube.reset()
+    assert await c.apply(first) == c.state(first)
+    assert await c.observe() == c.state(first)
+    c.no_write("steady under Retain")
+    assert await c.apply(second) == c.state(second, wrote=True)
+    c.one_write("patch", "a switch under Retain")
+    retained(c, await c.routed(second), "a switch under Retain")
+    await c.sync()
+    c.kube.reset()
+    await c.driver.finalize(c.route, c.spec)
+    c.no_write("finalize under Retain")
+    retained(c, await c.routed(second), "after finalize")
+    c.spec = with_routing(c.spec, deletionPolicy="Delete")
+    assert await c.apply(second) == c.state(second, wrote=True)
+    c.one_write("patch", "Retain -> Delete")
+    c.owned(await c.routed(second), "Retain -> Delete")
+
+
+@case("retain-create")
+async def retain_create(c: Contract) -> None:
+    """A route created with Retain creates its object without an ownerReference."""
+    c.spec = with_routing(c.spec, deletionPolicy="Retain")
+    first = c.single(0)
+    assert await c.apply(first) == c.state(first, wrote=True)
+    c.one_write("create")
+    retained(c, await c.routed(first))
+
+
+@case("adopt")
+async def adopt(c: Contract) -> None:
+    """An object another route retained is a conflict for a renamed route, until it asks to
+    adopt it and that route is gone: then one patch makes the same object its own, still
+    carrying the split it carried."""
+    c.spec = with_routing(c.adapter.pinned(c.spec), deletionPolicy="Retain")
+    first = c.single(0)
+    await c.apply(first)
+    await c.sync()
+    before = await c.routed(first)
+    renamed_spec = c.adapter.pinned(c.spec)
+    renamed = await c.world.create_route(f"{ROUTE_NAME}-renamed", renamed_spec)
+    driver = c.info.create(DriverContext(kube=c.kube, caches=c.caches))
+    adopting = with_routing(renamed_spec, adopt=True, deletionPolicy="Delete")
+    c.kube.reset()
+    await _conflicted(c, await driver.apply(renamed, renamed_spec, first), "without adopt")
+    await _conflicted(c, await driver.apply(renamed, adopting, first), "its route still there")
+    assert c.writes() == [], [str(w) for w in c.kube.calls]
+    await c.world.delete(MODELROUTES, c.route.key)
+    await _conflicted(c, await driver.apply(renamed, renamed_spec, first), "gone, no adopt")
+    c.kube.reset()
+    assert await driver.observe(renamed, adopting) == c.state(first)
+    assert await driver.apply(renamed, adopting, first) == c.state(first, wrote=True)
+    c.one_write("patch", "adoption")
+    after = await c.routed(first)
+    assert after["metadata"]["uid"] == before["metadata"]["uid"], "adopted by recreating it"
+    adopter = dataclasses.replace(c, route=renamed, spec=adopting)
+    adopter.owned(after, "adopted")
+    await c.sync()
+    c.kube.reset()
+    assert await driver.apply(renamed, adopting, first) == c.state(first)
+    c.no_write("steady after adoption")
+
+
+@case("observe-only")
+async def observe_only(c: Contract) -> None:
+    """What a suspended route does (spec.suspend): only observe. It never writes, whatever
+    another actor does to the object, and reports what the object carries."""
+    first, second = c.single(0), c.single(1)
+    await c.apply(first)
+    await c.sync()
+    c.kube.reset()
+    assert await c.observe() == c.state(first)
+    drift = next(iter(c.adapter.drifts().values()))
+    await c.world.mutate(c.info.kind, c.key, drift)
+    await c.sync()
+    await c.observe()
+    await c.world.delete(c.info.kind, c.key)
+    await c.sync()
+    assert await c.observe() == RoutingState()
+    c.no_write("observe")
+    assert await c.truth() is None
+    await c.apply(second)  # resuming: one write, at once
+    c.one_write("create", "resume")
+    await c.routed(second)
+
+
+def with_routing(spec: ModelRouteSpec, **routing_fields: Any) -> ModelRouteSpec:
+    """``spec`` with ``spec.routing`` fields (wire names) set; maps are merged."""
+    wire = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    wire["routing"] = merged(wire.get("routing", {}), routing_fields)
+    return ModelRouteSpec.model_validate(wire)
 
 
 # --- helpers ----------------------------------------------------------------------------------

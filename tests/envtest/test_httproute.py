@@ -41,6 +41,7 @@ from tests.harness.helm import CHART_DIR, installed
 from tests.harness.kube import GROUP, PLURAL, VERSION, create_namespace, wait_for
 from tests.harness.operator import OperatorProcess, running_operator
 from tests.harness.upstream import UpstreamCRD
+from tests.unit.test_health_lua import argo_health, kstatus
 
 CONTRACT = REPO_ROOT.parent / "shared" / "design" / "modelroute-api.md"
 STEPS, STEP_SECONDS, STABILIZATION_SECONDS = [10, 50, 100], 2, 3
@@ -297,6 +298,13 @@ def test_recovery_is_a_staged_failback_10_50_100(gw: GatewayScenario) -> None:
     )
     degraded = sc.condition("Degraded") or {}
     assert (degraded.get("status"), degraded.get("reason")) == ("True", "FailbackInProgress")
+    # kstatus: Reconciling while the ramp runs (Flux InProgress, Argo CD Progressing).
+    reconciling = sc.condition("Reconciling") or {}
+    assert (reconciling.get("status"), reconciling.get("reason")) == ("True", "FailbackInProgress")
+    assert (kstatus(sc.get_route())[0], argo_health(sc.get_route())["status"]) == (
+        "InProgress",
+        "Progressing",
+    )
     sc.watch.wait_for(ON_VENDOR, 30, after=mark)
 
     ramp = sc.watch.history[mark:]
@@ -327,6 +335,8 @@ def test_recovery_is_a_staged_failback_10_50_100(gw: GatewayScenario) -> None:
     wait_for(lambda: sc.traffic() == carried(ON_VENDOR), 5, "status.traffic vendor 100")
     wait_for(lambda: sc.condition_is("Degraded", "False"), 5, "Degraded False")
     assert sc.get_route()["status"]["failoverCount"] == 2
+    assert sc.condition_is("Reconciling", "False", "Reconciled")
+    assert kstatus(sc.get_route())[0] == "Current"
 
 
 # --- after a staged failback: the stored status, and an operator restart ----------------------

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from modelroute import routing
-from modelroute.api.models import ModelRouteSpec
+from modelroute.api.models import GROUP, KIND, VERSION, ModelRouteSpec
 from modelroute.core.types import RouteRef
 from modelroute.kube.cache import ObjectKey
-from modelroute.kube.client import KubeApi, ObjectKind
+from modelroute.kube.client import MODELROUTES, KubeApi, ObjectKind
 from tests.drivers.contract import ADAPTERS, CASES, Contract, adapter_for
 from tests.fakes.kube import FakeKube
 
@@ -41,7 +41,15 @@ class FakeWorld:
         return None  # FakeKube keeps no managedFields of its own
 
     async def create_route(self, name: str, spec: ModelRouteSpec) -> RouteRef:
-        return RouteRef(self.namespace, name, f"uid-route-{name}")
+        """A stored ModelRoute (adoption reads whether a route still exists)."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        created = self.fake.seed(body, kind=MODELROUTES, watched=False)
+        return RouteRef(self.namespace, name, created["metadata"]["uid"])
 
     async def seed(self, kind: ObjectKind, body: dict[str, Any]) -> dict[str, Any]:
         return self.fake.seed(body, kind=kind)

@@ -76,7 +76,12 @@ def test_every_testdata_file_is_a_case() -> None:
 
 
 def test_cases_cover_every_health_status() -> None:
-    assert {c["healthStatus"]["status"] for c in CASES} == {"Healthy", "Progressing", "Degraded"}
+    assert {c["healthStatus"]["status"] for c in CASES} == {
+        "Healthy",
+        "Progressing",
+        "Degraded",
+        "Suspended",
+    }
 
 
 def test_a_wrong_script_fails_the_cases() -> None:
@@ -203,6 +208,7 @@ KSTATUS = {
     "degraded_all_unhealthy": "Current",
     "degraded_service_conflict": "Failed",
     "stalled_invalid_spec": "Failed",
+    "suspended": "Current",  # an admin's choice: neither Reconciling nor Stalled
 }
 
 

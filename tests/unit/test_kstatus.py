@@ -41,6 +41,8 @@ SELF_HEALING = {
     ReadyReason.AWAITING_FIRST_PROBES,
     ReadyReason.ALL_BACKENDS_UNHEALTHY,
 }
+#: Ready reasons an admin chose: neither Stalled nor Reconciling.
+DELIBERATE = {ReadyReason.SUSPENDED}
 
 
 def kinds(status: ModelRouteStatus) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -268,8 +270,9 @@ def test_a_status_without_the_kstatus_conditions_is_written_once() -> None:
 def test_every_ready_reason_is_classified() -> None:
     """A new Ready reason (the core's or a driver's) must be sorted: Stalled or self-healing."""
     every = {str(r) for r in [*ReadyReason, *_driver_reasons()]}
-    assert every == {str(r) for r in STALLED_REASONS} | {str(r) for r in SELF_HEALING}
-    assert not STALLED_REASONS & {str(r) for r in SELF_HEALING}
+    others = {str(r) for r in SELF_HEALING | DELIBERATE}
+    assert every == {str(r) for r in STALLED_REASONS} | others
+    assert not STALLED_REASONS & others
 
 
 def test_conditions_keep_their_order_and_the_new_ones_come_last() -> None:

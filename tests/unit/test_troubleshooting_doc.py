@@ -13,6 +13,7 @@ import pytest
 
 from modelroute.core.types import (
     DegradedReason,
+    IncidentEvent,
     ProbeFailure,
     ReadyReason,
     ReconcilingReason,
@@ -38,7 +39,7 @@ SECTIONS: dict[str, tuple[type[enum.StrEnum], ...]] = {
     "`Degraded` condition reasons": (DegradedReason,),
     "`Reconciling` and `Stalled` (kstatus) reasons": (ReconcilingReason, StalledReason),
     "Probe failure classes": (ProbeFailure,),
-    "Event reasons": (Transition,),
+    "Event reasons": (Transition, IncidentEvent),
 }
 REASON_CELL = re.compile(r"^`([A-Za-z]+)`$")
 

@@ -85,8 +85,9 @@ plus what kopf does for it (watches, events). No wildcards. The leader-election 
 own Role in the release namespace (rbac.yaml).
 */}}
 {{- define "modelroute-operator.rules" -}}
-# kopf lists and watches ModelRoutes; with --label-selector the operator gets one to tell a
-# route relabelled to another shard from a deleted one. It never writes spec, labels, finalizers.
+# kopf lists and watches ModelRoutes; the operator never writes their spec, labels or finalizers.
+# get: with --label-selector, to tell a route relabelled to another shard from a deleted one;
+# before adopting a retained routing object (spec.routing.adopt), whether its route is gone.
 - apiGroups: ["modelroute.dev"]
   resources: ["modelroutes"]
   verbs: ["get", "list", "watch"]

@@ -9,6 +9,7 @@ constraints (they become the CRD's OpenAPI schema, see ``crdgen``); rules it can
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field
@@ -193,6 +194,26 @@ class FailbackSpec(ApiModel):
     )
 
 
+class DeletionPolicy(enum.StrEnum):
+    """What happens to the routing object when its ModelRoute is deleted."""
+
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+class DrillSpec(ApiModel):
+    """A failover drill (game day): one backend's probe results read as failures for a while."""
+
+    backend: DnsLabel = Field(
+        description="The backend whose probe results read as failures during the drill."
+    )
+    until: datetime = Field(
+        description="When the drill ends by itself (RFC 3339, e.g. 2026-12-01T15:00:00Z); "
+        "after it the backend's real probe results count again and failback follows the "
+        "normal rules (successThreshold, stabilizationSeconds, steps, Manual approval)."
+    )
+
+
 class RoutingSpec(ApiModel):
     """Which routing object is pointed at the active backend."""
 
@@ -206,6 +227,19 @@ class RoutingSpec(ApiModel):
     )
     ai_gateway_route: AIGatewayRouteSpec | None = Field(
         default=None, description="The AIGatewayRoute of the AIGatewayRoute driver."
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="Delete: the routing object is garbage-collected with the ModelRoute "
+        "(ownerReference). Retain: it carries no ownerReference, so it stays, pointing where "
+        "it last pointed, when the ModelRoute is deleted (a GitOps rename must not drop "
+        "traffic); another ModelRoute may then take it over with adopt.",
+    )
+    adopt: bool = Field(
+        default=False,
+        description="Take over an existing routing object of the same name that this operator "
+        "created for another ModelRoute which no longer exists (one left by deletionPolicy "
+        "Retain). Without it such an object is a conflict and is never written.",
     )
 
 
@@ -228,6 +262,18 @@ class ModelRouteSpec(ApiModel):
     probe: ProbeSpec = Field(default_factory=ProbeSpec, description="Route-level probe settings.")
     failback: FailbackSpec = Field(default_factory=FailbackSpec, description="Failback policy.")
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="Routing driver.")
+    suspend: bool = Field(
+        default=False,
+        description="Incident control: probes and status go on, but routing is never written "
+        "(Ready=False, reason Suspended). Setting it back to false routes at once to the "
+        "current decision.",
+    )
+    drill: DrillSpec | None = Field(
+        default=None,
+        description="Incident control: a failover drill. Until drill.until the named backend's "
+        "probe results read as failures, so the real failover (and later the failback) runs "
+        "on a healthy system; status, Events and metrics say it is a drill.",
+    )
 
     def effective_probe(self, backend: Backend) -> ProbeSpec:
         """The probe settings that apply to ``backend``."""

@@ -100,6 +100,23 @@ class ProbeCost(ApiModel):
     )
 
 
+class DrillPhase(enum.StrEnum):
+    """Where a drill stands."""
+
+    ACTIVE = "Active"  # the backend's probe results read as failures
+    RECOVERING = "Recovering"  # ended; traffic returns under the normal failback rules
+
+
+class DrillStatus(ApiModel):
+    """The failover drill under way (spec.drill), until traffic is back where it belongs."""
+
+    backend: str = Field(description="The drilled backend.")
+    until: datetime = Field(description="When the drill ends (spec.drill.until).")
+    phase: DrillPhase = Field(
+        description="Active until then; Recovering while traffic returns to the backend."
+    )
+
+
 class ModelRouteStatus(ApiModel):
     """Observed state of a ModelRoute, written only when it changes."""
 
@@ -131,4 +148,7 @@ class ModelRouteStatus(ApiModel):
     )
     probe_cost: ProbeCost | None = Field(
         default=None, description="Probes and estimated tokens per day, from the spec."
+    )
+    drill: DrillStatus | None = Field(
+        default=None, description="The failover drill under way (spec.drill), if any."
     )

@@ -64,6 +64,7 @@ def problems(spec: ModelRouteSpec, available_drivers: Iterable[str]) -> list[str
             )
     found.extend(_step_problems(spec))
     found.extend(_deep_problems(spec))
+    found.extend(_drill_problems(spec))
     return found
 
 
@@ -83,6 +84,24 @@ def _deep_problems(spec: ModelRouteSpec) -> list[str]:
         )
         if problem not in found:  # the route-level block is named once, not per backend
             found.append(problem)
+    return found
+
+
+def _drill_problems(spec: ModelRouteSpec) -> list[str]:
+    drill = spec.drill
+    if drill is None:
+        return []
+    found: list[str] = []
+    names = [backend.name for backend in spec.backends]
+    if drill.backend not in names:
+        found.append(
+            f"spec.drill.backend: no backend is named {drill.backend!r} "
+            f"(backends: {', '.join(names)})"
+        )
+    if drill.until.utcoffset() is None:
+        found.append(
+            f"spec.drill.until: needs a time zone, e.g. 2026-12-01T15:00:00Z (got {drill.until})"
+        )
     return found
 
 

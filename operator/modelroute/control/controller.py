@@ -41,6 +41,7 @@ class Controller:
         if event_type == "DELETED":
             self._bodies.pop(route.ref.key, None)
             await self.remove(route.ref.key, finalize=await self._deleted(route))
+            self._wake_adopters(route.ref.namespace)
             return
         self._bodies[route.ref.key] = body
         if not self._leading:
@@ -76,6 +77,13 @@ class Controller:
             extra={"label_selector": self._deps.settings.label_selector},
         )
         return False
+
+    def _wake_adopters(self, namespace: str) -> None:
+        """A deleted route may leave a retained routing object that a route with
+        spec.routing.adopt is waiting for: nothing else changes for it, so wake it."""
+        for (ns, _), worker in self._workers.items():
+            if ns == namespace and (worker.route.raw_spec.get("routing") or {}).get("adopt"):
+                worker.wake()
 
     async def _replace(self, worker: RouteWorker | None, route: RouteObject) -> None:
         """A new route, or a new spec: a new worker (carrying over what the old one learnt)."""

@@ -15,8 +15,8 @@ import asyncio
 import functools
 from collections.abc import Callable
 
-from modelroute.api.models import ModelRouteSpec, ProbeSpec
-from modelroute.core import health
+from modelroute.api.models import DrillSpec, ModelRouteSpec, ProbeSpec
+from modelroute.core import drill, health
 from modelroute.core.types import ProbeFailure, RouteRef
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
@@ -40,6 +40,7 @@ class HealthFeed:
         self._subscriptions: list[tuple[ProbeKey, Subscriber]] = []
         self.last_result_at: float | None = None
         self.max_probe_period: float = 0.0
+        self._drill: DrillSpec | None = None
 
     def start(self, ref: RouteRef, spec: ModelRouteSpec) -> None:
         """Subscribe every backend's probe; records of backends no longer in spec are dropped."""
@@ -49,6 +50,7 @@ class HealthFeed:
             else self.records.get(b.name, health.HealthRecord())
             for b in spec.backends
         }
+        self._drill = spec.drill  # read where results become health: metrics see the real ones
         # Liveness counts from the start, so probes that never finish are noticed too.
         self.last_result_at = asyncio.get_running_loop().time()
         for backend in spec.backends:
@@ -90,7 +92,7 @@ class HealthFeed:
             metrics.probe_failures.labels(*labels, reason.value).inc()
         before = self.records.get(name, health.HealthRecord())
         fold = health.fold_deep if deep else health.fold
-        after = fold(before, result, probe)
+        after = fold(before, drill.overlay(result, name, self._drill), probe)
         self.records[name] = after
         metrics.backend_up.labels(*labels).set(1 if after.healthy else 0)
         self.last_result_at = asyncio.get_running_loop().time()

@@ -20,7 +20,7 @@ import aiohttp
 
 from modelroute import routing
 from modelroute.api.models import ModelRouteSpec
-from modelroute.api.status import ModelRouteStatus
+from modelroute.api.status import DrillPhase, ModelRouteStatus
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
@@ -258,6 +258,13 @@ class RouteWorker:
             deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
             signals = route_signals(spec, decided.status)
             deps.metrics.set_route_signals(ref.namespace, ref.name, *signals)
+            drilled = decided.status.drill
+            active_drill = (
+                drilled.backend if drilled and drilled.phase is DrillPhase.ACTIVE else None
+            )
+            deps.metrics.set_incident(
+                ref.namespace, ref.name, names, drilled=active_drill, suspended=spec.suspend
+            )
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
         # Kept before the Events and the write: a failure in either must not lose a counted

@@ -10,6 +10,9 @@ current generation). So:
 - ``Stalled`` True while Ready is False for a reason only a human can fix (an invalid spec, a
   missing driver, a conflict, a rejection, a missing target), with Ready's reason and message;
   False otherwise. All backends unhealthy is not Stalled: the route recovers by itself.
+- A suspended route (Ready reason Suspended) is neither: an admin chose it, nothing converges
+  and nothing is broken (``Reconciling`` False, reason Suspended). A drill is neither either:
+  its failover and failback are real, so a staged failback after it is Reconciling as usual.
 
 A route that is Stalled is not also Reconciling (nothing converges until a human acts). Both are
 set with :func:`~modelroute.core.conditions.set_condition`, so they change only when what they
@@ -42,6 +45,10 @@ STALLED_REASONS: frozenset[str] = frozenset(
 )
 
 _RECONCILED = "the operator has acted on the current spec; nothing is left to converge"
+_SUSPENDED = (
+    "routing is suspended (spec.suspend): the operator converges nothing until it is resumed; "
+    "see Ready for where traffic stays"
+)
 _NOT_STALLED = "no human action is needed: the operator converges this route by itself"
 
 
@@ -59,6 +66,8 @@ def with_kstatus(new: ModelRouteStatus, generation: int | None, now: datetime) -
         stall = (ConditionStatus.FALSE, StalledReason.NOT_STALLED, _NOT_STALLED)
     if stalled:
         reconcile = (ConditionStatus.FALSE, ReconcilingReason.RECONCILED, _RECONCILED)
+    elif ready is not None and ready.reason == ReadyReason.SUSPENDED:
+        reconcile = (ConditionStatus.FALSE, ReconcilingReason.SUSPENDED, _SUSPENDED)
     elif ready is not None and ready.reason == ReadyReason.AWAITING_FIRST_PROBES:
         reconcile = (ConditionStatus.TRUE, ReconcilingReason.AWAITING_FIRST_PROBES, ready.message)
     elif new.failback is not None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ConditionStatus, FailbackProgress, ModelRouteStatus
-from modelroute.core import kstatus, policy, ramp, status
+from modelroute.core import incident, kstatus, policy, ramp, status
 from modelroute.core.conditions import get_condition, set_condition
 from modelroute.core.health import HealthRecord
 from modelroute.core.types import (
@@ -84,7 +84,12 @@ class Plan:
 
 
 def plan(given: PlanInput) -> Plan:
-    """Decide the split, the status, the Events and the next recheck (see the module doc)."""
+    """Decide the split, the status, the Events and the next recheck (see the module doc),
+    with the incident controls (spec.suspend, spec.drill) applied."""
+    return incident.with_incident_controls(given, _routing_plan)
+
+
+def _routing_plan(given: PlanInput) -> Plan:
     progress = ramp.in_progress(given.spec, given.previous, given.routed)
     # During a staged failback the fallback stays the active backend, whatever its share.
     active = progress.fallback if progress else _primary(given.routed)

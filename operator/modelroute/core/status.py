@@ -188,4 +188,6 @@ def build_invalid_status(
         now=now,
         observed_generation=generation,
     )
-    return previous.model_copy(update={"observed_generation": generation, "conditions": conds})
+    # Nothing is probed while the spec is invalid, so no drill runs either.
+    update = {"observed_generation": generation, "conditions": conds, "drill": None}
+    return previous.model_copy(update=update)

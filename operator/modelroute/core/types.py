@@ -46,6 +46,7 @@ class ReadyReason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     DRIVER_UNAVAILABLE = "DriverUnavailable"
     GATEWAY_REJECTED = "GatewayRejected"  # the gateway's last verdict, until it judges anew
+    SUSPENDED = "Suspended"  # spec.suspend: probes and status go on, routing is not written
 
 
 class DegradedReason(enum.StrEnum):
@@ -57,6 +58,7 @@ class DegradedReason(enum.StrEnum):
     FAILBACK_PENDING = "FailbackPending"
     FAILBACK_IN_PROGRESS = "FailbackInProgress"
     ALL_BACKENDS_HEALTHY = "AllBackendsHealthy"
+    DRILL = "Drill"  # spec.drill: a backend's probe results read as failures, on purpose
 
 
 class ReconcilingReason(enum.StrEnum):
@@ -65,6 +67,7 @@ class ReconcilingReason(enum.StrEnum):
     AWAITING_FIRST_PROBES = "AwaitingFirstProbes"
     FAILBACK_IN_PROGRESS = "FailbackInProgress"
     RECONCILED = "Reconciled"  # False: nothing left to converge
+    SUSPENDED = "Suspended"  # False: spec.suspend, the operator does not converge routing
 
 
 class StalledReason(enum.StrEnum):
@@ -120,6 +123,15 @@ class ProbeFailure(enum.StrEnum):
     SLOW_RESPONSE = "SlowResponse"
     #: The auth Secret or its key is missing or unreadable: no request was sent.
     SECRET_MISSING = "SecretMissing"
+
+
+class IncidentEvent(enum.StrEnum):
+    """Event reasons of the incident controls (spec.suspend, spec.drill)."""
+
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    DRILL_STARTED = "DrillStarted"
+    DRILL_ENDED = "DrillEnded"
 
 
 class EventType(enum.StrEnum):

@@ -22,7 +22,8 @@ backend by priority.
 - The controller's verdict is read back from ``status.conditions`` (``aigatewayroute_object``):
   a rejection is a problem (reason GatewayRejected) besides the verdict itself.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect the
-  AIGatewayRoute with its ModelRoute (and the AI Gateway its HTTPRoute with that).
+  AIGatewayRoute with its ModelRoute (and the AI Gateway its HTTPRoute with that); under
+  ``deletionPolicy: Retain`` there is none, so it stays (``ownership`` sets or removes it).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class AIGatewayRouteDriver:
         current = await self._routes.get((route.namespace, route_name(route, spec)))
         if current is None:
             return RoutingState()
-        if ownership(route, current) == "foreign":
+        if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         state = read_back(route, spec, current)
         missing = await self._missing(route, spec, state.split.primary) if state.split else None
@@ -148,14 +149,16 @@ class AIGatewayRouteDriver:
         """Create or patch the AIGatewayRoute so it puts the split's backend first."""
         desired = desired_ai_gateway_route(route, spec, split)  # ValueError before any write
         current = await self._routes.get((route.namespace, route_name(route, spec)))
-        if current is not None and ownership(route, current) == "foreign":
+        if current is not None and ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         missing = await self._missing(route, spec, split.primary)
         if missing is not None:
             # Never put first what the gateway cannot resolve: it stays where it is.
             now = read_back(route, spec, current) if current is not None else RoutingState()
             return dataclasses.replace(now, problem=missing)
-        written = await self._writer.ensure(route, current, desired, ai_gateway_route_patch)
+        written = await self._writer.ensure(
+            route, current, desired, ai_gateway_route_patch, adopt=spec.routing.adopt
+        )
         if written is None:
             return RoutingState(problem=self._conflict(route, spec))
         return dataclasses.replace(read_back(route, spec, written[0]), wrote=written[1])

@@ -7,7 +7,8 @@
 - The gateway's verdict is read back from ``status.parents[]`` (``httproute_object``): a
   rejection is a problem (reason GatewayRejected) besides the verdict itself.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect
-  the HTTPRoute with its ModelRoute.
+  the HTTPRoute with its ModelRoute; under ``deletionPolicy: Retain`` there is none, so it stays
+  (``ownership`` sets or removes the reference, the same for every driver).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class HTTPRouteDriver:
         current = await self._routes.get((route.namespace, route_name(route, spec)))
         if current is None:
             return RoutingState()
-        if ownership(route, current) == "foreign":
+        if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         return read_back(route, spec, current)
 
@@ -185,7 +186,9 @@ class HTTPRouteDriver:
         """Create or patch the HTTPRoute so its weights carry ``split``."""
         desired = desired_http_route(route, spec, split)
         current = await self._routes.get((route.namespace, route_name(route, spec)))
-        written = await self._writer.ensure(route, current, desired, http_route_patch)
+        written = await self._writer.ensure(
+            route, current, desired, http_route_patch, adopt=spec.routing.adopt
+        )
         if written is None:
             return RoutingState(problem=self._conflict(route, spec))
         return dataclasses.replace(read_back(route, spec, written[0]), wrote=written[1])

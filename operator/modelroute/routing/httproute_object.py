@@ -19,7 +19,13 @@ from typing import Any
 from modelroute.api.gateway import HTTPRouteSpec
 from modelroute.api.models import Backend, ModelRouteSpec
 from modelroute.core.types import Problem, RouteRef, TrafficSplit, Verdict
-from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL, ROUTE_LABEL, owner_reference
+from modelroute.routing.ownership import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ROUTE_LABEL,
+    owner_references,
+    owner_references_patch,
+)
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 DEFAULT_PATH = {"type": "PathPrefix", "value": "/"}
@@ -86,7 +92,7 @@ def desired_http_route(
             "name": route_name(route, spec),
             "namespace": route.namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROUTE_LABEL: route.name},
-            "ownerReferences": [owner_reference(route)],
+            "ownerReferences": owner_references(route, spec),
         },
         "spec": route_spec,
     }
@@ -161,9 +167,9 @@ def http_route_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[s
     changed = {k: v for k, v in want_meta["labels"].items() if labels.get(k) != v}
     if changed:
         patch_meta["labels"] = changed
-    owners = meta.get("ownerReferences") or []
-    if not any(o.get("uid") == want_meta["ownerReferences"][0]["uid"] for o in owners):
-        patch_meta["ownerReferences"] = want_meta["ownerReferences"]
+    owners = owner_references_patch(meta, want_meta)
+    if owners is not None:
+        patch_meta["ownerReferences"] = owners
     patch_spec: dict[str, Any] = {}
     if _defaulted_parents(spec.get("parentRefs")) != _defaulted_parents(want["parentRefs"]):
         patch_spec["parentRefs"] = want["parentRefs"]

@@ -7,7 +7,8 @@
 - A Service the operator did not create is never written (reason ServiceConflict).
 - Weights are not supported: a Service sends all traffic to one backend.
 - Deletion needs nothing from the driver: the ownerReference lets Kubernetes garbage-collect
-  the Service with its ModelRoute.
+  the Service with its ModelRoute; under ``deletionPolicy: Retain`` there is none, so it stays
+  (``ownership`` sets or removes the reference, the same for every driver).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ServiceDriver:
         current = await self._services.get((route.namespace, stable(spec).name))
         if current is None:
             return RoutingState()
-        if ownership(route, current) == "foreign":
+        if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         annotations = current.get("metadata", {}).get("annotations") or {}
         backend = annotations.get(BACKEND_ANNOTATION)
@@ -103,7 +104,9 @@ class ServiceDriver:
         if isinstance(desired, Problem):
             return RoutingState(problem=desired)
         current = await self._services.get((route.namespace, stable(spec).name))
-        written = await self._writer.ensure(route, current, desired, service_patch)
+        written = await self._writer.ensure(
+            route, current, desired, service_patch, adopt=spec.routing.adopt
+        )
         if written is None:
             return RoutingState(problem=self._conflict(route, spec))
         return RoutingState(split=split, wrote=written[1])

@@ -14,7 +14,13 @@ from typing import Any
 
 from modelroute.api.models import Backend, ModelRouteSpec, ServiceSpec
 from modelroute.core.types import Problem, ReadyReason, RouteRef
-from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL, ROUTE_LABEL, owner_reference
+from modelroute.routing.ownership import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ROUTE_LABEL,
+    owner_references,
+    owner_references_patch,
+)
 
 BACKEND_ANNOTATION = "modelroute.dev/backend"
 
@@ -69,7 +75,7 @@ def desired_service(
             "namespace": route.namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROUTE_LABEL: route.name},
             "annotations": {BACKEND_ANNOTATION: backend.name},
-            "ownerReferences": [owner_reference(route)],
+            "ownerReferences": owner_references(route, spec),
         },
         "spec": spec_part,
     }
@@ -143,9 +149,9 @@ def service_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str,
         changed = {k: v for k, v in want_meta[field].items() if have.get(k) != v}
         if changed:
             patch_meta[field] = changed
-    owners = meta.get("ownerReferences") or []
-    if not any(o.get("uid") == want_meta["ownerReferences"][0]["uid"] for o in owners):
-        patch_meta["ownerReferences"] = want_meta["ownerReferences"]
+    owners = owner_references_patch(meta, want_meta)
+    if owners is not None:
+        patch_meta["ownerReferences"] = owners
     patch_spec: dict[str, Any] = {}
     if spec.get("type", "ClusterIP") != want["type"]:
         patch_spec["type"] = want["type"]

@@ -12,8 +12,8 @@ from typing import Any
 
 from modelroute.core.types import RouteRef
 from modelroute.kube.cache import ObjectCache
-from modelroute.kube.client import ApiError, KubeApi, ObjectKind
-from modelroute.routing.ownership import ownership
+from modelroute.kube.client import MODELROUTES, ApiError, KubeApi, ObjectKind
+from modelroute.routing.ownership import ownership, retained_by
 
 Diff = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]
 
@@ -27,24 +27,39 @@ class ObjectWriter:
         self._kind = kind
 
     async def ensure(
-        self, route: RouteRef, current: dict[str, Any] | None, desired: dict[str, Any], diff: Diff
+        self,
+        route: RouteRef,
+        current: dict[str, Any] | None,
+        desired: dict[str, Any],
+        diff: Diff,
+        *,
+        adopt: bool = False,
     ) -> tuple[dict[str, Any], bool] | None:
         """Make the route's object ``desired``: (it, whether it was written), or None when an
         object of that name belongs to someone else (it is never written).
 
         ``diff`` gives the merge patch from the object as it is to ``desired`` (None: nothing
-        differs, so nothing is written).
+        differs, so nothing is written). ``adopt`` (spec.routing.adopt) lets the route take
+        over an object another route of ours retained, once that route is gone.
         """
         wrote = False
         if current is None:
             current, wrote = await self.create(route.namespace, desired)
-        if ownership(route, current) == "foreign":
+        found = ownership(route, current, adopt=adopt)
+        if found == "foreign" or (found == "retained" and not await self._orphaned(current)):
             return None
         patch = None if wrote else diff(current, desired)
         if patch is not None:
             current = await self.patch(route.namespace, current, desired, patch)
             wrote = True
         return current, wrote
+
+    async def _orphaned(self, obj: dict[str, Any]) -> bool:
+        """True when the route a retained object was created for no longer exists (or is being
+        deleted): only then may another route adopt it. Read once, at adoption time."""
+        namespace = obj.get("metadata", {}).get("namespace", "")
+        owner = await self._kube.get_object(MODELROUTES, namespace, retained_by(obj))
+        return owner is None or bool(owner.get("metadata", {}).get("deletionTimestamp"))
 
     async def create(self, namespace: str, desired: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create ``desired``: (it, True), else (the object that exists already, False)."""
