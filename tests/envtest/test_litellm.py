@@ -4,9 +4,10 @@ The proxy (from PyPI, ``make litellm-env``) runs offline on loopback with mock a
 master key (see :mod:`tests.harness.litellm`); it is started once for this module because it
 takes seconds to tens of seconds to start.  Two routes probe it in OpenAI's dialect, one with
 ``Models`` (``GET /v1/models``) and one with ``Chat`` (a one-token ``POST
-/v1/chat/completions``), both with the master key from a Secret.  Stopping the proxy must fail
-both over to the fake; starting it again must fail both back.  The durations are printed (run
-with ``-s``) for docs/install.md, never asserted.
+/v1/chat/completions``), both with the master key from a Secret; a third has another key, which
+LiteLLM refuses, and stays on the fake.  Stopping the proxy must fail the first two over to the
+fake; starting it again must fail them back.  The durations are printed (run with ``-s``) for
+README.md's Tests section, never asserted.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ FALLBACK_MODEL = "llama-3.1-70b-instruct"
 SELECTORS = {"litellm": {"app": "litellm-proxy"}, "fallback": {"app": "fallback-llm"}}
 #: One route per probe type; each route's stable Service is ``<route>-llm``.
 ROUTES = {"via-models": "Models", "via-chat": "Chat"}
+#: A route whose Secret holds another key: LiteLLM refuses it, so it never routes there.
+WRONG_KEY_ROUTE = "via-wrong-key"
+WRONG_KEY = "sk-not-the-master-key-61f0"
 STABILIZATION_SECONDS = 2
 # A one-token chat through the proxy takes longer than a listing on a loaded machine.
 PROBE = {**FAST_PROBE, "timeoutSeconds": 3}
@@ -63,8 +67,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMProxy]:
         yield running
 
 
-def route(namespace: str, name: str, probe_type: str, proxy_url: str, fallback_url: str) -> Any:
-    """A ModelRoute: LiteLLM first (keyed), the fake second, probed with ``probe_type``."""
+def route(
+    namespace: str, name: str, probe_type: str, urls: tuple[str, str], secret: str = "litellm-key"
+) -> Any:
+    """A ModelRoute: LiteLLM first (key from ``secret``), the fake second (``urls``, in order)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ModelRoute",
@@ -76,15 +82,15 @@ def route(namespace: str, name: str, probe_type: str, proxy_url: str, fallback_u
                     "name": "litellm",
                     "priority": 0,
                     "serviceRef": {"name": "litellm", "port": 4000},
-                    "endpoint": proxy_url,
+                    "endpoint": urls[0],
                     "model": MODEL,
-                    "authSecretRef": {"name": "litellm-key", "key": "masterKey"},
+                    "authSecretRef": {"name": secret, "key": "apiKey"},
                 },
                 {
                     "name": "fallback",
                     "priority": 1,
                     "serviceRef": {"name": "fallback", "port": 8000},
-                    "endpoint": fallback_url,
+                    "endpoint": urls[1],
                     "model": FALLBACK_MODEL,
                 },
             ],
@@ -95,7 +101,7 @@ def route(namespace: str, name: str, probe_type: str, proxy_url: str, fallback_u
 
 
 def create_targets(core: client.CoreV1Api, namespace: str) -> None:
-    """The two target Services (selectors, no Pods needed) and the Secret with the master key."""
+    """The target Services (selectors, no Pods needed); Secrets with the right and a wrong key."""
     for name, port in (("litellm", 4000), ("fallback", 8000)):
         core.create_namespaced_service(
             namespace,
@@ -106,17 +112,18 @@ def create_targets(core: client.CoreV1Api, namespace: str) -> None:
                 ),
             ),
         )
-    core.create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="litellm-key"),
-            data={"masterKey": base64.b64encode(MASTER_KEY.encode()).decode()},
-        ),
-    )
+    for secret, key in (("litellm-key", MASTER_KEY), ("wrong-key", WRONG_KEY)):
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=secret),
+                data={"apiKey": base64.b64encode(key.encode()).decode()},
+            ),
+        )
 
 
 class Routes:
-    """Reads of both routes and their stable Services."""
+    """Reads of the routes and their stable Services."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
         self.core = client.CoreV1Api(cluster.api_client())
@@ -170,8 +177,10 @@ def test_litellm_proxy_fails_over_and_back(
     with ExitStack() as stack:
         fallback = stack.enter_context(FakeBackendThread((FALLBACK_MODEL,), name="fallback"))
         create_targets(routes.core, namespace)
-        for name, probe_type in ROUTES.items():
-            body = route(namespace, name, probe_type, proxy.url, fallback.url)
+        urls = (proxy.url, fallback.url)
+        bodies = [route(namespace, name, probe, urls) for name, probe in ROUTES.items()]
+        bodies.append(route(namespace, WRONG_KEY_ROUTE, "Models", urls, secret="wrong-key"))
+        for body in bodies:
             routes.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         wait_for(lambda: routes.all_routed_to("litellm"), WAIT, "both routes on LiteLLM")
         # The status write follows the routing write.
@@ -181,6 +190,16 @@ def test_litellm_proxy_fails_over_and_back(
             answered = routes.backend(name, "litellm")
             assert answered.get("healthy") is True and path in answered["message"], answered
         assert '"POST /v1/chat/completions HTTP/1.1" 200' in proxy.logs()
+        # ...with the key from the Secret: the route with another key is kept off LiteLLM.
+        refused = wait_for(
+            lambda: (b := routes.backend(WRONG_KEY_ROUTE, "litellm")).get("healthy") is False and b,
+            WAIT,
+            "LiteLLM unhealthy for the wrong key",
+        )
+        assert WRONG_KEY not in str(refused)
+        off_litellm = WRONG_KEY_ROUTE + " on the fallback"
+        wait_for(lambda: routes.routed_to(WRONG_KEY_ROUTE) == "fallback", WAIT, off_litellm)
+        print(f"\nLiteLLM with a wrong key: {refused['reason']}: {refused['message']}")
 
         stopped_at = time.monotonic()
         proxy.stop()
@@ -201,10 +220,11 @@ def test_litellm_proxy_fails_over_and_back(
             wait_for(lambda n=name: "FailedBack" in routes.reasons(n), WAIT, f"{name}: FailedBack")
             assert routes.status(name)["failoverCount"] == 2
         assert fallback.backend is not None and fallback.backend.requests_total > 0
+        assert routes.routed_to(WRONG_KEY_ROUTE) == "fallback"
 
     print(
         f"\nLiteLLM: failover {failover:.1f}s after stop, proxy restart {restart:.1f}s, "
         f"failback {failback:.1f}s after it served again"
     )
-    assert MASTER_KEY not in operator.logs()
+    assert MASTER_KEY not in operator.logs() and WRONG_KEY not in operator.logs()
     assert proxy.trap.attempts == [], f"LiteLLM tried to reach the network: {proxy.trap.attempts}"
