@@ -187,7 +187,8 @@ class LiteLLMProxy:
                 doc = json.load(response)
         except (urllib.error.URLError, OSError, ValueError):
             return []
-        return [str(entry.get("id")) for entry in doc.get("data", [])]
+        entries = doc.get("data") if isinstance(doc, dict) else None
+        return [str(e.get("id")) for e in entries or [] if isinstance(e, dict)]
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the server's process group and wait; SIGKILL if it lingers. Idempotent."""
