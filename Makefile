@@ -9,15 +9,17 @@ UV_VERSION := 0.13.8
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.uv/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
+# LiteLLM's proxy server for tests/envtest/test_litellm.py: its own env (conflicts with dev).
+LITELLM_VENV := .venv-litellm
 export UV_PYTHON_DOWNLOADS := never
 # A version request, not a path: a pyenv shim path never matches the venv's interpreter, and
 # uv would rebuild .venv on every run.
 export UV_PYTHON := 3.11
 
-.PHONY: help install lint crds test unit envtest assets prometheus-assets demo bench clean
+.PHONY: help install lint crds test unit envtest assets prometheus-assets litellm-env demo bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(CURDIR)/.uv/bin/uv:
 	$(PYTHON) -m venv .uv
@@ -42,7 +44,10 @@ assets: ## build or reuse etcd + kube-apiserver for the tests (~/.cache)
 prometheus-assets: ## fetch or reuse promtool + prometheus from Debian's package (~/.cache)
 	bash hack/prometheus-assets.sh >/dev/null
 
-test: install lint assets prometheus-assets ## the whole suite: lint, unit, and real-API-server tests
+litellm-env: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.uv/bin/uv) ## LiteLLM's proxy for its envtest (.venv-litellm)
+	UV_PROJECT_ENVIRONMENT=$(LITELLM_VENV) $(UV) sync --frozen --only-group litellm --quiet
+
+test: install lint assets prometheus-assets litellm-env ## the whole suite: lint, unit, and real-API-server tests
 	$(BIN)/pytest
 
 unit: install ## only the tests that need no API server
@@ -56,4 +61,4 @@ bench: install assets ## benchmarks (not part of make test); ARGS="--scenario si
 	PYTHONPATH=operator:. LITELLM_LOCAL_MODEL_COST_MAP=True bench/.venv/bin/python -m bench $(ARGS)
 
 clean: ## remove the virtualenvs and caches (not the cached API server)
-	rm -rf .venv .uv bench/.venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv .uv bench/.venv $(LITELLM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

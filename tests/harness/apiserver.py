@@ -56,11 +56,22 @@ def ensure_assets() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+_ISSUED: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago and not handed out before.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    closed, so two ports asked for one process (metrics and health) could collide.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _ISSUED:
+            _ISSUED.add(port)
+            return port
 
 
 def _openssl(*args: str, cwd: Path) -> None:
