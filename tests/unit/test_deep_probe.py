@@ -22,6 +22,7 @@ from modelroute.core.health import (
 )
 from modelroute.core.types import ProbeFailure, RouteRef
 from modelroute.metrics import Metrics
+from modelroute.probing.hub import Subscriber
 from modelroute.probing.keys import ProbeKey, ProbeKind, next_start
 from modelroute.probing.prober import ProbeResult
 from tests.unit.test_probe_failure_metrics import Source
@@ -238,3 +239,44 @@ async def test_removing_the_deep_probe_forgets_its_failure() -> None:
             "http://v.test:8080", ProbeResult(True, 5, "ok", T0 + timedelta(seconds=second))
         )
     assert without.records["vendor"].healthy is True
+
+
+class KeyedSource:
+    """A ProbeSource the test pushes results through by key (cheap and deep share a URL)."""
+
+    def __init__(self) -> None:
+        self.subscribers: dict[ProbeKey, list[Subscriber]] = {}
+
+    def subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        self.subscribers.setdefault(key, []).append(subscriber)
+
+    def unsubscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
+        self.subscribers[key].remove(subscriber)
+
+    def push(self, key: ProbeKey, result: ProbeResult) -> None:
+        for subscriber in self.subscribers[key]:
+            subscriber(result)
+
+
+async def test_a_drill_reads_cheap_results_as_failures_but_never_fakes_a_deep_failure() -> None:
+    # A faked deep failure would hold the backend unhealthy until the next deep probe (300 s by
+    # default), long after the drill ended: the drill is the cheap probe's business only.
+    until = (T0 + timedelta(seconds=60)).isoformat()
+    raw = spec({"deep": {}}).model_dump(by_alias=True, exclude_none=True)
+    drilled = ModelRouteSpec.model_validate(raw | {"drill": {"backend": "vendor", "until": until}})
+    source = KeyedSource()
+    feed = HealthFeed(source, Metrics(), {"vendor": HealthRecord(healthy=True)}, lambda: None)
+    feed.start(RouteRef("ai", "chat", "uid"), drilled)
+    backend = drilled.backends[0]
+    probe = drilled.effective_probe(backend)
+    deep = ProbeKey.deep_for_backend("ai", backend, probe)
+    cheap = ProbeKey.for_backend("ai", backend, probe)
+    assert deep is not None
+    source.push(deep, ProbeResult(True, 5, "ok", T0 + timedelta(seconds=1)))
+    assert feed.records["vendor"].deep_failure is None
+    for second in (2, 3, 4):  # failureThreshold 3: the drill's failover
+        source.push(cheap, ProbeResult(True, 5, "ok", T0 + timedelta(seconds=second)))
+    assert feed.records["vendor"].healthy is False
+    for second in (61, 62):  # after the drill, successThreshold 2 heals it
+        source.push(cheap, ProbeResult(True, 5, "ok", T0 + timedelta(seconds=second)))
+    assert feed.records["vendor"].healthy is True

@@ -91,8 +91,12 @@ class HealthFeed:
             reason = result.reason or ProbeFailure.UNAVAILABLE
             metrics.probe_failures.labels(*labels, reason.value).inc()
         before = self.records.get(name, health.HealthRecord())
-        fold = health.fold_deep if deep else health.fold
-        after = fold(before, drill.overlay(result, name, self._drill), probe)
+        if deep:
+            # Not overlaid by a drill: a drilled deep failure would hold the backend unhealthy
+            # until the next deep probe, long after the drill; the cheap overlay drives it.
+            after = health.fold_deep(before, result, probe)
+        else:
+            after = health.fold(before, drill.overlay(result, name, self._drill), probe)
         self.records[name] = after
         metrics.backend_up.labels(*labels).set(1 if after.healthy else 0)
         self.last_result_at = asyncio.get_running_loop().time()
