@@ -192,3 +192,23 @@ def test_the_metrics_reference_documents_every_metric_and_alert() -> None:
     for name in rules_by_alert(rendered_rules()):
         assert f"| `{name}` (" in doc, f"docs/metrics.md: no row for {name}"
     assert "(docs/metrics.md)" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_with_shards_each_operator_deployment_has_its_own_down_and_not_leading_alerts(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    # A shard that is down or leaderless must page on its own, not hide behind the main one.
+    rules = rendered_rules({"shards": ["a", "b"]})
+    check(bin_dir, write_rules(tmp_path / "rules.yaml", rules), "check", "rules")
+    every = [rule for group in rules["groups"] for rule in group["rules"]]
+    for alert in ("ModelRouteOperatorDown", "ModelRouteOperatorNotLeading"):
+        pairs = {
+            (rule["labels"].get("shard", ""), re.search(r'job="([^"]+)"', rule["expr"])[1])
+            for rule in every
+            if rule["alert"] == alert
+        }
+        assert pairs == {
+            ("", "mr-modelroute-operator-metrics"),
+            ("a", "mr-modelroute-operator-a-metrics"),
+            ("b", "mr-modelroute-operator-b-metrics"),
+        }, alert
