@@ -301,6 +301,7 @@ class ForwardProxy:
     """HTTP forward proxy: CONNECT tunnels (https) and absolute-URI requests (http)."""
 
     requests: list[str] = field(default_factory=list)
+    refuse: bytes | None = None  # a status line to answer every request with, e.g. a 407
 
     async def __call__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: RawServer
@@ -308,6 +309,10 @@ class ForwardProxy:
         head = await read_head(reader)
         method, target, _version = head.split(b"\r\n", 1)[0].decode().split(" ")
         self.requests.append(f"{method} {target}")
+        if self.refuse is not None:
+            await s.write(writer, self.refuse + b"\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
         if method == "CONNECT":
             host, port = target.rsplit(":", 1)
             up_reader, up_writer = await asyncio.open_connection(host, int(port))

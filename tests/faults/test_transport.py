@@ -307,6 +307,27 @@ async def test_https_proxy_tunnels_tls_probes(
     assert proxy.requests == [f"CONNECT localhost:{port}"]
 
 
+async def test_a_proxy_that_refuses_the_tunnel_is_named_not_taken_for_a_bad_backend(
+    private_ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ForwardProxy(refuse=b"HTTP/1.1 407 Proxy Authentication Required")
+    async with (
+        raw_server(proxy) as proxy_server,
+        raw_server(servers.models_ok, private_ca.server_context()) as vendor,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy_server.url())
+        session = new_session(
+            connection_limit=0, connection_limit_per_host=5, ca_bundle=str(private_ca.ca_cert)
+        )
+        try:
+            result = await _probe(_target(vendor.url("localhost")), session)
+        finally:
+            await session.close()
+    assert not result.ok
+    assert result.reason is ProbeFailure.UNAVAILABLE
+    assert result.message == "egress proxy refused: 407 Proxy Authentication Required"
+
+
 async def test_http_proxy_forwards_and_no_proxy_bypasses_it(
     monkeypatch: pytest.MonkeyPatch, healthy: str
 ) -> None:

@@ -49,6 +49,9 @@ _ERROR_MESSAGES: Final[tuple[tuple[type[Exception], Callable[[Any], str]], ...]]
     (aiohttp.ClientConnectorDNSError, lambda e: f"DNS lookup failed: {_os_reason(e.os_error)}"),
     (aiohttp.ClientConnectorError, lambda e: f"connection failed: {_os_reason(e.os_error)}"),
     (aiohttp.ServerDisconnectedError, lambda e: "connection failed: server disconnected"),
+    # Before its base class: the egress proxy (HTTPS_PROXY) refused the CONNECT, e.g. 407.
+    # Its URL is never echoed: it may carry credentials.
+    (aiohttp.ClientHttpProxyError, lambda e: f"egress proxy refused: {e.status} {e.message}"),
     # Probes never raise for status, so this is aiohttp failing to parse the answer's head.
     (
         aiohttp.ClientResponseError,
@@ -74,6 +77,8 @@ def error_message(exc: Exception) -> str:
 
 def error_reason(exc: Exception) -> ProbeFailure:
     """The failure class of ``exc``: something answered, but not HTTP, is ``BadResponse``."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return ProbeFailure.UNAVAILABLE  # the way to the backend, not the backend, failed
     if isinstance(exc, aiohttp.ClientResponseError):
         return ProbeFailure.BAD_RESPONSE
     return ProbeFailure.UNAVAILABLE
