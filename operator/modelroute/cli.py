@@ -23,7 +23,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         description="Keep one stable Service pointed at the best healthy LLM backend.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    _add_scope_and_endpoints(parser)
+    _add_scope(parser)
+    _add_endpoints_and_probes(parser)
     _add_leader_election(parser)
     parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)
     parser.add_argument(
@@ -91,7 +92,7 @@ def _routing_drivers(parser: argparse.ArgumentParser, value: str | None) -> tupl
     return names
 
 
-def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
+def _add_scope(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--namespace",
         "-n",
@@ -116,6 +117,9 @@ def _add_scope_and_endpoints(parser: argparse.ArgumentParser) -> None:
         "e.g. modelroute.dev/shard=a, or !modelroute.dev/shard for every unlabelled route "
         "(default: all)",
     )
+
+
+def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
         type=int,
