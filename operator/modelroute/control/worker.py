@@ -20,14 +20,13 @@ import aiohttp
 
 from modelroute import routing
 from modelroute.api.models import ModelRouteSpec
-from modelroute.api.status import ModelRouteStatus
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
+from modelroute.control.report import Reporter
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
 from modelroute.core import health
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
-from modelroute.core.status import wire_patch
 from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
@@ -67,7 +66,8 @@ class RouteWorker:
         self.feed = HealthFeed(deps.probes, deps.metrics, records, self.wake)
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
-        self._written: ModelRouteStatus | None = source.written if source else route.status
+        written = source.written if source else route.status
+        self.reporter = Reporter(route.ref, deps, written)
         self._driven: _Driven | None = None
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,7 +77,7 @@ class RouteWorker:
 
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
-        return WorkerState(self.feed.records, self.routed, self._previous, self._written)
+        return WorkerState(self.feed.records, self.routed, self._previous, self.reporter.written)
 
     @property
     def key(self) -> RouteKey:
@@ -90,10 +90,11 @@ class RouteWorker:
         return self.routed.primary if self.routed is not None else None
 
     def start(self) -> None:
-        """Start the reconcile loop (which starts the probe loops)."""
-        task = asyncio.create_task(self._run(), name=f"route:{self.key}")
-        task.add_done_callback(self._log_crash)
-        self._tasks.append(task)
+        """Start the reconcile loop (which starts the probe loops) and the status writer."""
+        for run, name in ((self._run(), "route"), (self.reporter.run(), "report")):
+            task = asyncio.create_task(run, name=f"{name}:{self.key}")
+            task.add_done_callback(self._log_crash)
+            self._tasks.append(task)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         # A bug must not end a route's probing silently: log it loudly; liveness then fails.
@@ -214,7 +215,7 @@ class RouteWorker:
             records=dict(self.feed.records),
             routed=self.routed,
             previous=self._previous,
-            written=self._written,
+            written=self.reporter.written,
             approval=self.route.annotations.get(APPROVE_FAILBACK_ANNOTATION),
             now=self._deps.now(),
         )
@@ -248,7 +249,8 @@ class RouteWorker:
         return state
 
     async def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
-        """After routing: metrics, Events, the status write, and the next recheck."""
+        """After routing: metrics and the next recheck here; Events and the status write are
+        handed to the reporter, so the next probe result never waits for them."""
         ref, deps = self.route.ref, self._deps
         if spec is not None:
             names = [b.name for b in spec.backends]
@@ -260,13 +262,7 @@ class RouteWorker:
         # Kept before the Events and the write: a failure in either must not lose a counted
         # move on the retry.
         self._previous = decided.status
-        for event in decided.events:
-            await deps.events.emit(ref, event.type, event.reason, event.message, deps.now())
-        if decided.write_status:
-            patch = wire_patch(self._written, decided.status)
-            await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
-            deps.metrics.api_writes.labels("modelroutes/status").inc()
-            self._written = decided.status
+        self.reporter.submit(decided.events, decided.status, spec, changed=decided.write_status)
         self._schedule_recheck(decided.recheck_at)
 
     async def _carry_out_invalid(
@@ -274,7 +270,7 @@ class RouteWorker:
     ) -> None:
         decided = plan_invalid(
             previous=self._previous,
-            written=self._written,
+            written=self.reporter.written,
             generation=self.route.generation,
             problem=Problem(reason, message),
             now=self._deps.now(),

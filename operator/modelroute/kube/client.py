@@ -163,7 +163,7 @@ class KubeClient:
         try:
             return await self._send(method, path, body, content_type)
         finally:
-            self._lanes.release()
+            self._lanes.release(urgent)
 
     async def _send(
         self, method: str, path: str, body: Any, content_type: str
