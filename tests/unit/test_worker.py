@@ -315,6 +315,61 @@ async def test_failover_after_failure_threshold_routes_first_then_event_and_stat
         assert w.condition("Degraded") == ("True", "BackendUnhealthy")
 
 
+async def test_status_writes_never_delay_a_routing_write() -> None:
+    """A status write the API server has not answered, and failed probes that decide nothing,
+    neither hold nor cost a routing write: the failover is carried out at the deciding probe."""
+    async with running_world() as w:
+        await w.controller.on_route_event("ADDED", route())
+        await w.clock.until(1)
+        w.kube.status_writes_held = held = asyncio.Event()
+        await w.tick(5, vendor=True, inhouse=True)  # routed; this status write hangs
+        await w.tick(10, vendor=False)
+        await w.tick(15, vendor=False)
+        assert w.writes(since=6) == []  # two failures decide nothing: no write at all
+        await w.tick(20, vendor=False)
+        await w.clock.until(21)
+
+        assert w.selector() == {"app": "inhouse"}
+        # The Event and the status follow the status write still in flight.
+        assert w.writes(since=6) == [(20, "patch")]
+        assert w.status()["conditions"][0]["reason"] == "AwaitingFirstProbes"
+        held.set()
+        await w.clock.until(22)
+        # The write sent at 5 s lands; then one write carries everything since (coalesced).
+        assert w.writes(since=6) == [(20, "patch"), (21, "create_event"), (21, "patch_status")]
+        assert w.status()["activeBackend"] == "inhouse"
+        assert w.status()["failoverCount"] == 1
+        assert w.backend_status("vendor")["consecutiveFailures"] == 3
+
+
+async def test_a_mass_failover_costs_each_route_one_routing_write_one_event_one_status() -> None:
+    routes = 40
+    async with running_world() as w:
+        for i in range(routes):
+            body = route()
+            body["metadata"].update(name=f"chat-{i}", uid=f"uid-{i}")
+            body["spec"]["service"]["name"] = f"chat-{i}-llm"
+            await w.controller.on_route_event("ADDED", body)
+        await w.tick(5, vendor=True, inhouse=True)  # every route shares both probes
+        await w.clock.until(6)
+        for at in (10, 15, 20):
+            await w.tick(at, vendor=False)
+        await w.clock.until(60)
+
+        writes = [call for _, call in w.writes(since=6)]
+        assert writes.count("patch") == routes
+        assert writes.count("create_event") == routes
+        assert writes.count("patch_status") == routes
+        assert {e["involvedObject"]["name"] for e in w.kube.posted_events[-routes:]} == {
+            f"chat-{i}" for i in range(routes)
+        }
+        for i in range(routes):
+            assert w.kube.services[(NS, f"chat-{i}-llm")]["spec"]["selector"] == {"app": "inhouse"}
+            assert w.kube.route_status[(NS, f"chat-{i}")]["failoverCount"] == 1
+        # Nothing was written before the deciding probe, and no routing write after it.
+        assert {t for t, _ in w.writes(since=6)} == {20}
+
+
 # --- 3. automatic failback -----------------------------------------------------------------
 
 
