@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mass: only this probe intervalSeconds (default: 1, 2 and 5 s; quick 1 and 5 s)",
     )
     parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="scale: every backend of every route its own endpoint (default: 30 shared targets)",
+    )
+    parser.add_argument(
         "--steady-seconds", type=float, help="scale: steady window (default 180, quick 30)"
     )
     parser.add_argument(
