@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -42,9 +42,18 @@ _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
 class Reporter:
     """Posts one route's Events and writes its status, in that order, after its routing."""
 
-    def __init__(self, ref: RouteRef, deps: Deps, written: ModelRouteStatus | None) -> None:
-        """``written``: the status last written (or read back from the API server)."""
+    def __init__(
+        self,
+        ref: RouteRef,
+        deps: Deps,
+        written: ModelRouteStatus | None,
+        on_done: Callable[[asyncio.Task[None]], None],
+    ) -> None:
+        """``written``: the status last written (or read back from the API server);
+        ``on_done`` is called with the writer task when it ends (a crash is the worker's)."""
         self._ref = ref
+        self._on_done = on_done
+        self._task: asyncio.Task[None] | None = None
         self._deps = deps
         self.written = written
         self._desired: ModelRouteStatus | None = None
@@ -73,6 +82,17 @@ class Reporter:
         self._classify(changed)
         if self.pending:
             self._wake.set()
+            # A task only while there is something to send: 10,000 idle routes hold none.
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._run(), name=f"report:{self._ref.key}")
+                self._task.add_done_callback(self._on_done)
+
+    async def stop(self) -> None:
+        """Cancel what is waiting (the next worker of the route plans its status again)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     def _classify(self, changed: bool) -> None:
         if not changed or self._desired is None:
@@ -85,10 +105,10 @@ class Reporter:
             # A deferred change keeps its first due time: at most one such write per period.
             self._due = now + self._deps.settings.status_defer_seconds
 
-    async def run(self) -> None:
-        """Send what is due, for ever (cancelled when the worker stops)."""
+    async def _run(self) -> None:
+        """Send what is due until nothing is pending; failed writes are retried with backoff."""
         retry = _RETRY_FIRST_SECONDS
-        while True:
+        while self.pending:
             await self._until_due()
             try:
                 await self._flush()
@@ -108,11 +128,8 @@ class Reporter:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            if self._events:
+            if self._events or self._due is None:
                 return
-            if self._due is None:
-                await self._wake.wait()
-                continue
             delay = self._due - loop.time()
             if delay <= 0:
                 return

@@ -67,7 +67,7 @@ class RouteWorker:
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
         written = source.written if source else route.status
-        self.reporter = Reporter(route.ref, deps, written)
+        self.reporter = Reporter(route.ref, deps, written, self._log_crash)
         self._driven: _Driven | None = None
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,11 +90,10 @@ class RouteWorker:
         return self.routed.primary if self.routed is not None else None
 
     def start(self) -> None:
-        """Start the reconcile loop (which starts the probe loops) and the status writer."""
-        for run, name in ((self._run(), "route"), (self.reporter.run(), "report")):
-            task = asyncio.create_task(run, name=f"{name}:{self.key}")
-            task.add_done_callback(self._log_crash)
-            self._tasks.append(task)
+        """Start the reconcile loop (which starts the probe loops)."""
+        task = asyncio.create_task(self._run(), name=f"route:{self.key}")
+        task.add_done_callback(self._log_crash)
+        self._tasks.append(task)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         # A bug must not end a route's probing silently: log it loudly; liveness then fails.
@@ -116,6 +115,7 @@ class RouteWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.reporter.stop()
 
     async def finalize(self) -> None:
         """The route was deleted: let its driver leave the routing object as the policy says."""
