@@ -122,12 +122,20 @@ def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict
                 api = rate.measure()
                 log(f"mass: API server write rate {api}")
                 _quiesce(op, 60)
+                if not fleet.wait_all_on("vendor", 120):
+                    # A loaded machine can time out the vendor's probe and fail over on its own.
+                    log(f"mass: only {fleet.on('vendor')}/{routes} on the vendor; skipped")
+                    continue
                 time.sleep(random.uniform(0, interval))  # a random phase of the probe schedule
                 spy = None
                 if getattr(args, "profile", False):
                     name = f"profile-mass-{point_key(routes, interval)}-{r + 1}.txt"
                     spy = PySpy(op.pid, fleet.floor_s + 12, REPO_ROOT / "bench" / "results" / name)
                 outcome = _outage(cluster, fleet, op, identity.username, api)
+                if outcome is None:
+                    log("mass: no route switched after the outage began (switched before?)")
+                    fleet.fakes["vendor"].fault("none")
+                    continue
                 if spy is not None and (path := spy.wait()) is not None:
                     outcome["profile"] = top_frames(path, 20)
                 runs.append(outcome)
@@ -167,7 +175,7 @@ def _quiesce(op: BenchOperator, timeout: float) -> None:
 
 def _outage(
     cluster: Cluster, fleet: Fleet, op: BenchOperator, username: str, api: dict[str, Any]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     routes = len(fleet.services)
     vendor = fleet.fakes["vendor"]
     proc = psutil.Process(op.pid)
@@ -188,6 +196,8 @@ def _outage(
     threshold = fleet.probe["failureThreshold"]
     deciding = arrivals[threshold - 1] if len(arrivals) >= threshold else None
     after = [o + t0 + fleet.floor_s - deciding for o in offsets] if deciding else []
+    if not offsets:
+        return None
     writes = _settled_writes(cluster, username, t0, routes)
     vendor.fault("none")
     s = summary(offsets)
