@@ -240,7 +240,11 @@ def _settled_writes(
     the routing writes (at most 30 s more)."""
     deadline = time.monotonic() + 30
     while True:
-        writes = cluster.audit_events(username=username, verbs=WRITE_VERBS, since=since)
+        try:
+            writes = cluster.audit_events(username=username, verbs=WRITE_VERBS, since=since)
+        except ValueError:  # the API server was writing the audit log's last line
+            time.sleep(0.5)
+            continue
         kinds = [write_kind(w) for w in writes]
         done = min(kinds.count("patch modelroutes/status"), kinds.count("create events"))
         if done >= routes or time.monotonic() > deadline:
