@@ -139,6 +139,7 @@ class World:
     calls: TimedCalls
     probes: ScriptedProbes
     controller: Controller
+    metrics: Metrics
 
     async def tick(self, at: float, **results: bool) -> None:
         """At fake time ``at``, push one result per named backend (True: the probe passed)."""
@@ -237,14 +238,14 @@ async def running_world() -> AsyncIterator[World]:
         kube=kube,
         caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
         secrets=ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret),
-        metrics=Metrics(),
+        metrics=(metrics := Metrics()),
         events=EventRecorder(kube, "test"),
         probes=probes,
         now=clock.now,
     )
     controller = Controller(deps)
     try:
-        yield World(clock, kube, calls, probes, controller)
+        yield World(clock, kube, calls, probes, controller, metrics)
     finally:
         await controller.shutdown()
 
@@ -340,6 +341,26 @@ async def test_status_writes_never_delay_a_routing_write() -> None:
         assert w.status()["activeBackend"] == "inhouse"
         assert w.status()["failoverCount"] == 1
         assert w.backend_status("vendor")["consecutiveFailures"] == 3
+
+
+async def test_gauges_follow_health_and_traffic_through_a_failover() -> None:
+    async with running_world() as w:
+
+        def gauge(name: str, backend: str) -> float | None:
+            labels = {"namespace": NS, "route": "chat", "backend": backend}
+            return w.metrics.registry.get_sample_value(name, labels)
+
+        await w.controller.on_route_event("ADDED", route())
+        await w.tick(5, vendor=True, inhouse=True)
+        await w.clock.until(6)
+        assert [gauge("modelroute_backend_up", b) for b in ("vendor", "inhouse")] == [1, 1]
+        assert [gauge("modelroute_active_backend", b) for b in ("vendor", "inhouse")] == [1, 0]
+        for at in (10, 15, 20):
+            await w.tick(at, vendor=False)
+        await w.clock.until(21)
+        assert [gauge("modelroute_backend_up", b) for b in ("vendor", "inhouse")] == [0, 1]
+        assert [gauge("modelroute_active_backend", b) for b in ("vendor", "inhouse")] == [0, 1]
+        assert gauge("modelroute_backend_weight", "inhouse") == 100
 
 
 async def test_a_mass_failover_costs_each_route_one_routing_write_one_event_one_status() -> None:

@@ -74,6 +74,7 @@ class RouteWorker:
         self._recheck: asyncio.TimerHandle | None = None
         self._retry: asyncio.TimerHandle | None = None
         self.crashed = False
+        self._shown: tuple[object, ...] | None = None  # what the traffic gauges last showed
 
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
@@ -254,9 +255,13 @@ class RouteWorker:
         ref, deps = self.route.ref, self._deps
         if spec is not None:
             names = [b.name for b in spec.backends]
-            deps.metrics.set_active(ref.namespace, ref.name, names, self.active)
             weights = {t.backend: t.weight for t in decided.status.traffic}
-            deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
+            # Only on change: label lookups on every reconcile were a visible share of the
+            # CPU of a mass failover.
+            if self._shown != (names, self.active, weights):
+                self._shown = (names, self.active, weights)
+                deps.metrics.set_active(ref.namespace, ref.name, names, self.active)
+                deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
         # Kept before the Events and the write: a failure in either must not lose a counted
