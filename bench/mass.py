@@ -93,12 +93,16 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
 
 
 def merge(previous: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
-    """Keep the points of an earlier run that this run did not measure again."""
-    old = (previous or {}).get("points") or {}
+    """Keep the points of an earlier run that this run did not measure again, and the
+    baseline (the previous version's figures, for comparison)."""
+    previous = previous or {}
+    old = previous.get("points") or {}
     entry["points"] = {
         **{k: v for k, v in old.items() if k not in entry["points"]},
         **entry["points"],
     }
+    if previous.get("baseline"):
+        entry["baseline"] = previous["baseline"]
     return entry
 
 

@@ -91,6 +91,9 @@ def write(results: dict[str, Any]) -> None:
             add(f"| `{scenario}.{key}` | {goal} | not measured | - |")
             continue
         quick = " (quick)" if entry.get("quick") else ""
+        routes = (entry.get("config") or {}).get("routes")
+        if scenario in ("mass", "scale") and routes:
+            quick += f" at {routes} routes"
         unit = " s" if key.endswith("_s") else (" MiB" if key.endswith("mib") else "")
         met = "yes" if check(value) else "**no**"
         add(f"| `{scenario}.{key}` | {goal} | {fmt(value, unit)}{quick} | {met} |")
@@ -230,6 +233,17 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
             f"{fmt(per.get('routing'))} / {fmt(per.get('status'))} / {fmt(per.get('events'))} | "
             f"{fmt(r.get('operator_cpu_ms_per_route'), ' ms', 2)} |"
         )
+    for old in (entry.get("baseline") or {}).values():
+        r = old["result"]
+        add(
+            f"| {old['routes']} | {old['interval_s']} s | {old['repeats']} | - | - | "
+            f"{fmt(r.get('min_over_floor_s'), ' s')} | "
+            f"{fmt(r.get('all_switched_over_floor_s'), ' s')} | - | previous version "
+            f"({old.get('version', '?')}) | "
+            f"{fmt(r.get('all_switched_after_deciding_probe_s'), ' s')} | - | "
+            f"{old.get('writes_per_route', '-')} | "
+            f"{fmt(r.get('operator_cpu_ms_per_route'), ' ms', 2)} |"
+        )
     add("")
     _provenance(add, entry)
     if "mass_routes" in plots:
@@ -367,7 +381,7 @@ def _plots(scenarios: dict[str, Any]) -> dict[str, str]:
         plt.close(fig)
         out["mass"] = "img/bench-mass-switch.png"
         if mass.get("points"):
-            out["mass_routes"] = _plot_mass_routes(plt, mass["points"])
+            out["mass_routes"] = _plot_mass_routes(plt, mass["points"], mass.get("baseline"))
     scale = scenarios.get("scale")
     if scale and scale["runs"] and scale["runs"][0].get("series"):
         fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -424,7 +438,9 @@ def _plots(scenarios: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _plot_mass_routes(plt: Any, points: dict[str, Any]) -> str:
+def _plot_mass_routes(
+    plt: Any, points: dict[str, Any], baseline: dict[str, Any] | None = None
+) -> str:
     """Last route switched (after the deciding probe) against routes, one line per interval,
     with the write floor N / (measured write rate) and the goal drawn on it."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -443,10 +459,18 @@ def _plot_mass_routes(plt: Any, points: dict[str, Any]) -> str:
             wf = p["result"].get("write_floor_s")
             if wf is not None:
                 floor.setdefault(p["routes"], wf)
+    for old in (baseline or {}).values():
+        value = old.get("result", {}).get("all_switched_after_deciding_probe_s")
+        if value is not None:
+            label = f"previous version, {old['interval_s']} s interval"
+            ax.plot([old["routes"]], [value], "x", color="grey", ms=9, label=label)
     if floor:
         xs = sorted(floor)
-        ax.plot(xs, [floor[x] for x in xs], "k--", lw=1.2, label="write floor N / write rate")
-        ax.plot(xs, [floor[x] + 0.5 for x in xs], "k:", lw=1, label="goal: write floor + 0.5 s")
+        ys = [floor[x] for x in xs]
+        ax.plot(xs, ys, "k--", marker="_", ms=18, lw=1.2, label="write floor N / write rate")
+        goal = [y + 0.5 for y in ys]
+        ax.plot(xs, goal, "k:", marker="_", ms=18, lw=1, label="goal: write floor + 0.5 s")
+    ax.set_xlim(left=0)
     ax.set_xlabel("routes sharing the failed vendor")
     ax.set_ylabel("seconds after the deciding probe")
     ax.set_title("mass: switch time against routes (dotted: first route)")
