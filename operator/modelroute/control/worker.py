@@ -222,9 +222,14 @@ class RouteWorker:
         )
 
     async def _reconcile(self, driven: _Driven) -> None:
-        given = self._inputs(driven.spec)
-        decided = plan(given)
-        state = await self._route(driven, decided)
+        # Bounded across routes: when one probe wakes every route at once, all of them would
+        # otherwise plan before the first routing write's answer is read (one loop iteration
+        # runs every ready task), and the writes trickle out behind N plans. With a bound, the
+        # plans interleave with the answers and routing writes go out as each plan is made.
+        async with self._deps.reconcile_slots:
+            given = self._inputs(driven.spec)
+            decided = plan(given)
+            state = await self._route(driven, decided)
         written_at = self._deps.now() if state.wrote else None
         if state.problem is not None or state.verdict is not None:
             # Plan again with what the driver (and the gateway behind it) said.
