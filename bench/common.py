@@ -299,6 +299,28 @@ def probe_count(samples: dict[str, list[tuple[dict[str, str], float]]]) -> float
     return sum(v for _, v in samples.get("modelroute_probe_schedule_lag_seconds_count", []))
 
 
+# The operator counts as quiet when it wrote nothing for this long (seconds).
+QUIET_S = 3.0
+
+
+def writes_total(op: BenchOperator) -> float:
+    return sum(v for _, v in op.scrape().get("modelroute_api_writes_total", []))
+
+
+def wait_quiet(op: BenchOperator, timeout: float) -> None:
+    """Wait until the operator has written nothing for QUIET_S (steady state)."""
+    deadline = time.monotonic() + timeout
+    last, since = writes_total(op), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = writes_total(op)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= QUIET_S:
+            return
+    log("the operator kept writing; going on anyway")
+
+
 @contextlib.contextmanager
 def running_operator(
     cluster: Cluster, identity: Identity, namespaces: list[str]

@@ -26,6 +26,7 @@ from bench.common import (
     operator_identity,
     running_operator,
     top_frames,
+    wait_quiet,
     write_kind,
 )
 from bench.stats import median_of_runs, summary
@@ -46,8 +47,6 @@ QUICK_SIZES = (100,)
 QUICK_INTERVALS = (1, 5)
 # The goal's slack on each side of the write floor (seconds).
 SLACK_S = 0.25
-# A point counts as quiet when the operator wrote nothing for this long (seconds).
-QUIET_S = 3.0
 
 
 def matrix(args: Any) -> list[tuple[int, int]]:
@@ -122,10 +121,10 @@ def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict
             if not fleet.wait_all_on("vendor", 600 + routes / 10):
                 raise RuntimeError(f"mass: only {fleet.on('vendor')}/{routes} routed")
             for r in range(args.repeat):
-                _quiesce(op, 300)
+                wait_quiet(op, 300)
                 api = rate.measure()
                 log(f"mass: API server write rate {api}")
-                _quiesce(op, 60)
+                wait_quiet(op, 60)
                 if not fleet.wait_all_on("vendor", 120):
                     # A loaded machine can time out the vendor's probe and fail over on its own.
                     log(f"mass: only {fleet.on('vendor')}/{routes} on the vendor; skipped")
@@ -157,24 +156,6 @@ def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict
         fleet.close()
         rate.close()
     return runs
-
-
-def _writes_total(op: BenchOperator) -> float:
-    return sum(v for _, v in op.scrape().get("modelroute_api_writes_total", []))
-
-
-def _quiesce(op: BenchOperator, timeout: float) -> None:
-    """Wait until the operator has written nothing for QUIET_S (steady state)."""
-    deadline = time.monotonic() + timeout
-    last, since = _writes_total(op), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = _writes_total(op)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= QUIET_S:
-            return
-    log("mass: the operator kept writing; starting the outage anyway")
 
 
 def _outage(

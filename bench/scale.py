@@ -26,6 +26,7 @@ from bench.common import (
     probe_count,
     running_operator,
     top_frames,
+    wait_quiet,
     write_kind,
 )
 from bench.stats import bucket_delta, histogram_quantile
@@ -109,6 +110,9 @@ def run_once(
                 )
                 startup_s = routed_at - started
                 log(f"scale: all {routes} routed {startup_s:.1f} s after operator start")
+                # The start-up's status writes and Events follow the routing writes: the
+                # steady window begins once they are done.
+                wait_quiet(op, 600)
                 time.sleep(settle_s)
                 proc = psutil.Process(op.pid)
                 before = op.scrape()
