@@ -261,7 +261,8 @@ def _scale(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:
     add(
         f"{c['routes']} routes x {c['backends']} backends, probe every "
         f"{c['probe']['intervalSeconds']} s ({c['probes_per_s_nominal']:.0f} probes/s nominal; "
-        f"{c.get('distinct_probes', '')}); steady window {c['steady_seconds']:.0f} s after all "
+        f"{c.get('targets', c.get('distinct_probes', ''))}); steady window "
+        f"{c['steady_seconds']:.0f} s after all "
         f"routes were routed and {c['settle_seconds']:.0f} s of settling."
     )
     add("")
