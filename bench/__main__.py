@@ -34,11 +34,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--routes", type=int, help="routes for mass and scale (default 1000)")
+    parser.add_argument(
+        "--routes",
+        type=int,
+        help="routes for mass and scale (default: mass 1000 and 3000, scale 10000)",
+    )
     parser.add_argument(
         "--probe-interval",
         type=int,
-        help="mass: probe intervalSeconds of every route (default 5)",
+        help="mass: only this probe intervalSeconds (default: 1, 2 and 5 s; quick 1 and 5 s)",
+    )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="scale: every backend of every route its own endpoint (default: 30 shared targets)",
     )
     parser.add_argument(
         "--steady-seconds", type=float, help="scale: steady window (default 180, quick 30)"
@@ -100,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": machine,
                 **outcome,
             }
+            if hasattr(modules[name], "merge"):
+                # A scenario with a matrix keeps the points this run did not measure again.
+                entry = modules[name].merge(results["scenarios"].get(name), entry)
             results["scenarios"][name] = entry
             results["machine"] = machine
             args.results.parent.mkdir(parents=True, exist_ok=True)

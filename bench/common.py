@@ -299,6 +299,28 @@ def probe_count(samples: dict[str, list[tuple[dict[str, str], float]]]) -> float
     return sum(v for _, v in samples.get("modelroute_probe_schedule_lag_seconds_count", []))
 
 
+# The operator counts as quiet when it wrote nothing for this long (seconds).
+QUIET_S = 3.0
+
+
+def writes_total(op: BenchOperator) -> float:
+    return sum(v for _, v in op.scrape().get("modelroute_api_writes_total", []))
+
+
+def wait_quiet(op: BenchOperator, timeout: float) -> None:
+    """Wait until the operator has written nothing for QUIET_S (steady state)."""
+    deadline = time.monotonic() + timeout
+    last, since = writes_total(op), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = writes_total(op)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= QUIET_S:
+            return
+    log("the operator kept writing; going on anyway")
+
+
 @contextlib.contextmanager
 def running_operator(
     cluster: Cluster, identity: Identity, namespaces: list[str]
@@ -459,16 +481,19 @@ def make_fleet(
     probe: dict[str, Any],
     stabilization_s: int,
     distinct: bool = False,
+    targets: int = 1,
 ) -> Fleet:
     """``distinct``: every route probes its own port of each fake (no probe is shared);
-    otherwise all routes probe the same URL per backend (one shared probe each)."""
+    otherwise the routes share ``targets`` URLs per backend, round robin (one shared probe
+    each; all routes share one with the default 1)."""
     namespace = create_namespace(cluster, prefix)
-    fakes = start_fakes(extra_ports=routes - 1 if distinct else 0)
+    ports = routes if distinct else targets
+    fakes = start_fakes(extra_ports=ports - 1)
     create_targets(cluster, namespace)
-    names = [f"r{i:04d}" for i in range(routes)]
+    names = [f"r{i:05d}" if routes > 9999 else f"r{i:04d}" for i in range(routes)]
     bodies = []
     for i, n in enumerate(names):
-        urls = {b: fake.urls[i] if distinct else fake.url for b, fake in fakes.items()}
+        urls = {b: fake.urls[i % ports] for b, fake in fakes.items()}
         bodies.append(route_body(namespace, n, urls, probe, stabilization_s))
     create_routes(cluster, bodies)
     watch = ServiceWatch(RawApi.admin(cluster), namespace)

@@ -1,8 +1,12 @@
 """mass: N routes x 3 backends sharing one fake vendor that goes down at once.
 
 Per outage: for every route, (when its stable Service points at the fallback, seen on a
-WATCH) - (outage start + floor). Reported: p50, p99 and the last route (all switched). The
-same fleet and operator serve every repeat; traffic fails back between outages.
+WATCH) - (outage start + floor). Reported: the first route, p50, p99 and the last route (all
+switched), the API server's own write rate measured just before (bench/writerate.py), the
+operator's writes per route by kind, and the goals: first route within floor + 0.25 s, all
+within floor + 0.25 s + N / write rate + 0.25 s. Each point of the matrix (routes x probe
+interval) has its own fleet and operator; repeats of a point share them, and traffic fails
+back between outages.
 """
 
 from __future__ import annotations
@@ -14,15 +18,19 @@ from typing import Any
 import psutil
 
 from bench.common import (
+    BenchOperator,
+    Fleet,
     PySpy,
     log,
     make_fleet,
     operator_identity,
     running_operator,
     top_frames,
+    wait_quiet,
     write_kind,
 )
-from bench.stats import summary
+from bench.stats import median_of_runs, summary
+from bench.writerate import WriteRate
 from tests.harness.apiserver import REPO_ROOT, WRITE_VERBS, Cluster
 
 PROBE = {
@@ -33,99 +41,213 @@ PROBE = {
     "successThreshold": 1,
 }
 STABILIZATION_S = 1
+SIZES = (1000, 3000)
+INTERVALS = (1, 2, 5)
+QUICK_SIZES = (100,)
+QUICK_INTERVALS = (1, 5)
+# The goal's slack on each side of the write floor (seconds).
+SLACK_S = 0.25
+
+
+def matrix(args: Any) -> list[tuple[int, int]]:
+    """(routes, probe interval) points to run: --routes / --probe-interval pin one axis."""
+    sizes = [args.routes] if args.routes else list(QUICK_SIZES if args.quick else SIZES)
+    interval = getattr(args, "probe_interval", None)
+    intervals = [interval] if interval else list(QUICK_INTERVALS if args.quick else INTERVALS)
+    return [(n, i) for n in sizes for i in intervals]
+
+
+def point_key(routes: int, interval: int) -> str:
+    return f"{routes}x{interval}s"
 
 
 def run(cluster: Cluster, args: Any) -> dict[str, Any]:
-    routes = args.routes or (100 if args.quick else 1000)
-    probe = {**PROBE, "intervalSeconds": getattr(args, "probe_interval", None) or 5}
+    points: dict[str, dict[str, Any]] = {}
+    for routes, interval in matrix(args):
+        runs = _point(cluster, args, routes, interval)
+        points[point_key(routes, interval)] = {
+            "routes": routes,
+            "interval_s": interval,
+            "floor_s": float(PROBE["failureThreshold"] * interval),
+            "quick": args.quick,
+            "repeats": len(runs),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "result": median_of_runs([_numbers_only(r) for r in runs]),
+            "runs": runs,
+        }
+    headline = next(iter(points.values()))
+    return {
+        "config": {
+            "routes": headline["routes"],
+            "backends": 3,
+            "probe": {**PROBE, "intervalSeconds": headline["interval_s"]},
+            "stabilization_seconds": STABILIZATION_S,
+            "floor_s": headline["floor_s"],
+            "fault": "outage (HTTP 503) on the one vendor fake all routes share",
+            "repeats_share_one_operator": True,
+        },
+        "points": points,
+        "runs": headline["runs"],
+    }
+
+
+def merge(previous: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """Keep the points of an earlier run that this run did not measure again, and the
+    baseline (the previous version's figures, for comparison)."""
+    previous = previous or {}
+    old = previous.get("points") or {}
+    entry["points"] = {
+        **{k: v for k, v in old.items() if k not in entry["points"]},
+        **entry["points"],
+    }
+    if previous.get("baseline"):
+        entry["baseline"] = previous["baseline"]
+    return entry
+
+
+def _numbers_only(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if not isinstance(v, list)}
+
+
+def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict[str, Any]]:
+    probe = {**PROBE, "intervalSeconds": interval}
     identity = operator_identity(cluster)
+    rate = WriteRate(cluster, routes)
     fleet = make_fleet(cluster, "bench-mass", routes, probe, STABILIZATION_S)
-    vendor = fleet.fakes["vendor"]
     runs: list[dict[str, Any]] = []
-    log(f"mass: {routes} routes created in {fleet.namespace}")
+    log(f"mass {point_key(routes, interval)}: {routes} routes created in {fleet.namespace}")
     try:
         with running_operator(cluster, identity, [fleet.namespace]) as op:
-            proc = psutil.Process(op.pid)
-            if not fleet.wait_all_on("vendor", 600):
+            if not fleet.wait_all_on("vendor", 600 + routes / 10):
                 raise RuntimeError(f"mass: only {fleet.on('vendor')}/{routes} routed")
             for r in range(args.repeat):
-                # Let the initial (or failback) status writes finish, then a random phase.
-                time.sleep(10 + random.uniform(0, probe["intervalSeconds"]))
-                cpu0 = sum(proc.cpu_times()[:2])
+                wait_quiet(op, 300)
+                api = rate.measure()
+                log(f"mass: API server write rate {api}")
+                wait_quiet(op, 60)
+                if not fleet.wait_all_on("vendor", 120):
+                    # A loaded machine can time out the vendor's probe and fail over on its own.
+                    log(f"mass: only {fleet.on('vendor')}/{routes} on the vendor; skipped")
+                    continue
+                time.sleep(random.uniform(0, interval))  # a random phase of the probe schedule
                 spy = None
                 if getattr(args, "profile", False):
-                    out = REPO_ROOT / "bench" / "results" / f"profile-mass-{r + 1}.txt"
-                    spy = PySpy(op.pid, fleet.floor_s + 12, out)
-                t0 = vendor.fault("outage")
-                limit = fleet.floor_s + 120
-                ok = fleet.wait_all_on("inhouse", limit)
-                done_at = time.time()
-                offsets = []
-                for svc in fleet.services:
-                    at = fleet.watch.first_since(svc, "inhouse", t0)
-                    if at is not None:
-                        offsets.append(at - t0 - fleet.floor_s)
-                cpu1 = sum(proc.cpu_times()[:2])
-                # All routes share the vendor's probe, so the fake saw one probe per interval:
-                # the threshold-th after the outage began decided. Time from it to each switch
-                # does not depend on where in the interval the outage began.
-                arrivals = sorted(t for t in vendor.stats()["probe_times"] if t >= t0)
-                deciding = (
-                    arrivals[probe["failureThreshold"] - 1]
-                    if len(arrivals) >= probe["failureThreshold"]
-                    else None
-                )
-                after = [o + t0 + fleet.floor_s - deciding for o in offsets] if deciding else []
-                writes = cluster.audit_events(
-                    username=identity.username, verbs=WRITE_VERBS, since=t0
-                )
-                vendor.fault("none")
-                s = summary(offsets)
-                profile = None
+                    name = f"profile-mass-{point_key(routes, interval)}-{r + 1}.txt"
+                    spy = PySpy(op.pid, fleet.floor_s + 12, REPO_ROOT / "bench" / "results" / name)
+                outcome = _outage(cluster, fleet, op, identity.username, api)
+                if outcome is None:
+                    log("mass: no route switched after the outage began (switched before?)")
+                    fleet.fakes["vendor"].fault("none")
+                    continue
                 if spy is not None and (path := spy.wait()) is not None:
-                    profile = top_frames(path, 20)
-                timeline = _write_timeline(writes, t0 + fleet.floor_s)
-                runs.append(
-                    {
-                        "all_switched": ok,
-                        "switched": len(offsets),
-                        "all_switched_over_floor_s": s["max"] if ok else float("nan"),
-                        "p50_over_floor_s": s["p50"],
-                        "p99_over_floor_s": s["p99"],
-                        "min_over_floor_s": s["min"],
-                        "all_switched_after_deciding_probe_s": max(after) if after else None,
-                        "p50_after_deciding_probe_s": summary(after)["p50"] if after else None,
-                        "first_switched_after_deciding_probe_s": min(after) if after else None,
-                        "writes_during_outage": len(writes),
-                        "operator_cpu_s_during_outage": cpu1 - cpu0,
-                        "outage_window_s": done_at - t0,
-                        "offsets_s": sorted(round(x, 3) for x in offsets),
-                        "write_timeline": timeline,
-                        **({"profile": profile} if profile else {}),
-                    }
-                )
-                log(f"mass: writes (s over the floor): {timeline}")
+                    outcome["profile"] = top_frames(path, 20)
+                runs.append(outcome)
+                o = outcome
                 log(
-                    f"mass: outage {r + 1}/{args.repeat}: all switched "
-                    f"{s['max']:+.2f} s over the floor (p50 {s['p50']:+.2f}, p99 "
-                    f"{s['p99']:+.2f}), {len(writes)} writes"
+                    f"mass {point_key(routes, interval)}: outage {r + 1}/{args.repeat}: first "
+                    f"{o['min_over_floor_s']:+.2f} s, all {o['all_switched_over_floor_s']:+.2f} s "
+                    f"over the floor; after the deciding probe "
+                    f"{o['all_switched_after_deciding_probe_s']:.2f} s "
+                    f"(write floor {o['write_floor_s']:.2f} s); per route {o['writes_per_route']}"
                 )
                 if not fleet.wait_all_on("vendor", 300):
                     raise RuntimeError("mass: no failback within 300 s")
     finally:
         fleet.close()
+        rate.close()
+    return runs
+
+
+def _outage(
+    cluster: Cluster, fleet: Fleet, op: BenchOperator, username: str, api: dict[str, Any]
+) -> dict[str, Any] | None:
+    routes = len(fleet.services)
+    vendor = fleet.fakes["vendor"]
+    proc = psutil.Process(op.pid)
+    cpu0 = sum(proc.cpu_times()[:2])
+    t0 = vendor.fault("outage")
+    ok = fleet.wait_all_on("inhouse", fleet.floor_s + 120)
+    done_at = time.time()
+    cpu1 = sum(proc.cpu_times()[:2])
+    offsets = []
+    for svc in fleet.services:
+        at = fleet.watch.first_since(svc, "inhouse", t0)
+        if at is not None:
+            offsets.append(at - t0 - fleet.floor_s)
+    # All routes share the vendor's probe, so the fake saw one probe per interval: the
+    # threshold-th after the outage began decided. Time from it to each switch does not
+    # depend on where in the interval the outage began.
+    arrivals = sorted(t for t in vendor.stats()["probe_times"] if t >= t0)
+    threshold = fleet.probe["failureThreshold"]
+    deciding = arrivals[threshold - 1] if len(arrivals) >= threshold else None
+    after = [o + t0 + fleet.floor_s - deciding for o in offsets] if deciding else []
+    if not offsets:
+        return None
+    writes = _settled_writes(cluster, username, t0, routes)
+    vendor.fault("none")
+    s = summary(offsets)
+    write_floor = routes / api["writes_per_s"]
+    last = s["max"] if ok else float("nan")
+    last_after = max(after) if after else float("nan")
     return {
-        "config": {
-            "routes": routes,
-            "backends": 3,
-            "probe": probe,
-            "stabilization_seconds": STABILIZATION_S,
-            "floor_s": fleet.floor_s,
-            "fault": "outage (HTTP 503) on the one vendor fake all routes share",
-            "repeats_share_one_operator": True,
-        },
-        "runs": runs,
+        "all_switched": ok,
+        "switched": len(offsets),
+        "all_switched_over_floor_s": last,
+        "p50_over_floor_s": s["p50"],
+        "p99_over_floor_s": s["p99"],
+        "min_over_floor_s": s["min"],
+        "all_switched_after_deciding_probe_s": last_after,
+        "p50_after_deciding_probe_s": summary(after)["p50"] if after else None,
+        "first_switched_after_deciding_probe_s": min(after) if after else None,
+        "api_writes_per_s": api["writes_per_s"],
+        "api_patch_p50_ms": api["latency_p50_ms"],
+        "write_floor_s": write_floor,
+        # Goals as margins (<= 0: met), so that medians over runs stay meaningful.
+        "first_over_goal_s": s["min"] - SLACK_S,
+        "goal_all_s": SLACK_S + write_floor + SLACK_S,
+        "all_over_goal_s": last - (SLACK_S + write_floor + SLACK_S),
+        "ratio_over_floor_to_write_floor": last / write_floor,
+        "ratio_after_deciding_to_write_floor": last_after / write_floor,
+        "writes_during_outage": len(writes),
+        "writes_per_route": _per_route(writes, routes),
+        "operator_cpu_s_during_outage": cpu1 - cpu0,
+        "operator_cpu_ms_per_route": 1000 * (cpu1 - cpu0) / routes,
+        "outage_window_s": done_at - t0,
+        "offsets_s": sorted(round(x, 3) for x in offsets),
+        "write_timeline": _write_timeline(writes, t0 + fleet.floor_s),
     }
+
+
+def _settled_writes(
+    cluster: Cluster, username: str, since: float, routes: int
+) -> list[dict[str, Any]]:
+    """The operator's writes since ``since``, once its status writes and Events have followed
+    the routing writes (at most 30 s more)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            writes = cluster.audit_events(username=username, verbs=WRITE_VERBS, since=since)
+        except ValueError:  # the API server was writing the audit log's last line
+            time.sleep(0.5)
+            continue
+        kinds = [write_kind(w) for w in writes]
+        done = min(kinds.count("patch modelroutes/status"), kinds.count("create events"))
+        if done >= routes or time.monotonic() > deadline:
+            return writes
+        time.sleep(2)
+
+
+def _per_route(writes: list[dict[str, Any]], routes: int) -> dict[str, float]:
+    names = {
+        "patch services": "routing",
+        "patch modelroutes/status": "status",
+        "create events": "events",
+    }
+    counts = {label: 0 for label in names.values()}
+    for w in writes:
+        label = names.get(write_kind(w), "other")
+        counts[label] = counts.get(label, 0) + 1
+    return {label: round(n / routes, 3) for label, n in counts.items()}
 
 
 def _write_timeline(writes: list[dict[str, Any]], floor_at: float) -> dict[str, Any]:

@@ -57,6 +57,11 @@ class Settings:
     # (plus its timeout), plus max_retry_after_seconds (a 429 may pause a backend's probes that
     # long): the probe loop is stuck, not merely busy or rate limited.
     liveness_stall_intervals: int = 6
+    # Longest delay (seconds) of a status write that decides nothing (a failure or success
+    # counter below its threshold, a new probe message on a backend whose health did not flip).
+    # Such a change is written with the next decisive write, or after this long: never in
+    # front of a routing write, and at most once per this period per route.
+    status_defer_seconds: float = 30.0
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0
     # Leader election with a coordination.k8s.io Lease (for more than one replica): only the

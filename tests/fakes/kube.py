@@ -8,11 +8,13 @@ backendRef without a port, a duplicate create), and queues watch events that a t
 a real ``ObjectCache`` when it wants the watch to catch up. It also keeps route status patches,
 posted Events, Secrets and Leases.
 Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
-``status_write_error``, ``lease_error``), never methods a test reassigns.
+``status_write_error``, ``status_writes_held``, ``lease_error``), never methods a test
+reassigns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,9 @@ class FakeKube(FakeDiscovery):
         self.fail_status_writes = 0  # how many status patches to fail with a 500
         # While set, every status patch raises it (e.g. a RuntimeError standing for a bug).
         self.status_write_error: BaseException | None = None
+        # While set, every status patch waits until this asyncio.Event is set (a slow API
+        # server, for status writes only); the patch is counted in ``calls`` when it is sent.
+        self.status_writes_held: asyncio.Event | None = None
         # While set, every Lease call raises it (an operator cut off from the API server).
         self.lease_error: BaseException | None = None
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
@@ -117,6 +122,8 @@ class FakeKube(FakeDiscovery):
     ) -> dict[str, Any]:
         """Merge-patch a route's status, unless a fault switch says otherwise."""
         self.calls.append("patch_status")
+        if self.status_writes_held is not None:
+            await self.status_writes_held.wait()
         if self.status_write_error is not None:
             raise self.status_write_error
         if self.fail_status_writes:

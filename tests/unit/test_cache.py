@@ -150,6 +150,16 @@ async def test_event_older_than_write_through_does_not_overwrite(
     assert fetch.calls == []
 
 
+async def test_the_echo_of_a_write_through_wakes_nobody() -> None:
+    cache, fetch = make()
+    cache.subscribe(ROUTE_A, [KEY])
+    cache.put(svc(rv=10, app="written"))
+    assert cache.observe("MODIFIED", svc(rv=10, app="written")) == set()
+    assert cache.observe("MODIFIED", svc(rv=11, app="changed")) == {ROUTE_A}
+    assert await cache.get(KEY) == svc(rv=11, app="changed")
+    assert fetch.calls == []
+
+
 async def test_put_does_not_overwrite_a_newer_entry() -> None:
     cache, _ = make()
     cache.subscribe(ROUTE_A, [KEY])

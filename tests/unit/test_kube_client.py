@@ -132,7 +132,7 @@ async def test_routing_writes_take_free_slots_before_other_waiting_requests() ->
     async def queued(name: str, urgent: bool) -> None:
         await lanes.acquire(urgent)
         order.append(name)
-        lanes.release()
+        lanes.release(urgent)
 
     waiting = [
         asyncio.create_task(queued(n, u))

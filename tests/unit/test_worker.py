@@ -139,6 +139,7 @@ class World:
     calls: TimedCalls
     probes: ScriptedProbes
     controller: Controller
+    metrics: Metrics
 
     async def tick(self, at: float, **results: bool) -> None:
         """At fake time ``at``, push one result per named backend (True: the probe passed)."""
@@ -237,14 +238,14 @@ async def running_world() -> AsyncIterator[World]:
         kube=kube,
         caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
         secrets=ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret),
-        metrics=Metrics(),
+        metrics=(metrics := Metrics()),
         events=EventRecorder(kube, "test"),
         probes=probes,
         now=clock.now,
     )
     controller = Controller(deps)
     try:
-        yield World(clock, kube, calls, probes, controller)
+        yield World(clock, kube, calls, probes, controller, metrics)
     finally:
         await controller.shutdown()
 
@@ -293,9 +294,9 @@ async def test_failover_after_failure_threshold_routes_first_then_event_and_stat
     async with running_world() as w:
         await fail_over(w, route())
 
+        # Failures at 10 and 15 s decide nothing: their status change (counters) is deferred
+        # and goes out with the failover's status. One routing write, one Event, one status.
         assert w.writes(since=6) == [
-            (10, "patch_status"),  # vendor 1 failure: still healthy, still routed there
-            (15, "patch_status"),  # 2 failures
             (20, "patch"),  # 3 failures: the routing write comes first
             (20, "create_event"),
             (20, "patch_status"),
@@ -315,6 +316,81 @@ async def test_failover_after_failure_threshold_routes_first_then_event_and_stat
         assert w.condition("Degraded") == ("True", "BackendUnhealthy")
 
 
+async def test_status_writes_never_delay_a_routing_write() -> None:
+    """A status write the API server has not answered, and failed probes that decide nothing,
+    neither hold nor cost a routing write: the failover is carried out at the deciding probe."""
+    async with running_world() as w:
+        await w.controller.on_route_event("ADDED", route())
+        await w.clock.until(1)
+        w.kube.status_writes_held = held = asyncio.Event()
+        await w.tick(5, vendor=True, inhouse=True)  # routed; this status write hangs
+        await w.tick(10, vendor=False)
+        await w.tick(15, vendor=False)
+        assert w.writes(since=6) == []  # two failures decide nothing: no write at all
+        await w.tick(20, vendor=False)
+        await w.clock.until(21)
+
+        assert w.selector() == {"app": "inhouse"}
+        # The Event and the status follow the status write still in flight.
+        assert w.writes(since=6) == [(20, "patch")]
+        assert w.status()["conditions"][0]["reason"] == "AwaitingFirstProbes"
+        held.set()
+        await w.clock.until(22)
+        # The write sent at 5 s lands; then one write carries everything since (coalesced).
+        assert w.writes(since=6) == [(20, "patch"), (21, "create_event"), (21, "patch_status")]
+        assert w.status()["activeBackend"] == "inhouse"
+        assert w.status()["failoverCount"] == 1
+        assert w.backend_status("vendor")["consecutiveFailures"] == 3
+
+
+async def test_gauges_follow_health_and_traffic_through_a_failover() -> None:
+    async with running_world() as w:
+
+        def gauge(name: str, backend: str) -> float | None:
+            labels = {"namespace": NS, "route": "chat", "backend": backend}
+            return w.metrics.registry.get_sample_value(name, labels)
+
+        await w.controller.on_route_event("ADDED", route())
+        await w.tick(5, vendor=True, inhouse=True)
+        await w.clock.until(6)
+        assert [gauge("modelroute_backend_up", b) for b in ("vendor", "inhouse")] == [1, 1]
+        assert [gauge("modelroute_active_backend", b) for b in ("vendor", "inhouse")] == [1, 0]
+        for at in (10, 15, 20):
+            await w.tick(at, vendor=False)
+        await w.clock.until(21)
+        assert [gauge("modelroute_backend_up", b) for b in ("vendor", "inhouse")] == [0, 1]
+        assert [gauge("modelroute_active_backend", b) for b in ("vendor", "inhouse")] == [0, 1]
+        assert gauge("modelroute_backend_weight", "inhouse") == 100
+
+
+async def test_a_mass_failover_costs_each_route_one_routing_write_one_event_one_status() -> None:
+    routes = 40
+    async with running_world() as w:
+        for i in range(routes):
+            body = route()
+            body["metadata"].update(name=f"chat-{i}", uid=f"uid-{i}")
+            body["spec"]["service"]["name"] = f"chat-{i}-llm"
+            await w.controller.on_route_event("ADDED", body)
+        await w.tick(5, vendor=True, inhouse=True)  # every route shares both probes
+        await w.clock.until(6)
+        for at in (10, 15, 20):
+            await w.tick(at, vendor=False)
+        await w.clock.until(60)
+
+        writes = [call for _, call in w.writes(since=6)]
+        assert writes.count("patch") == routes
+        assert writes.count("create_event") == routes
+        assert writes.count("patch_status") == routes
+        assert {e["involvedObject"]["name"] for e in w.kube.posted_events[-routes:]} == {
+            f"chat-{i}" for i in range(routes)
+        }
+        for i in range(routes):
+            assert w.kube.services[(NS, f"chat-{i}-llm")]["spec"]["selector"] == {"app": "inhouse"}
+            assert w.kube.route_status[(NS, f"chat-{i}")]["failoverCount"] == 1
+        # Nothing was written before the deciding probe, and no routing write after it.
+        assert {t for t, _ in w.writes(since=6)} == {20}
+
+
 # --- 3. automatic failback -----------------------------------------------------------------
 
 
@@ -328,7 +404,7 @@ async def test_automatic_failback_fires_on_the_recheck_timer_at_the_end_of_stabi
         await w.clock.until(200)
 
         assert w.writes(since=21) == [
-            (25, "patch_status"),
+            # 25 s: one success of two decides nothing (deferred); 30 s: vendor is healthy.
             (30, "patch_status"),
             (window_end(90), "patch"),  # healthy since 30 s + stabilizationSeconds 60
             (window_end(90), "create_event"),
@@ -540,10 +616,12 @@ async def test_identical_probe_results_for_an_hour_make_no_api_calls() -> None:
             (5, "create"),
             (5, "create_event"),
             (5, "patch_status"),
-            (10, "patch_status"),  # vendor reaches successThreshold, inhouse 2 failures
-            (15, "patch_status"),  # inhouse reaches failureThreshold: counters capped from here
+            # 10 s: vendor reaches successThreshold, inhouse 2 failures; 15 s: inhouse reaches
+            # failureThreshold (counters capped from here). Counters only, no health flip: one
+            # deferred write, status_defer_seconds (30) after the first of them.
+            (40, "patch_status"),
         ]
-        assert [call for t, call in w.calls.stamped if t > 15] == []  # no reads either
+        assert [call for t, call in w.calls.stamped if t > 40] == []  # no reads either
         assert w.events() == [("Normal", "Routed")]
         assert w.selector() == {"app": "vendor"}
 

@@ -39,6 +39,7 @@ class HealthFeed:
         self._on_change = on_change
         self._subscriptions: list[tuple[ProbeKey, Subscriber]] = []
         self.last_result_at: float | None = None
+        self._up_shown: dict[str, bool | None] = {}  # backend_up as last set, per backend
         self.max_probe_period: float = 0.0
         self._drill: DrillSpec | None = None
 
@@ -98,7 +99,11 @@ class HealthFeed:
         else:
             after = health.fold(before, drill.overlay(result, name, self._drill), probe)
         self.records[name] = after
-        metrics.backend_up.labels(*labels).set(1 if after.healthy else 0)
+        if name not in self._up_shown or self._up_shown[name] != after.healthy:
+            # Only on change: a label lookup per result per route is most of the cost of a
+            # steady probe result (3,000 results a second at 1,000 routes probed every second).
+            self._up_shown[name] = after.healthy
+            metrics.backend_up.labels(*labels).set(1 if after.healthy else 0)
         self.last_result_at = asyncio.get_running_loop().time()
         if health.material_key(before, probe) != health.material_key(after, probe):
             self._on_change()

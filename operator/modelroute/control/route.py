@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,9 @@ from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
 from modelroute.routing import DriverContext
 from modelroute.settings import Settings
+
+# Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT): enough to keep every slot busy.
+RECONCILE_SLOTS = 40
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,11 @@ class Deps:
     # enabled by --routing-drivers, or their CRD is not installed): routes that ask for one
     # are Ready=False, reason DriverUnavailable.
     unavailable_drivers: Mapping[str, str] = field(default_factory=dict)
+    # Reconciles between their wake-up and their routing write's answer, across all routes (see
+    # RouteWorker._reconcile).
+    reconcile_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(RECONCILE_SLOTS)
+    )
     driver_context: DriverContext = field(init=False)
 
     def __post_init__(self) -> None:

@@ -20,15 +20,14 @@ import aiohttp
 
 from modelroute import routing
 from modelroute.api.models import ModelRouteSpec
-from modelroute.api.status import DrillPhase, ModelRouteStatus
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
+from modelroute.control.gauges import RouteGauges
+from modelroute.control.report import Reporter
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
 from modelroute.core import health
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
-from modelroute.core.signals import route_signals
-from modelroute.core.status import wire_patch
 from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
@@ -68,17 +67,19 @@ class RouteWorker:
         self.feed = HealthFeed(deps.probes, deps.metrics, records, self.wake)
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
-        self._written: ModelRouteStatus | None = source.written if source else route.status
+        written = source.written if source else route.status
+        self.reporter = Reporter(route.ref, deps, written, self._log_crash)
         self._driven: _Driven | None = None
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recheck: asyncio.TimerHandle | None = None
         self._retry: asyncio.TimerHandle | None = None
         self.crashed = False
+        self._gauges = RouteGauges(deps.metrics, route.ref)
 
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
-        return WorkerState(self.feed.records, self.routed, self._previous, self._written)
+        return WorkerState(self.feed.records, self.routed, self._previous, self.reporter.written)
 
     @property
     def key(self) -> RouteKey:
@@ -116,6 +117,7 @@ class RouteWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.reporter.stop()
 
     async def finalize(self) -> None:
         """The route was deleted: let its driver leave the routing object as the policy says."""
@@ -215,15 +217,20 @@ class RouteWorker:
             records=dict(self.feed.records),
             routed=self.routed,
             previous=self._previous,
-            written=self._written,
+            written=self.reporter.written,
             approval=self.route.annotations.get(APPROVE_FAILBACK_ANNOTATION),
             now=self._deps.now(),
         )
 
     async def _reconcile(self, driven: _Driven) -> None:
-        given = self._inputs(driven.spec)
-        decided = plan(given)
-        state = await self._route(driven, decided)
+        # Bounded across routes: when one probe wakes every route at once, all of them would
+        # otherwise plan before the first routing write's answer is read (one loop iteration
+        # runs every ready task), and the writes trickle out behind N plans. With a bound, the
+        # plans interleave with the answers and routing writes go out as each plan is made.
+        async with self._deps.reconcile_slots:
+            given = self._inputs(driven.spec)
+            decided = plan(given)
+            state = await self._route(driven, decided)
         written_at = self._deps.now() if state.wrote else None
         if state.problem is not None or state.verdict is not None:
             # Plan again with what the driver (and the gateway behind it) said.
@@ -249,34 +256,17 @@ class RouteWorker:
         return state
 
     async def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
-        """After routing: metrics, Events, the status write, and the next recheck."""
+        """After routing: metrics and the next recheck here; Events and the status write are
+        handed to the reporter, so the next probe result never waits for them."""
         ref, deps = self.route.ref, self._deps
         if spec is not None:
-            names = [b.name for b in spec.backends]
-            deps.metrics.set_active(ref.namespace, ref.name, names, self.active)
-            weights = {t.backend: t.weight for t in decided.status.traffic}
-            deps.metrics.set_weights(ref.namespace, ref.name, names, weights)
-            signals = route_signals(spec, decided.status)
-            deps.metrics.set_route_signals(ref.namespace, ref.name, *signals)
-            drilled = decided.status.drill
-            active_drill = (
-                drilled.backend if drilled and drilled.phase is DrillPhase.ACTIVE else None
-            )
-            deps.metrics.set_incident(
-                ref.namespace, ref.name, names, drilled=active_drill, suspended=spec.suspend
-            )
+            self._gauges.show(spec, decided.status, self.active)
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
         # Kept before the Events and the write: a failure in either must not lose a counted
         # move on the retry.
         self._previous = decided.status
-        for event in decided.events:
-            await deps.events.emit(ref, event.type, event.reason, event.message, deps.now())
-        if decided.write_status:
-            patch = wire_patch(self._written, decided.status)
-            await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
-            deps.metrics.api_writes.labels("modelroutes/status").inc()
-            self._written = decided.status
+        self.reporter.submit(decided.events, decided.status, spec, changed=decided.write_status)
         self._schedule_recheck(decided.recheck_at)
 
     async def _carry_out_invalid(
@@ -284,7 +274,7 @@ class RouteWorker:
     ) -> None:
         decided = plan_invalid(
             previous=self._previous,
-            written=self._written,
+            written=self.reporter.written,
             generation=self.route.generation,
             problem=Problem(reason, message),
             now=self._deps.now(),

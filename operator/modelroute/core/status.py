@@ -161,6 +161,23 @@ def needs_write(
     return written is None or material(written, spec) != material(new, spec)
 
 
+def decisive(written: ModelRouteStatus | None, new: ModelRouteStatus) -> bool:
+    """True when ``new`` differs from the status last written in more than backend counters.
+
+    A failure (or success) counter still below its threshold, or a new probe message on a
+    backend whose health did not flip, decides nothing: such a change may wait (and be written
+    with the next decisive one). Anything else (a health flip, the active backend, traffic,
+    conditions, failover counts, a failback step) is what an admin or an alert acts on now.
+    """
+    return written is None or _headline(written) != _headline(new)
+
+
+def _headline(status: ModelRouteStatus) -> dict[str, Any]:
+    wire = status.to_wire()
+    wire["backends"] = [(b.name, b.healthy) for b in status.backends]
+    return wire
+
+
 def build_invalid_status(
     *, previous: ModelRouteStatus, generation: int | None, problem: Problem | None, now: datetime
 ) -> ModelRouteStatus:

@@ -85,7 +85,13 @@ class ObjectCache:
         if event_type == "DELETED":
             self._entries[key] = None
         elif _resource_version(body) >= _resource_version(self._entries.get(key)):
-            self._entries[key] = self._slim(body)
+            slim = self._slim(body)
+            if self._entries.get(key) == slim:
+                # The watch echo of our own write (already put through): nothing changed for
+                # anyone. Waking every route on it would re-plan each one in the middle of a
+                # mass failover, between the routing writes still to send.
+                return set()
+            self._entries[key] = slim
         return set(routes)
 
     def put(self, body: dict[str, Any]) -> None:

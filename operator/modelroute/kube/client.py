@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
@@ -130,6 +130,7 @@ class KubeClient:
     ) -> None:
         self._credentials = credentials
         self._field_manager = field_manager
+        self._write_query = "?" + urlencode({"fieldManager": field_manager})
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
         self._lanes = Lanes(MAX_IN_FLIGHT)
@@ -163,7 +164,7 @@ class KubeClient:
         try:
             return await self._send(method, path, body, content_type)
         finally:
-            self._lanes.release()
+            self._lanes.release(urgent)
 
     async def _send(
         self, method: str, path: str, body: Any, content_type: str
@@ -172,17 +173,16 @@ class KubeClient:
         auth = self._credentials.authorization()
         if auth:
             headers["Authorization"] = auth
-        params = {}
         data = None
+        url = self._credentials.server + path
         if method != "GET":
-            params["fieldManager"] = self._field_manager
+            # Built once, not per request: aiohttp's query building was 6 % of the operator's
+            # CPU in a mass failover (py-spy, bench mass).
+            url += self._write_query
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
-        url = self._credentials.server + path
-        async with self._http().request(
-            method, url, data=data, headers=headers, params=params
-        ) as response:
+        async with self._http().request(method, url, data=data, headers=headers) as response:
             # Read the body whatever the framing: the API server answers chunked at times.
             payload = _json_object(await response.text())
             if response.status == 404 and method == "GET":
