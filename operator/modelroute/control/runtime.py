@@ -29,6 +29,7 @@ from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.leader import LeaderElector, LeaseConfig
+from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
@@ -115,6 +116,8 @@ class Runtime:
         for runner in self.runners:
             await runner.cleanup()
         await self.probes.close()
+        if self.deps.reachability is not None:
+            await self.deps.reachability.close()
         await self.kube.close()
 
     async def _serve(self, port: int, routes: list[tuple[str, _Handler]]) -> None:
@@ -129,6 +132,7 @@ class Runtime:
         self.runners.append(runner)
 
     async def _metrics(self, _: web.Request) -> web.Response:
+        self.deps.metrics.observe_loop(asyncio.get_running_loop())
         body = generate_latest(self.deps.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -202,6 +206,7 @@ def _build_deps(
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
+        reachability=ApiReachability(functools.partial(kube.api_resources, "v1")),
     )
     return deps, probes
 

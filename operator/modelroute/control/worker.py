@@ -31,6 +31,7 @@ from modelroute.core.status import wire_patch
 from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
+from modelroute.kube.reachability import TRANSPORT_FAILURES
 from modelroute.routing import DriverInfo, RoutingDriver, RoutingState
 
 logger = logging.getLogger("modelroute.control.worker")
@@ -180,6 +181,9 @@ class RouteWorker:
                 )
                 self._retry = asyncio.get_running_loop().call_later(retry, self._dirty.set)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
+                if isinstance(exc, TRANSPORT_FAILURES) and self._deps.reachability is not None:
+                    # The API server is gone: retry the moment it is back, not after backoff.
+                    self._deps.reachability.wake_when_back(self._dirty.set)
             else:
                 if once:
                     return
