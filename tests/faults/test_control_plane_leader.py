@@ -33,7 +33,7 @@ def _leader(replicas: list[OperatorProcess]) -> OperatorProcess | None:
     return leaders[0] if len(leaders) == 1 else None
 
 
-@pytest.mark.parametrize("moment", ["before-routing-write", "after-routing-write"])
+@pytest.mark.parametrize("moment", ["before-routing-write", "after-switch"])
 def test_leader_killed_during_a_failover(crd: Cluster, namespace: str, moment: str) -> None:
     identities = [crd.mint_user(f"modelroute-replica-{n}", ["system:masters"]) for n in "ab"]
     args = ["--leader-election", "--leader-election-namespace", namespace]
@@ -69,8 +69,13 @@ def test_leader_killed_during_a_failover(crd: Cluster, namespace: str, moment: s
             )
             completed_at = time.time()
             wait_for(lambda: sc.events("FailedOver"), 10, "a FailedOver Event")
-            time.sleep(2)
-        assert standby.metric("modelroute_leader") == 1.0
+            # The standby takes over (after the dead leader's Lease expired) and must not
+            # undo or repeat what the dead leader already wrote.
+            wait_for(
+                lambda: standby.metric("modelroute_leader") == 1.0, LEASE_SECONDS + 15, "takeover"
+            )
+            took_over_at = time.time()
+            time.sleep(4)
         after = {v for t, v in routing.samples if t >= switched}
         assert after == {"llama-vllm"}, f"routing flapped: {after}"
         assert sc.get_route()["status"]["failoverCount"] == 1
@@ -81,6 +86,7 @@ def test_leader_killed_during_a_failover(crd: Cluster, namespace: str, moment: s
             lease_s=LEASE_SECONDS,
             floor_s=FLOOR_SECONDS,
             switch_after_kill_s=round(switched - killed_at, 2),
+            takeover_after_kill_s=round(took_over_at - killed_at, 2),
             completed_after_kill_s=round(took, 2),
             failed_over_events=failed_over,
         )
