@@ -24,7 +24,7 @@ from modelroute.api.status import ModelRouteStatus
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
-from modelroute.core import health
+from modelroute.core import health, resume
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
 from modelroute.core.status import wire_patch
@@ -182,8 +182,7 @@ class RouteWorker:
                 self._retry = asyncio.get_running_loop().call_later(retry, self._dirty.set)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
                 if isinstance(exc, TRANSPORT_FAILURES) and self._deps.reachability is not None:
-                    # The API server is gone: retry the moment it is back, not after backoff.
-                    self._deps.reachability.wake_when_back(self._dirty.set)
+                    self._deps.reachability.wake_when_back(self._dirty.set)  # back: retry now
             else:
                 if once:
                     return
@@ -205,10 +204,15 @@ class RouteWorker:
             # Status still says where traffic was; the first reconcile reads the object again.
             logger.warning("could not read the routing object at start: %s", exc, extra=self._log)
             return
-        names = {b.name for b in driven.spec.backends}
+        names, records = {b.name for b in driven.spec.backends}, self.feed.records
         if observed.split is not None and set(observed.split) <= names:
             # The routing object is written before status: after a crash between the two it
             # is the more recent truth.
+            # A failover it shows but status does not is taken again (for its Event and count).
+            owed = resume.unrecorded_failover(driven.spec, self.routed, observed.split, records)
+            if owed is not None:
+                self.feed.records = owed
+                return
             self.routed = observed.split
 
     def _inputs(self, spec: ModelRouteSpec) -> PlanInput:
