@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv would rebuild .venv on every run.
 export UV_PYTHON := 3.11
 
-.PHONY: help install lint crds test unit envtest assets demo bench clean
+.PHONY: help install lint crds test unit envtest assets demo bench faults soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ assets: ## build or reuse etcd + kube-apiserver for the tests (~/.cache)
 	bash hack/envtest-assets.sh >/dev/null
 
 test: install lint assets ## the whole suite: lint, unit, and real-API-server tests
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults"
 
 unit: install ## only the tests that need no API server
 	$(BIN)/pytest -m "not apiserver"
@@ -51,6 +51,14 @@ demo: install assets ## a failover and failback on a local API server, narrated
 bench: install assets ## benchmarks (not part of make test); ARGS="--scenario single --quick"
 	UV_PROJECT_ENVIRONMENT=bench/.venv $(UV) sync --frozen --no-default-groups --group bench
 	PYTHONPATH=operator:. LITELLM_LOCAL_MODEL_COST_MAP=True bench/.venv/bin/python -m bench $(ARGS)
+
+faults: install assets ## the control-plane fault suite, heavy variants included (docs/reliability.md)
+	MODELROUTE_FAULT_STRICT=1 \
+	MODELROUTE_FAULT_FIGURES=$${MODELROUTE_FAULT_FIGURES:-bench/results/faults.jsonl} \
+	$(BIN)/pytest tests/faults -s $(ARGS)
+
+soak: install assets ## 300 routes, an outage every 2 min for 30 min: RSS, tasks, timers (not CI)
+	PYTHONPATH=operator:. $(BIN)/python hack/soak.py $(ARGS)
 
 clean: ## remove the virtualenvs and caches (not the cached API server)
 	rm -rf .venv .uv bench/.venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
