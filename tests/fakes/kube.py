@@ -57,6 +57,8 @@ class FakeKube(FakeDiscovery):
         self.fail_status_writes = 0  # how many status patches to fail with a 500
         # While set, every status patch raises it (e.g. a RuntimeError standing for a bug).
         self.status_write_error: BaseException | None = None
+        # While set, every Event post raises it (e.g. the API server gone mid-failover).
+        self.event_error: BaseException | None = None
         # While set, every Lease call raises it (an operator cut off from the API server).
         self.lease_error: BaseException | None = None
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
@@ -127,8 +129,10 @@ class FakeKube(FakeDiscovery):
         return {"status": copy.deepcopy(self.route_status[key])}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Keep a posted Event."""
+        """Keep a posted Event, unless ``event_error`` says otherwise."""
         self.calls.append("create_event")
+        if self.event_error is not None:
+            raise self.event_error
         self.posted_events.append(copy.deepcopy(body))
         return body
 

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -49,17 +49,14 @@ def outage_seconds(default: float) -> float:
     return float(os.environ.get("MODELROUTE_FAULT_OUTAGE_SECONDS", default))
 
 
-class Sampler:
-    """Calls ``probe`` every ``period`` seconds in a thread; keeps (time.time(), value)."""
+class Background:
+    """``step`` again and again in a daemon thread, for the duration of a with-block."""
 
-    def __init__(self, probe: Callable[[], Any], period: float = 0.05) -> None:
-        self._probe = probe
-        self._period = period
-        self.samples: list[tuple[float, Any]] = []
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -69,12 +66,30 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                value = self._probe()
-            except Exception as exc:  # the API server is down: that is a sample too
-                value = f"error: {type(exc).__name__}"
-            self.samples.append((time.time(), value))
-            self._stop.wait(self._period)
+            self.step()
+
+    def step(self) -> None:
+        """One round of the loop."""
+        raise NotImplementedError
+
+
+class Sampler(Background):
+    """Calls ``probe`` every ``period`` seconds in a thread; keeps (time.time(), value)."""
+
+    def __init__(self, probe: Callable[[], Any], period: float = 0.05) -> None:
+        super().__init__()
+        self._probe = probe
+        self._period = period
+        self.samples: list[tuple[float, Any]] = []
+
+    def step(self) -> None:
+        """Take one sample, then wait a period."""
+        try:
+            value = self._probe()
+        except Exception as exc:  # the API server is down: that is a sample too
+            value = f"error: {type(exc).__name__}"
+        self.samples.append((time.time(), value))
+        self._stop.wait(self._period)
 
     def values(self) -> list[Any]:
         """The values seen, in order."""

@@ -9,14 +9,13 @@ annotation) survive, also when the other writer reverts the selector at the same
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from kubernetes import client
 
 from tests.fakes.openai_backend import Fault
-from tests.faults.conftest import Sampler, audit_writes, record
+from tests.faults.conftest import Background, Sampler, audit_writes, record
 from tests.harness.apiserver import Cluster, Identity
 from tests.harness.kube import wait_for
 from tests.harness.operator import OperatorProcess
@@ -25,43 +24,34 @@ from tests.harness.scenario import Scenario
 pytestmark = pytest.mark.apiserver
 
 
-class OtherWriter:
+class OtherWriter(Background):
     """Read-modify-replace loops on the stable Service (as kubectl edit or another controller
     would), each adding its own annotation; counts the 409s the API server answers."""
 
     def __init__(self, sc: Scenario) -> None:
+        super().__init__()
         self._sc = sc
         self._name = sc.route["spec"]["service"]["name"]
+        self._core = client.CoreV1Api(sc.cluster.api_client())
         self.conflicts = 0
         self.updates = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> OtherWriter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        core = client.CoreV1Api(self._sc.cluster.api_client())
-        while not self._stop.is_set():
-            svc = core.read_namespaced_service(self._name, self._sc.namespace)
-            # The time between read and replace is where the operator's patch lands.
-            time.sleep(0.03)
-            svc.metadata.annotations = {
-                **(svc.metadata.annotations or {}),
-                "other.example.com/touched": str(self.updates),
-            }
-            try:
-                core.replace_namespaced_service(self._name, self._sc.namespace, svc)
-                self.updates += 1
-            except client.ApiException as exc:
-                if exc.status != 409:
-                    raise
-                self.conflicts += 1
+    def step(self) -> None:
+        """One read-modify-replace; a 409 is counted (the next round reads again)."""
+        svc = self._core.read_namespaced_service(self._name, self._sc.namespace)
+        # The time between read and replace is where the operator's patch lands.
+        time.sleep(0.03)
+        svc.metadata.annotations = {
+            **(svc.metadata.annotations or {}),
+            "other.example.com/touched": str(self.updates),
+        }
+        try:
+            self._core.replace_namespaced_service(self._name, self._sc.namespace, svc)
+            self.updates += 1
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.conflicts += 1
 
 
 def test_another_writer_at_the_moment_of_the_switch(

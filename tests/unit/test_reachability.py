@@ -1,15 +1,20 @@
 """ApiReachability on a fake clock: routes that found the API server gone are woken once it
-answers again, and nothing is polled while nobody waits."""
+answers again, nothing is polled while nobody waits, and Events are kept until then."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 
+from modelroute.core.types import EventType, RouteRef
 from modelroute.kube.client import ApiError
+from modelroute.kube.events import EventRecorder
 from modelroute.kube.reachability import ApiReachability
+from tests.fakes.kube import FakeKube
 
 pytestmark = pytest.mark.looptime
 
@@ -76,3 +81,34 @@ async def test_close_stops_polling_and_wakes_nobody() -> None:
     calls = api.calls
     await asyncio.sleep(10)
     assert api.calls == calls and not woken.is_set()
+
+
+async def test_an_event_the_api_server_was_gone_for_is_posted_when_it_answers() -> None:
+    kube = FakeKube()
+    reach = ApiReachability(functools.partial(kube.api_resources, "v1"), interval=0.25)
+    recorder = EventRecorder(kube, "test", reach)
+    route = RouteRef("ai", "chat", "uid-1")
+    kube.event_error = aiohttp.ClientConnectionError("connect call failed")
+    stamp = datetime(2025, 1, 1, tzinfo=UTC)
+    await recorder.emit(route, EventType.WARNING, "FailedOver", "vendor down", stamp)
+    await recorder.emit(route, EventType.NORMAL, "FailedBack", "vendor back", stamp)
+    assert kube.posted_events == [] and len(recorder.pending) == 2
+    await asyncio.sleep(5)
+    assert kube.posted_events == []  # still gone: kept, not dropped
+    kube.event_error = None
+    await asyncio.sleep(1)
+    assert [e["reason"] for e in kube.posted_events] == ["FailedOver", "FailedBack"]
+    assert kube.posted_events[0]["lastTimestamp"] == "2025-01-01T00:00:00Z"
+    assert recorder.pending == []
+    await recorder.close()
+    await reach.close()
+
+
+async def test_an_event_refused_by_the_api_server_is_not_kept() -> None:
+    kube = FakeKube()
+    reach = ApiReachability(functools.partial(kube.api_resources, "v1"))
+    recorder = EventRecorder(kube, "test", reach)
+    kube.event_error = ApiError(422, "Invalid", "bad event")
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    await recorder.emit(RouteRef("ai", "chat", "u"), EventType.NORMAL, "Routed", "m", now)
+    assert recorder.pending == [] and reach.reachable

@@ -116,6 +116,7 @@ class Runtime:
         for runner in self.runners:
             await runner.cleanup()
         await self.probes.close()
+        await self.deps.events.close()
         if self.deps.reachability is not None:
             await self.deps.reachability.close()
         await self.kube.close()
@@ -185,6 +186,7 @@ def _build_deps(
         for kind in drivers.watched_kinds
     }
     secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
+    reachability = ApiReachability(functools.partial(kube.api_resources, "v1"))
     probes = ProbeHub(
         # No global connection limit: a hung host must not hold up probes of other hosts.
         session=prober.new_session(
@@ -202,11 +204,11 @@ def _build_deps(
         caches=caches,
         secrets=secrets,
         metrics=metrics,
-        events=EventRecorder(kube, settings.field_manager),
+        events=EventRecorder(kube, settings.field_manager, reachability),
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
-        reachability=ApiReachability(functools.partial(kube.api_resources, "v1")),
+        reachability=reachability,
     )
     return deps, probes
 
