@@ -21,6 +21,7 @@ from kubernetes import client
 
 from tests.faults.conftest import record
 from tests.harness.apiserver import Cluster, Identity
+from tests.harness.kube import wait_for
 from tests.harness.operator import OperatorProcess
 
 pytestmark = pytest.mark.apiserver
@@ -96,6 +97,13 @@ def test_operator_killed_in_the_middle_of_a_mass_switch(
         assert fleet.wait_all_on("inhouse", 600), f"{fleet.on('inhouse')}/{routes} switched"
         rest = [s for s in fleet.services if s not in switched]
         last = max(t for s in rest if (t := fleet.watch.first_since(s, "inhouse", killed_at)))
+        # Events follow the routing writes (which go first): wait for them, then for stragglers.
+        wait_for(
+            lambda: len(_failed_over_per_route(crd, fleet.namespace)) == routes,
+            120,
+            "a FailedOver Event for every route",
+            interval=1.0,
+        )
         time.sleep(3)
         flapped = _flapped(fleet, switched, outage_at)
         events = _failed_over_per_route(crd, fleet.namespace)
