@@ -71,6 +71,7 @@ def _failed_over_per_route(cluster: Cluster, namespace: str) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.timeout(900)  # 1,000 routes created, routed and failed over twice
 @pytest.mark.parametrize(
     "routes", [pytest.param(200, id="200"), pytest.param(1000, id="1000", marks=pytest.mark.faults)]
 )
