@@ -105,9 +105,15 @@ class EventRecorder:
 
     async def flush(self) -> None:
         """Post the Events kept while the API server was gone, oldest first."""
-        pending, self.pending = self.pending, []
-        for body in pending:
-            await self._post(body)
+        while True:
+            pending, self.pending = self.pending, []
+            for body in pending:
+                await self._post(body)
+            # Kept while this ran, with the API server back already (its wake-up came while
+            # this flush ran, and was skipped): go on. Gone again: the next wake-up flushes.
+            reach = self._reachability
+            if not (self.pending and reach is not None and reach.reachable):
+                return
 
     async def close(self) -> None:
         """Stop a flush in progress (shutdown); what is still kept is lost with the process."""
