@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv would rebuild .venv on every run.
 export UV_PYTHON := 3.11
 
-.PHONY: help install lint crds test unit envtest assets prometheus-assets litellm-env demo bench clean
+.PHONY: help install lint crds test unit envtest assets prometheus-assets litellm-env demo bench faults soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ litellm-env: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.uv/bin/uv) ## L
 	UV_PROJECT_ENVIRONMENT=$(LITELLM_VENV) $(UV) sync --frozen --only-group litellm --quiet
 
 test: install lint assets prometheus-assets litellm-env ## the whole suite: lint, unit, and real-API-server tests
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults"
 
 unit: install ## only the tests that need no API server
 	$(BIN)/pytest -m "not apiserver"
@@ -59,6 +59,14 @@ demo: install assets ## a failover and failback on a local API server, narrated
 bench: install assets ## benchmarks (not part of make test); ARGS="--scenario single --quick"
 	UV_PROJECT_ENVIRONMENT=bench/.venv $(UV) sync --frozen --no-default-groups --group bench
 	PYTHONPATH=operator:. LITELLM_LOCAL_MODEL_COST_MAP=True bench/.venv/bin/python -m bench $(ARGS)
+
+faults: install assets ## the control-plane fault suite, heavy variants included (docs/reliability.md)
+	MODELROUTE_FAULT_STRICT=1 \
+	MODELROUTE_FAULT_FIGURES=$${MODELROUTE_FAULT_FIGURES:-bench/results/faults.jsonl} \
+	$(BIN)/pytest tests/faults -s $(ARGS)
+
+soak: install assets ## 300 routes, an outage every 2 min for 30 min: RSS, tasks, timers (not CI)
+	PYTHONPATH=operator:. $(BIN)/python hack/soak.py $(ARGS)
 
 clean: ## remove the virtualenvs and caches (not the cached API server)
 	rm -rf .venv .uv bench/.venv $(LITELLM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

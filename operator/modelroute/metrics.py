@@ -14,6 +14,7 @@ long; ``_created`` series are off (they doubled the series count and no query re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeVar
@@ -142,6 +143,22 @@ class Metrics:
             registry=r,
         )
         self.routes = Gauge("modelroute_routes", "ModelRoutes handled by this operator", registry=r)
+        # Leak detectors for long runs (make soak): both stay flat at a steady route count.
+        self.asyncio_tasks = Gauge(
+            "modelroute_asyncio_tasks", "asyncio tasks alive in the operator's loop", registry=r
+        )
+        self.loop_timers = Gauge(
+            "modelroute_event_loop_timers",
+            "Timers (call_later/call_at handles) scheduled on the operator's loop",
+            registry=r,
+        )
+
+    def observe_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sample the loop's task and timer counts (at scrape time)."""
+        self.asyncio_tasks.set(len(asyncio.all_tasks(loop)))
+        # The scheduled-timer heap is private to asyncio's BaseEventLoop; another loop
+        # implementation has none, and the gauge then stays 0 rather than failing the scrape.
+        self.loop_timers.set(len(getattr(loop, "_scheduled", ())))
 
     def _add_route_metrics(self, r: CollectorRegistry) -> None:
         """Route-level signals for alerts: PromQL cannot tell which backend is preferred."""

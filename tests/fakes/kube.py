@@ -62,6 +62,8 @@ class FakeKube(FakeDiscovery):
         # While set, every status patch waits until this asyncio.Event is set (a slow API
         # server, for status writes only); the patch is counted in ``calls`` when it is sent.
         self.status_writes_held: asyncio.Event | None = None
+        # While set, every Event post raises it (e.g. the API server gone mid-failover).
+        self.event_error: BaseException | None = None
         # While set, every Lease call raises it (an operator cut off from the API server).
         self.lease_error: BaseException | None = None
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
@@ -134,8 +136,10 @@ class FakeKube(FakeDiscovery):
         return {"status": copy.deepcopy(self.route_status[key])}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Keep a posted Event."""
+        """Keep a posted Event, unless ``event_error`` says otherwise."""
         self.calls.append("create_event")
+        if self.event_error is not None:
+            raise self.event_error
         self.posted_events.append(copy.deepcopy(body))
         return body
 

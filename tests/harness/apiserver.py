@@ -100,6 +100,10 @@ class Cluster:
     audit_log: Path | None = None
     _ca_dir: Path | None = None
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # How each of _processes was started (argv, log), so a fault test can stop one and start
+    # it again on the same ports, data dir and certificates.
+    _commands: list[tuple[list[str], Path]] = field(default_factory=list)
+    _etcd_url: str | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -184,6 +188,72 @@ class Cluster:
         for proc in reversed(self._processes):
             _terminate(proc)
         self._processes.clear()
+        self._commands.clear()
+
+    # --- faults: stop and start the control plane under a running operator ------------------
+
+    def _component(self, index: int) -> subprocess.Popen[bytes]:
+        if not self.is_local or len(self._commands) != 2:
+            raise AssetsError("control-plane faults need the local API server")
+        return self._processes[index]
+
+    def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop kube-apiserver (SIGTERM, or SIGKILL with ``kill``); etcd keeps running."""
+        _terminate(self._component(1), kill=kill)
+
+    def start_apiserver(self, timeout: float = 90.0) -> None:
+        """Start kube-apiserver again with the same port, certificates and etcd; wait for
+        /readyz."""
+        self._restart(1)
+        self.wait_ready(timeout)
+
+    def stop_etcd(self, *, kill: bool = False) -> None:
+        """Stop etcd under a running kube-apiserver (which keeps answering, with errors)."""
+        _terminate(self._component(0), kill=kill)
+
+    def start_etcd(self) -> None:
+        """Start etcd again on the same ports and data dir (the API server reconnects)."""
+        self._restart(0)
+
+    def _restart(self, index: int) -> None:
+        if self._component(index).poll() is None:
+            raise AssetsError(f"{self._commands[index][1].stem} is still running")
+        argv, log = self._commands[index]
+        # The port was ours a moment ago; a socket in TIME_WAIT may hold it for a moment.
+        self._processes[index] = _spawn(argv, log)
+
+    def ensure_running(self) -> None:
+        """Start again whatever a fault test stopped (etcd first), and wait for /readyz."""
+        if self._component(0).poll() is not None:
+            self.start_etcd()
+        if self._component(1).poll() is not None:
+            self._restart(1)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until kube-apiserver answers /readyz with 200 (etcd reachable)."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        assert self._ca_dir is not None
+        logs = [log for _, log in self._commands]
+        _wait_ready(
+            self.server,
+            config["users"][0]["user"]["token"],
+            self._ca_dir / "ca.crt",
+            self._processes,
+            logs,
+            timeout,
+        )
+
+    def etcd_compact(self) -> int:
+        """Compact etcd at its current revision (watches from older resourceVersions then get
+        410 Gone); returns the revision compacted at."""
+        if self._etcd_url is None:
+            raise AssetsError("etcd compaction needs the local API server")
+        # etcd's JSON gateway (gRPC-gateway, v3 API): keys are base64; "AA==" is the key "\\0".
+        header = _etcd_call(self._etcd_url, "/v3/kv/range", {"key": "AA=="})["header"]
+        revision = int(header["revision"])
+        _etcd_call(self._etcd_url, "/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
 
 
 def _audit_time(event: dict[str, Any]) -> float:
@@ -217,11 +287,20 @@ def _write_kubeconfig(
     path.chmod(0o600)
 
 
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
+def _etcd_call(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def _terminate(proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -290,7 +369,7 @@ def _make_pki(d: Path) -> None:
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
+    out = log.open("ab")  # appended: a restarted component keeps its earlier log
     # A session of its own, so stop() can signal the whole process group.
     return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -342,28 +421,26 @@ def start_local(bin_dir: Path, workdir: Path) -> Cluster:
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     etcd_log, api_log = workdir / "etcd.log", workdir / "kube-apiserver.log"
-    etcd = _spawn(
-        [
-            str(bin_dir / "etcd"),
-            "--data-dir",
-            str(workdir / "etcd"),
-            "--name",
-            "envtest",
-            "--listen-client-urls",
-            etcd_url,
-            "--advertise-client-urls",
-            etcd_url,
-            "--listen-peer-urls",
-            f"http://127.0.0.1:{peer_port}",
-            "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{peer_port}",
-            "--initial-cluster",
-            f"envtest=http://127.0.0.1:{peer_port}",
-            "--log-level",
-            "warn",
-        ],
-        etcd_log,
-    )
+    etcd_argv = [
+        str(bin_dir / "etcd"),
+        "--data-dir",
+        str(workdir / "etcd"),
+        "--name",
+        "envtest",
+        "--listen-client-urls",
+        etcd_url,
+        "--advertise-client-urls",
+        etcd_url,
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{peer_port}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{peer_port}",
+        "--initial-cluster",
+        f"envtest=http://127.0.0.1:{peer_port}",
+        "--log-level",
+        "warn",
+    ]
+    etcd = _spawn(etcd_argv, etcd_log)
     server = f"https://127.0.0.1:{api_port}"
     cluster = Cluster(
         server=server,
@@ -373,38 +450,39 @@ def start_local(bin_dir: Path, workdir: Path) -> Cluster:
         audit_log=workdir / "audit.log",
         _ca_dir=pki,
         _processes=[etcd],
+        _commands=[(etcd_argv, etcd_log)],
+        _etcd_url=etcd_url,
     )
-    apiserver = _spawn(
-        [
-            str(bin_dir / "kube-apiserver"),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={api_port}",
-            "--insecure-port=0",
-            f"--tls-cert-file={pki / 'serving.crt'}",
-            f"--tls-private-key-file={pki / 'serving.key'}",
-            f"--cert-dir={workdir / 'certs'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={workdir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/16",
-            "--allow-privileged=true",
-            f"--audit-policy-file={workdir / 'audit-policy.yaml'}",
-            f"--audit-log-path={cluster.audit_log}",
-            "--audit-log-format=json",
-            "--audit-log-mode=blocking",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--v=0",
-        ],
-        api_log,
-    )
+    api_argv = [
+        str(bin_dir / "kube-apiserver"),
+        f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={api_port}",
+        "--insecure-port=0",
+        f"--tls-cert-file={pki / 'serving.crt'}",
+        f"--tls-private-key-file={pki / 'serving.key'}",
+        f"--cert-dir={workdir / 'certs'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--token-auth-file={workdir / 'tokens.csv'}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--api-audiences=https://kubernetes.default.svc.cluster.local",
+        "--service-cluster-ip-range=10.96.0.0/16",
+        "--allow-privileged=true",
+        f"--audit-policy-file={workdir / 'audit-policy.yaml'}",
+        f"--audit-log-path={cluster.audit_log}",
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+        "--enable-priority-and-fairness=false",
+        "--profiling=false",
+        "--v=0",
+    ]
+    apiserver = _spawn(api_argv, api_log)
     cluster._processes.append(apiserver)
+    cluster._commands.append((api_argv, api_log))
     try:
         _wait_ready(server, admin_token, pki / "ca.crt", [etcd, apiserver], [etcd_log, api_log])
     except BaseException:

@@ -30,6 +30,7 @@ from modelroute.control.route import Deps
 from modelroute.core import status
 from modelroute.core.types import PlannedEvent, RouteRef
 from modelroute.kube.client import ApiError
+from modelroute.kube.reachability import TRANSPORT_FAILURES
 
 logger = logging.getLogger("modelroute.control.report")
 
@@ -119,10 +120,20 @@ class Reporter:
                     exc,
                     extra={"namespace": self._ref.namespace, "route": self._ref.name},
                 )
-                await asyncio.sleep(retry)
+                await self._backoff(retry, exc)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
             else:
                 retry = _RETRY_FIRST_SECONDS
+
+    async def _backoff(self, seconds: float, exc: BaseException) -> None:
+        """Wait ``seconds``, or less when the API server was gone: until it answers again, so
+        a status decided during an outage lands as soon as it is back, not a backoff later."""
+        back = asyncio.Event()
+        reach = self._deps.reachability
+        if reach is not None and isinstance(exc, TRANSPORT_FAILURES):
+            reach.wake_when_back(back.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(back.wait(), seconds)
 
     async def _until_due(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from modelroute.core.types import RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache
 from modelroute.kube.client import KubeApi, ObjectKind
 from modelroute.kube.events import EventRecorder
+from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
 from modelroute.routing import DriverContext
@@ -77,6 +78,9 @@ class Deps:
     reconcile_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(RECONCILE_SLOTS)
     )
+    # Wakes routes whose writes found the API server gone as soon as it answers again (None:
+    # plain backoff, as in unit tests without a server).
+    reachability: ApiReachability | None = None
     driver_context: DriverContext = field(init=False)
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +24,7 @@ from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.leader import LeaderElector, LeaseConfig
+from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
@@ -88,7 +89,8 @@ class Runtime:
                 _elector(settings, kube, controller).run(), name="leader-election"
             )
         runtime.scrape = MetricsEndpoint(
-            metrics.exposition_parts, min_interval_s=settings.metrics_min_render_interval_seconds
+            functools.partial(_sampled_parts, metrics),
+            min_interval_s=settings.metrics_min_render_interval_seconds,
         )
         await runtime._serve(settings.metrics_port, [("/metrics", runtime.scrape.handle)])
         await runtime._serve(
@@ -114,6 +116,9 @@ class Runtime:
         for runner in self.runners:
             await runner.cleanup()
         await self.probes.close()
+        await self.deps.events.close()
+        if self.deps.reachability is not None:
+            await self.deps.reachability.close()
         await self.kube.close()
 
     async def _serve(self, port: int, routes: list[tuple[str, _Handler]]) -> None:
@@ -178,6 +183,7 @@ def _build_deps(
         for kind in drivers.watched_kinds
     }
     secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
+    reachability = ApiReachability(functools.partial(kube.api_resources, "v1"))
     probes = ProbeHub(
         # No global connection limit: a hung host must not hold up probes of other hosts.
         session=prober.new_session(
@@ -197,10 +203,11 @@ def _build_deps(
         caches=caches,
         secrets=secrets,
         metrics=metrics,
-        events=EventRecorder(kube, settings.field_manager),
+        events=EventRecorder(kube, settings.field_manager, reachability),
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
+        reachability=reachability,
     )
     return deps, probes
 
@@ -224,3 +231,9 @@ def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> Le
         on_started=controller.start_leading,
         on_stopped=controller.stop_leading,
     )
+
+
+def _sampled_parts(metrics: Metrics) -> Iterable[bytes]:
+    """The exposition, with the loop's task and timer counts sampled first (leak detectors)."""
+    metrics.observe_loop(asyncio.get_running_loop())
+    return metrics.exposition_parts()

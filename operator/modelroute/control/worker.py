@@ -25,12 +25,13 @@ from modelroute.control.feed import HealthFeed
 from modelroute.control.gauges import RouteGauges
 from modelroute.control.report import Reporter
 from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
-from modelroute.core import health
+from modelroute.core import health, resume
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
 from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
+from modelroute.kube.reachability import TRANSPORT_FAILURES
 from modelroute.routing import DriverInfo, RoutingDriver, RoutingState
 
 logger = logging.getLogger("modelroute.control.worker")
@@ -183,6 +184,8 @@ class RouteWorker:
                 )
                 self._retry = asyncio.get_running_loop().call_later(retry, self._dirty.set)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
+                if isinstance(exc, TRANSPORT_FAILURES) and self._deps.reachability is not None:
+                    self._deps.reachability.wake_when_back(self._dirty.set)  # back: retry now
             else:
                 if once:
                     return
@@ -204,10 +207,15 @@ class RouteWorker:
             # Status still says where traffic was; the first reconcile reads the object again.
             logger.warning("could not read the routing object at start: %s", exc, extra=self._log)
             return
-        names = {b.name for b in driven.spec.backends}
+        names, records = {b.name for b in driven.spec.backends}, self.feed.records
         if observed.split is not None and set(observed.split) <= names:
             # The routing object is written before status: after a crash between the two it
             # is the more recent truth.
+            # A failover it shows but status does not is taken again (for its Event and count).
+            owed = resume.unrecorded_failover(driven.spec, self.routed, observed.split, records)
+            if owed is not None:
+                self.feed.records = owed
+                return
             self.routed = observed.split
 
     def _inputs(self, spec: ModelRouteSpec) -> PlanInput:

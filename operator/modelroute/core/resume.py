@@ -1,0 +1,57 @@
+"""Resuming after a crash between a failover's routing write and its status write.
+
+The routing object is written first, then Events and status. A process killed in between
+leaves the routing object on the fallback while status still names the backend traffic left.
+The next process trusts the routing object (it never moves traffic back), but the failover
+itself must not be lost: its Event, ``failoverCount`` and ``lastFailoverTime`` are still owed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from modelroute.api.models import ModelRouteSpec
+from modelroute.core.health import HealthRecord
+from modelroute.core.types import TrafficSplit
+
+MOVED_OFF = "traffic had been moved off it when the operator restarted"
+
+
+def unrecorded_failover(
+    spec: ModelRouteSpec,
+    recorded: TrafficSplit | None,
+    observed: TrafficSplit,
+    records: Mapping[str, HealthRecord],
+) -> dict[str, HealthRecord] | None:
+    """Records under which the first plan takes again the failover from ``recorded`` (what
+    status says) to ``observed`` (what the routing object says), or None when this is not
+    an unrecorded failover.
+
+    The backend traffic left is marked failed, as the process that moved traffic had found
+    it: the plan then fails over to ``observed`` (already in place, so nothing is written to
+    routing) and emits the Event and counts the move. Only a whole-traffic move to a less
+    preferred backend that is the first healthy one qualifies, so the plan's target is exactly
+    where traffic already is and nothing can move it anywhere else.
+    """
+    if recorded is None or len(recorded) != 1 or len(observed) != 1:
+        return None
+    old, new = recorded.primary, observed.primary
+    order = [b.name for b in spec.preference_order()]
+    if old == new or old not in order or new not in order or order.index(new) < order.index(old):
+        return None
+    healthy = [n for n in order if n != old and (r := records.get(n)) and r.healthy]
+    if not healthy or healthy[0] != new:
+        return None
+    backend = next(b for b in spec.backends if b.name == old)
+    threshold = spec.effective_probe(backend).failure_threshold
+    record = records.get(old, HealthRecord())
+    failed = dataclasses.replace(
+        record,
+        healthy=False,
+        consecutive_failures=max(record.consecutive_failures, threshold),
+        consecutive_successes=0,
+        healthy_since=None,
+        message=record.message if record.reason is not None else MOVED_OFF,
+    )
+    return {**records, old: failed}
