@@ -286,10 +286,10 @@ def test_an_unusable_ca_bundle_stops_start_up_with_a_clear_error(
 # -- egress proxy ----------------------------------------------------------------------------
 
 
-async def test_https_proxy_tunnels_tls_probes(
-    private_ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    proxy = ForwardProxy()
+async def _probe_via_https_proxy(
+    proxy: ForwardProxy, private_ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ProbeResult, int]:
+    """Probe a private-CA vendor on localhost through ``proxy``: the result and its port."""
     async with (
         raw_server(proxy) as proxy_server,
         raw_server(servers.models_ok, private_ca.server_context()) as vendor,
@@ -299,10 +299,16 @@ async def test_https_proxy_tunnels_tls_probes(
             connection_limit=0, connection_limit_per_host=5, ca_bundle=str(private_ca.ca_cert)
         )
         try:
-            result = await _probe(_target(vendor.url("localhost")), session)
+            return await _probe(_target(vendor.url("localhost")), session), vendor.port
         finally:
             await session.close()
-        port = vendor.port
+
+
+async def test_https_proxy_tunnels_tls_probes(
+    private_ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ForwardProxy()
+    result, port = await _probe_via_https_proxy(proxy, private_ca, monkeypatch)
     assert result.ok, result.message
     assert proxy.requests == [f"CONNECT localhost:{port}"]
 
@@ -311,18 +317,7 @@ async def test_a_proxy_that_refuses_the_tunnel_is_named_not_taken_for_a_bad_back
     private_ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proxy = ForwardProxy(refuse=b"HTTP/1.1 407 Proxy Authentication Required")
-    async with (
-        raw_server(proxy) as proxy_server,
-        raw_server(servers.models_ok, private_ca.server_context()) as vendor,
-    ):
-        monkeypatch.setenv("HTTPS_PROXY", proxy_server.url())
-        session = new_session(
-            connection_limit=0, connection_limit_per_host=5, ca_bundle=str(private_ca.ca_cert)
-        )
-        try:
-            result = await _probe(_target(vendor.url("localhost")), session)
-        finally:
-            await session.close()
+    result, _ = await _probe_via_https_proxy(proxy, private_ca, monkeypatch)
     assert not result.ok
     assert result.reason is ProbeFailure.UNAVAILABLE
     assert result.message == "egress proxy refused: 407 Proxy Authentication Required"
