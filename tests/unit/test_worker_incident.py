@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from modelroute.kube.client import MODELROUTES
+from modelroute.kube.client import MODELROUTES, SERVICES
+from modelroute.routing.service_object import BACKEND_ANNOTATION
 from tests.unit.test_worker import EPOCH, NS, STABLE_KEY, World, route, running_world
 
 pytestmark = pytest.mark.looptime
@@ -108,3 +109,30 @@ async def test_a_route_waiting_to_adopt_takes_over_once_the_retaining_route_is_d
         assert [o["uid"] for o in service["metadata"]["ownerReferences"]] == ["uid-2"]
         assert service["metadata"]["labels"]["modelroute.dev/route"] == "chat-renamed"
         assert service["spec"]["selector"] == {"app": "vendor"}
+
+
+async def test_traffic_pinned_by_hand_while_suspended_shows_in_status_and_moves_with_events() -> (
+    None
+):
+    # On-call suspends the route and pins traffic to inhouse by hand: status must say where
+    # traffic is, and resuming moves it back with the Event a failback always has.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=True))
+        await w.clock.until(7)
+        pin = {"metadata": {"annotations": {BACKEND_ANNOTATION: "inhouse"}}}
+        w.kube.mutate(STABLE_KEY, pin | {"spec": {"selector": {"app": "inhouse"}}})
+        w.kube.deliver(w.controller._deps.caches[SERVICES])
+        await w.tick(10, vendor=True, inhouse=True)
+        await w.clock.until(11)
+        assert w.status()["activeBackend"] == "inhouse"
+        assert w.status()["traffic"] == [{"backend": "inhouse", "weight": 100}]
+        assert w.condition("Ready") == ("False", "Suspended")
+        assert [call for _, call in w.writes(since=7) if call in ("create", "patch")] == []
+
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 3, suspend=False))
+        for at in range(15, 100, 5):  # past the 60 s stabilization window
+            await w.tick(at, vendor=True, inhouse=True)
+        await w.clock.until(101)
+        assert w.selector() == {"app": "vendor"}
+        assert ("Normal", "FailedBack") in w.events()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pydantic
 
+from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
 from modelroute.core import health
 from modelroute.core.types import RouteRef, TrafficSplit
@@ -19,7 +20,7 @@ from modelroute.kube.events import EventRecorder
 from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
-from modelroute.routing import DriverContext
+from modelroute.routing import DriverContext, DriverInfo, RoutingDriver, RoutingState
 from modelroute.settings import Settings
 
 # Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT): enough to keep every slot busy.
@@ -95,6 +96,29 @@ def split_from_status(status: ModelRouteStatus) -> TrafficSplit | None:
         except ValueError:
             pass  # hand-edited status: fall back to the active backend
     return TrafficSplit.single(status.active_backend) if status.active_backend else None
+
+
+def observed_move(
+    spec: ModelRouteSpec,
+    routed: TrafficSplit | None,
+    planned: TrafficSplit | None,
+    state: RoutingState,
+) -> TrafficSplit | None:
+    """The split the routing object carries, when nothing was applied (``planned`` is None)
+    and it is not where the worker believes traffic is, naming only the spec's backends."""
+    seen = state.split
+    if planned is not None or state.problem is not None or seen is None or seen == routed:
+        return None
+    return seen if set(seen) <= {b.name for b in spec.backends} else None
+
+
+@dataclass
+class Driven:
+    """A route's parsed spec and its driver, once the spec is known to be valid."""
+
+    spec: ModelRouteSpec
+    info: DriverInfo
+    driver: RoutingDriver
 
 
 @dataclass(frozen=True)

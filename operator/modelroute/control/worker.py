@@ -1,9 +1,8 @@
 """One route's control loop: observe -> plan -> apply (routing first) -> Events -> status.
 
-A :class:`RouteWorker` subscribes its backends' probes to the shared probe loops, folds each
-result into its health records, and runs one reconcile loop that wakes only when something
-material changed: a health flip, a watched object (drift, a target changed), a spec or
-annotation change, or the plan's ``recheck_at`` (a failback window maturing). Every decision is
+A :class:`RouteWorker` folds its backends' shared probe results into health records and runs
+one reconcile loop, woken only by material change: a health flip, a watched object, a spec or
+annotation change, or the plan's ``recheck_at``. Every decision is
 :func:`modelroute.core.plan.plan`; the worker only gathers its inputs and carries it out.
 """
 
@@ -13,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
@@ -24,7 +22,14 @@ from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.gauges import RouteGauges
 from modelroute.control.report import Reporter
-from modelroute.control.route import Deps, RouteObject, WorkerState, split_from_status
+from modelroute.control.route import (
+    Deps,
+    Driven,
+    RouteObject,
+    WorkerState,
+    observed_move,
+    split_from_status,
+)
 from modelroute.core import health, resume
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
@@ -32,23 +37,12 @@ from modelroute.core.types import Problem, ReadyReason
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
 from modelroute.kube.reachability import TRANSPORT_FAILURES
-from modelroute.routing import DriverInfo, RoutingDriver, RoutingState
+from modelroute.routing import RoutingState
 
 logger = logging.getLogger("modelroute.control.worker")
 
-# Backoff (seconds) for retrying a reconcile whose API calls failed.
-_RETRY_FIRST_SECONDS = 1.0
-_RETRY_MAX_SECONDS = 30.0
+_RETRY_FIRST_SECONDS, _RETRY_MAX_SECONDS = 1.0, 30.0  # backoff of a failed reconcile
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
-
-
-@dataclass
-class _Driven:
-    """The parsed spec and its driver, once the spec is known to be valid."""
-
-    spec: ModelRouteSpec
-    info: DriverInfo
-    driver: RoutingDriver
 
 
 class RouteWorker:
@@ -70,7 +64,7 @@ class RouteWorker:
         self._previous = source.previous if source else route.status
         written = source.written if source else route.status
         self.reporter = Reporter(route.ref, deps, written, self._log_crash)
-        self._driven: _Driven | None = None
+        self._driven: Driven | None = None
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recheck: asyncio.TimerHandle | None = None
@@ -161,7 +155,7 @@ class RouteWorker:
             await self._loop(lambda: self._carry_out_invalid(unavailable, reason), once=True)
             return
         info = routing.info(spec.routing.driver)
-        driven = self._driven = _Driven(spec, info, info.create(self._deps.driver_context))
+        driven = self._driven = Driven(spec, info, info.create(self._deps.driver_context))
         self._subscribe_objects(driven)
         await self._resume_routing(driven)
         self.feed.start(self.route.ref, spec)
@@ -191,7 +185,7 @@ class RouteWorker:
                     return
                 retry = _RETRY_FIRST_SECONDS
 
-    def _subscribe_objects(self, driven: _Driven) -> None:
+    def _subscribe_objects(self, driven: Driven) -> None:
         ref = self.route.ref
         wanted = driven.driver.dependencies(ref, driven.spec)
         for kind, cache in self._deps.caches.items():
@@ -199,7 +193,7 @@ class RouteWorker:
         auth = {b.auth_secret_ref.name for b in driven.spec.backends if b.auth_secret_ref}
         self._deps.secrets.subscribe(self.key, {(ref.namespace, name) for name in auth})
 
-    async def _resume_routing(self, driven: _Driven) -> None:
+    async def _resume_routing(self, driven: Driven) -> None:
         """Take the split from the routing object when it names only backends of ours."""
         try:
             observed = await driven.driver.observe(self.route.ref, driven.spec)
@@ -230,15 +224,20 @@ class RouteWorker:
             now=self._deps.now(),
         )
 
-    async def _reconcile(self, driven: _Driven) -> None:
-        # Bounded across routes: when one probe wakes every route at once, all of them would
-        # otherwise plan before the first routing write's answer is read (one loop iteration
-        # runs every ready task), and the writes trickle out behind N plans. With a bound, the
-        # plans interleave with the answers and routing writes go out as each plan is made.
+    async def _reconcile(self, driven: Driven) -> None:
+        # Bounded across routes, so that when one probe wakes every route the plans interleave
+        # with the write answers and routing writes go out as each plan is made, not after N.
         async with self._deps.reconcile_slots:
             given = self._inputs(driven.spec)
             decided = plan(given)
             state = await self._route(driven, decided)
+            if (seen := observed_move(driven.spec, self.routed, decided.split, state)) is not None:
+                # Nothing applied (suspended, fail-static), and the object carries another split,
+                # e.g. pinned by hand: plan on it, so status and the next move's Events are true.
+                self.routed = seen
+                given = dataclasses.replace(given, routed=seen)
+                decided = plan(given)
+                state = await self._route(driven, decided)
         written_at = self._deps.now() if state.wrote else None
         if state.problem is not None or state.verdict is not None:
             # Plan again with what the driver (and the gateway behind it) said.
@@ -253,7 +252,7 @@ class RouteWorker:
             self.routed = decided.split
         await self._carry_out(decided, driven.spec)
 
-    async def _route(self, driven: _Driven, decided: Plan) -> RoutingState:
+    async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
         ref, spec = self.route.ref, driven.spec
         if decided.split is None:
