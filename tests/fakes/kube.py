@@ -8,8 +8,8 @@ backendRef without a port, a duplicate create), and queues watch events that a t
 a real ``ObjectCache`` when it wants the watch to catch up. It also keeps route status patches,
 posted Events, Secrets and Leases.
 Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
-``status_write_error``, ``status_writes_held``, ``lease_error``), never methods a test
-reassigns.
+``status_write_error``, ``status_writes_held``, ``events_held``, ``lease_error``), never
+methods a test reassigns.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ class FakeKube(FakeDiscovery):
         self.status_writes_held: asyncio.Event | None = None
         # While set, every Event post raises it (e.g. the API server gone mid-failover).
         self.event_error: BaseException | None = None
+        # While set, every Event post waits until this asyncio.Event is set (a slow API server
+        # during a mass failover, for Events only); the post is counted when it is sent.
+        self.events_held: asyncio.Event | None = None
         # While set, every Lease call raises it (an operator cut off from the API server).
         self.lease_error: BaseException | None = None
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
@@ -138,6 +141,8 @@ class FakeKube(FakeDiscovery):
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Keep a posted Event, unless ``event_error`` says otherwise."""
         self.calls.append("create_event")
+        if self.events_held is not None:
+            await self.events_held.wait()
         if self.event_error is not None:
             raise self.event_error
         self.posted_events.append(copy.deepcopy(body))

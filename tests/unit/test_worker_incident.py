@@ -4,6 +4,7 @@ failover on healthy backends, marked as a drill."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -136,3 +137,22 @@ async def test_traffic_pinned_by_hand_while_suspended_shows_in_status_and_moves_
         await w.clock.until(101)
         assert w.selector() == {"app": "vendor"}
         assert ("Normal", "FailedBack") in w.events()
+
+
+async def test_a_spec_change_right_after_a_failover_keeps_its_unposted_failed_over_event() -> None:
+    # Events wait behind routing writes in a mass failover; an admin's edit in that window
+    # replaces the worker, and the FailedOver it had not posted yet must still be posted, once.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        w.kube.events_held = held = asyncio.Event()
+        for at in (10, 15, 20):
+            await w.tick(at, vendor=False, inhouse=True)
+        await w.clock.until(21)
+        assert w.selector() == {"app": "inhouse"}  # routing went first
+        assert ("Warning", "FailedOver") not in w.events()  # its Event still waits
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=False))
+        await w.clock.until(22)
+        held.set()
+        await w.tick(25, vendor=False, inhouse=True)
+        await w.clock.until(26)
+        assert w.events().count(("Warning", "FailedOver")) == 1

@@ -26,10 +26,11 @@ class RouteGauges:
         weights = {t.backend: t.weight for t in status.traffic}
         drill = status.drill
         drilled = drill.backend if drill and drill.phase is DrillPhase.ACTIVE else None
-        shown = (names, active, weights, drilled, spec.suspend)
+        signals = route_signals(spec, status)
+        shown = (names, active, weights, drilled, spec.suspend, signals)
         if self._shown != shown:
             self._shown = shown
             metrics.set_active(ns, name, names, active)
             metrics.set_weights(ns, name, names, weights)
             metrics.set_incident(ns, name, names, drilled=drilled, suspended=spec.suspend)
-        metrics.set_route_signals(ns, name, *route_signals(spec, status))
+            metrics.set_route_signals(ns, name, *signals)

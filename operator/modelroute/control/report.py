@@ -49,9 +49,12 @@ class Reporter:
         deps: Deps,
         written: ModelRouteStatus | None,
         on_done: Callable[[asyncio.Task[None]], None],
+        unsent: Sequence[PlannedEvent] = (),
     ) -> None:
         """``written``: the status last written (or read back from the API server);
-        ``on_done`` is called with the writer task when it ends (a crash is the worker's)."""
+        ``on_done`` is called with the writer task when it ends (a crash is the worker's);
+        ``unsent``: Events the route's previous reporter had not posted (a spec change right
+        after a failover must not lose its FailedOver), sent with the first submit."""
         self._ref = ref
         self._on_done = on_done
         self._task: asyncio.Task[None] | None = None
@@ -59,9 +62,15 @@ class Reporter:
         self.written = written
         self._desired: ModelRouteStatus | None = None
         self._spec: ModelRouteSpec | None = None
-        self._events: list[PlannedEvent] = []
+        self._events: list[PlannedEvent] = list(unsent)
         self._due: float | None = None  # loop time the desired status is to be written at
         self._wake = asyncio.Event()
+        self._back = asyncio.Event()  # set when the API server answers again (one waiter)
+
+    @property
+    def unsent(self) -> list[PlannedEvent]:
+        """Events decided but not posted yet (handed to the next reporter of the route)."""
+        return list(self._events)
 
     @property
     def pending(self) -> bool:
@@ -128,12 +137,12 @@ class Reporter:
     async def _backoff(self, seconds: float, exc: BaseException) -> None:
         """Wait ``seconds``, or less when the API server was gone: until it answers again, so
         a status decided during an outage lands as soon as it is back, not a backoff later."""
-        back = asyncio.Event()
+        self._back.clear()
         reach = self._deps.reachability
         if reach is not None and isinstance(exc, TRANSPORT_FAILURES):
-            reach.wake_when_back(back.set)
+            reach.wake_when_back(self._back.set)  # the same bound method: registered once
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(back.wait(), seconds)
+            await asyncio.wait_for(self._back.wait(), seconds)
 
     async def _until_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,9 +158,10 @@ class Reporter:
 
     async def _flush(self) -> None:
         deps, ref = self._deps, self._ref
-        events, self._events = self._events, []
-        for event in events:
+        while self._events:  # each taken off only once posted: a stop() keeps the rest
+            event = self._events[0]
             await deps.events.emit(ref, event.type, event.reason, event.message, deps.now())
+            self._events.pop(0)
         desired = self._desired
         due = self._due
         if desired is None or due is None or due > asyncio.get_running_loop().time():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +13,7 @@ import pydantic
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
 from modelroute.core import health
-from modelroute.core.types import RouteRef, TrafficSplit
+from modelroute.core.types import PlannedEvent, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache
 from modelroute.kube.client import KubeApi, ObjectKind
 from modelroute.kube.events import EventRecorder
@@ -129,3 +129,4 @@ class WorkerState:
     routed: TrafficSplit | None
     previous: ModelRouteStatus
     written: ModelRouteStatus | None
+    unsent: Sequence[PlannedEvent] = ()  # Events decided but not posted yet

@@ -49,8 +49,7 @@ class RouteWorker:
     """Probes one route's backends and keeps its routing and status in line with their health."""
 
     def __init__(self, route: RouteObject, deps: Deps, carried: RouteWorker | None = None) -> None:
-        """Start from the route's status, or from ``carried`` (the same route's previous worker,
-        before a spec change), which keeps what was learnt about backends still there."""
+        """Start from the route's status, or from ``carried``: its previous worker's state."""
         self.route = route
         self._deps = deps
         source = carried.state() if carried is not None else None
@@ -63,7 +62,8 @@ class RouteWorker:
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
         written = source.written if source else route.status
-        self.reporter = Reporter(route.ref, deps, written, self._log_crash)
+        unsent = source.unsent if source else ()
+        self.reporter = Reporter(route.ref, deps, written, self._log_crash, unsent)
         self._driven: Driven | None = None
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -74,7 +74,8 @@ class RouteWorker:
 
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
-        return WorkerState(self.feed.records, self.routed, self._previous, self.reporter.written)
+        r = self.reporter
+        return WorkerState(self.feed.records, self.routed, self._previous, r.written, r.unsent)
 
     @property
     def key(self) -> RouteKey:
@@ -104,9 +105,8 @@ class RouteWorker:
 
     async def stop(self) -> None:
         """Cancel every task of this route and wait for them (returns within milliseconds)."""
-        for timer in (self._recheck, self._retry):
-            if timer is not None:
-                timer.cancel()
+        for timer in filter(None, (self._recheck, self._retry)):
+            timer.cancel()
         self.feed.stop()
         for task in self._tasks:
             task.cancel()
@@ -171,11 +171,12 @@ class RouteWorker:
             try:
                 await step()
             except _API_FAILURES as exc:
-                # Nothing material may change for a long time after a failed write: retry on
-                # a timer (with backoff) rather than waiting for the next health change.
+                # Nothing material may change for long after a failed write: retry on a timer.
                 logger.warning(
                     "reconcile failed, retrying in %.0fs: %s", retry, exc, extra=self._log
                 )
+                if self._retry is not None:  # a wake-up may have run the retry before its timer
+                    self._retry.cancel()
                 self._retry = asyncio.get_running_loop().call_later(retry, self._dirty.set)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
                 if isinstance(exc, TRANSPORT_FAILURES) and self._deps.reachability is not None:

@@ -22,7 +22,8 @@ from modelroute.kube.client import ApiError
 logger = logging.getLogger("modelroute.kube.reachability")
 
 # Failures that say "the API server is not there", not "it refused this request".
-TRANSPORT_FAILURES = (aiohttp.ClientConnectionError, ConnectionError)
+# A timeout is one too: a partitioned or overloaded API server need not refuse connections.
+TRANSPORT_FAILURES = (aiohttp.ClientConnectionError, ConnectionError, TimeoutError)
 
 
 class ApiReachability:
