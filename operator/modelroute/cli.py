@@ -41,6 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         bind_address=args.bind_address,
         max_connections_per_host=args.max_connections_per_host,
         ca_bundle=args.ca_bundle,
+        status_defer_seconds=args.status_defer_seconds,
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_lease=args.leader_election_lease,
@@ -57,6 +58,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"port {port} is out of range 0-65535")
     if args.metrics_port and args.metrics_port == args.health_port:
         parser.error(f"--metrics-port and --health-port are both {args.metrics_port}")
+    if args.status_defer_seconds < 0:
+        parser.error("--status-defer-seconds must be at least 0")
     if args.max_connections_per_host < 1:
         parser.error("--max-connections-per-host must be at least 1")
     args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
@@ -145,6 +148,13 @@ def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.max_connections_per_host,
         help="probe connections kept per backend host (default %(default)s)",
+    )
+    parser.add_argument(
+        "--status-defer-seconds",
+        type=float,
+        default=_DEFAULTS.status_defer_seconds,
+        help="longest wait for a status change that decides nothing (a counter below its "
+        "threshold), written with the next decisive one (default %(default)s)",
     )
     parser.add_argument(
         "--ca-bundle",

@@ -16,8 +16,21 @@ from typing import Any, Self
 
 import pytest
 
-from tests.envtest.conftest import operator, scenario  # noqa: F401  (fixtures, re-exported)
+from tests.envtest.conftest import scenario  # noqa: F401  (fixture, re-exported)
 from tests.harness.apiserver import WRITE_VERBS, Cluster, Identity
+from tests.harness.operator import OperatorProcess, running_operator
+
+
+@pytest.fixture
+def operator(
+    crd: Cluster, namespace: str, operator_identity: Identity
+) -> Iterator[OperatorProcess]:
+    """An operator process watching only this test's namespace. Status changes that decide
+    nothing wait 1 s, not 30: "nothing written after the outage" must not catch the write of a
+    counter that changed before it."""
+    args = ["--status-defer-seconds=1"]
+    with running_operator(operator_identity, crd.workdir, [namespace], args) as process:
+        yield process
 
 
 @pytest.fixture

@@ -282,3 +282,14 @@ def test_version_is_logged_once_at_start_up(caplog: pytest.LogCaptureFixture) ->
     assert entry["version"] == _pyproject_version()
     assert entry["namespaces"] == ["ai"]
     assert (entry["metrics_port"], entry["health_port"]) == (8080, 8081)
+
+
+def test_status_defer_seconds_is_a_flag_with_the_settings_default() -> None:
+    assert parse_args([])[0].status_defer_seconds == 30.0
+    assert parse_args(["--status-defer-seconds", "2.5"])[0].status_defer_seconds == 2.5
+
+
+def test_a_negative_status_deferral_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--status-defer-seconds", "-1"])
+    assert "--status-defer-seconds must be at least 0" in capsys.readouterr().err

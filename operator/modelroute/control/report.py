@@ -90,6 +90,10 @@ class Reporter:
         self._events.extend(events)
         self._desired, self._spec = desired, spec
         self._classify(changed)
+        if events or (self._due is not None and self._due <= asyncio.get_running_loop().time()):
+            # A decision (Events, a decisive status) does not sit out a backoff of up to 30 s
+            # taken before it: the API server may well be back already.
+            self._back.set()
         if self.pending:
             self._wake.set()
             # A task only while there is something to send: 10,000 idle routes hold none.
