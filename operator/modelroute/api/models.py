@@ -35,6 +35,7 @@ from modelroute.api.probe import DeepProbeType as DeepProbeType
 from modelroute.api.probe import ProbeOverride as ProbeOverride
 from modelroute.api.probe import ProbeSpec as ProbeSpec
 from modelroute.api.probe import ProbeType as ProbeType
+from modelroute.api.trust import CaBundleSecretRef as CaBundleSecretRef
 
 GROUP = "modelroute.dev"
 VERSION = "v1alpha1"
@@ -160,6 +161,16 @@ class Backend(ApiModel):
     probe: ProbeOverride | None = Field(
         default=None, description="Overrides of the route-level probe for this backend."
     )
+    ca_bundle_secret_ref: CaBundleSecretRef | None = Field(
+        default=None,
+        description="Private CA certificates (PEM, in a Secret of the route's namespace) that "
+        "probes of this https endpoint trust besides the system store and --ca-bundle.",
+    )
+
+    def secret_names(self) -> set[str]:
+        """The Secrets (same namespace) this backend's probes read: API key, CA bundle."""
+        refs = (self.auth_secret_ref, self.ca_bundle_secret_ref)
+        return {ref.name for ref in refs if ref is not None}
 
     def probe_url(self, namespace: str) -> str:
         """Base URL the prober uses for this backend (no trailing slash)."""

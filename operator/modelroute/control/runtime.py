@@ -28,6 +28,7 @@ from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
+from modelroute.probing.session import TrustStore
 from modelroute.settings import Settings
 from modelroute.version import version
 
@@ -196,6 +197,7 @@ def _build_deps(
         now=utc_now,
         start_jitter_seconds=settings.probe_start_jitter_seconds,
         max_retry_after_seconds=settings.max_retry_after_seconds,
+        trust=TrustStore(settings.ca_bundle),  # backends' caBundleSecretRef, on top of it
     )
     deps = Deps(
         settings=settings,

@@ -191,7 +191,7 @@ class RouteWorker:
         wanted = driven.driver.dependencies(ref, driven.spec)
         for kind, cache in self._deps.caches.items():
             cache.subscribe(self.key, wanted.get(kind, set()))
-        auth = {b.auth_secret_ref.name for b in driven.spec.backends if b.auth_secret_ref}
+        auth = {name for b in driven.spec.backends for name in b.secret_names()}
         self._deps.secrets.subscribe(self.key, {(ref.namespace, name) for name in auth})
 
     async def _resume_routing(self, driven: Driven) -> None:

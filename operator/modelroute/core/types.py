@@ -121,7 +121,8 @@ class ProbeFailure(enum.StrEnum):
     BAD_RESPONSE = "BadResponse"
     #: A healthy answer slower than ``latencyThresholdMs``.
     SLOW_RESPONSE = "SlowResponse"
-    #: The auth Secret or its key is missing or unreadable: no request was sent.
+    #: A Secret a probe needs (authSecretRef, caBundleSecretRef), or its key, is missing or
+    #: unreadable (a CA key without a PEM certificate too): no request was sent.
     SECRET_MISSING = "SecretMissing"
 
 

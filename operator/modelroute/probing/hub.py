@@ -46,6 +46,8 @@ from modelroute.probing import prober
 from modelroute.probing.dialects import TokenLimit
 from modelroute.probing.keys import ProbeKey as ProbeKey
 from modelroute.probing.keys import ProbeKind, next_start
+from modelroute.probing.session import TrustStore
+from modelroute.probing.trust import ca_context
 
 logger = logging.getLogger("modelroute.probing.hub")
 
@@ -82,8 +84,10 @@ class ProbeHub:
         now: Callable[[], datetime],
         start_jitter_seconds: float,
         max_retry_after_seconds: float,
+        trust: TrustStore | None = None,
     ) -> None:
         self._session = session
+        self._trust = trust if trust is not None else TrustStore()  # caBundleSecretRef contexts
         self._secrets = secrets
         self._metrics = metrics
         self._now = now
@@ -175,6 +179,9 @@ class ProbeHub:
         header, error = None, None
         if key.auth is not None:
             header, error = await self._auth_header(key.namespace, key.auth)
+        context = None
+        if key.ca is not None and error is None:
+            context, error = await ca_context(self._secrets, self._trust, key.namespace, key.ca)
         return prober.ProbeTarget(
             url=key.url,
             model=key.model,
@@ -184,6 +191,7 @@ class ProbeHub:
             provider=key.provider,
             provider_version=key.provider_version,
             token_limit=token_limit,
+            ssl_context=context,
         )
 
     async def _auth_header(

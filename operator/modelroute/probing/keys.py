@@ -1,9 +1,10 @@
 """What makes two probes the same (:class:`ProbeKey`), and when a probe loop runs next.
 
-A key is everything a probe sends and its schedule; routes whose backends need the same key
-share one probe loop (see :mod:`modelroute.probing.hub`). A backend has a cheap key (its
-``probe``) and, when ``probe.deep`` is set and its probe does not generate already, a deep
-key: a generating probe at the deep interval, retried at the cheap interval while it fails.
+A key is everything a probe sends, whom it trusts, and its schedule; routes whose backends
+need the same key share one probe loop (see :mod:`modelroute.probing.hub`). A backend has a
+cheap key (its ``probe``) and, when ``probe.deep`` is set and its probe does not generate
+already, a deep key: a generating probe at the deep interval, retried at the cheap interval
+while it fails.
 
 :attr:`ProbeKey.target` names the probed backend in metrics: ``<host>:<port>/<model>``, from
 the base URL's host and port (the scheme's default port when none is written) and the model.
@@ -20,7 +21,14 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from modelroute.api.models import AuthSecretRef, Backend, ProbeSpec, ProbeType, Provider
+from modelroute.api.models import (
+    AuthSecretRef,
+    Backend,
+    CaBundleSecretRef,
+    ProbeSpec,
+    ProbeType,
+    Provider,
+)
 
 
 class ProbeKind(enum.StrEnum):
@@ -48,6 +56,9 @@ class ProbeKey:
     kind: ProbeKind = ProbeKind.CHEAP
     #: Seconds between probes while the last one failed (deep probes: the cheap interval).
     retry_seconds: int | None = None
+    #: The Secret of extra CAs the probe trusts: routes trusting different CAs for one URL must
+    #: not share a loop (one would see the other's verdict); the same Secret still shares.
+    ca: CaBundleSecretRef | None = None
 
     @classmethod
     def for_backend(cls, namespace: str, backend: Backend, probe: ProbeSpec) -> ProbeKey:
@@ -68,6 +79,7 @@ class ProbeKey:
                 if backend.auth_secret_ref is not None
                 else None
             ),
+            ca=backend.ca_bundle_secret_ref,
         )
 
     @classmethod

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,6 +92,8 @@ class ProbeTarget:
     provider_version: str | None = None
     #: The token field a chat probe sends first; ``None``: the dialect's default.
     token_limit: TokenLimit | None = None
+    #: TLS trust for this backend (its ``caBundleSecretRef``); ``None``: the session's own.
+    ssl_context: ssl.SSLContext | None = None
 
 
 async def probe(
@@ -194,6 +197,9 @@ async def _request(ctx: _Context, call: Call) -> Reply:
         headers=_headers(ctx),
         json=call.payload,
         allow_redirects=False,
+        # True: the session's context. aiohttp pools connections per context, so a connection
+        # verified against one backend's CA is never reused for a probe that trusts less.
+        ssl=ctx.target.ssl_context or True,
     ) as resp:
         body = await _read_limited(resp)
         return Reply(resp.status, resp.content_type, body, resp.headers.get("Retry-After"))

@@ -6,7 +6,10 @@ set once at start-up, while the prober is per-probe logic.
 - **Trust.** Probes verify TLS against the system's CA store (``SSL_CERT_FILE`` and
   ``SSL_CERT_DIR`` move it, as for any OpenSSL program).  ``ca_bundle`` (``--ca-bundle``, the
   chart's ``caBundle`` mount) adds a PEM file of private CAs *to* that store, so a vendor behind
-  a company CA and a public vendor both verify.  Verification is never switched off.
+  a company CA and a public vendor both verify.  A backend's ``caBundleSecretRef`` adds its
+  own PEM on top of both, for that backend's probes only: :class:`TrustStore` builds one
+  context per distinct bundle (by content hash, so a rotated CA gets a new one and routes with
+  the same CA share one, and its pooled connections).  Verification is never switched off.
 - **Proxy.** ``trust_env=True``: ``HTTPS_PROXY``/``HTTP_PROXY`` (and lower-case forms) send
   probes through an egress proxy (CONNECT for ``https://``, absolute URI for ``http://``), and
   ``NO_PROXY`` names the hosts reached directly (host suffixes, e.g. ``.svc,.cluster.local``).
@@ -14,19 +17,26 @@ set once at start-up, while the prober is per-probe logic.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import sys
+from collections import OrderedDict
 from typing import Final
 
 import aiohttp
 
-__all__ = ["CaBundleError", "new_session", "ssl_context"]
+__all__ = ["CaBundleError", "TrustStore", "new_session", "ssl_context"]
 
 # aiohttp warns (DeprecationWarning) about enable_cleanup_closed on Pythons whose asyncio no
 # longer leaks aborted TLS transports (https://github.com/python/cpython/pull/118960).
 _NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
     (3, 13) <= sys.version_info < (3, 13, 1)
 )
+
+
+#: Distinct per-backend CA bundles kept as SSL contexts; beyond it the least recently used is
+#: rebuilt on its next probe (a context is a system-store load: ~80 ms of CPU, ~0.8 MiB).
+MAX_TRUST_CONTEXTS: Final = 64
 
 
 class CaBundleError(ValueError):
@@ -43,6 +53,55 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
             # Fail at start-up, not on every probe: a typo must not read as "vendor down".
             raise CaBundleError(f"--ca-bundle {ca_bundle}: {exc.strerror or exc}") from None
     return context
+
+
+class TrustStore:
+    """SSL contexts for probes: the process-wide one, plus one per distinct extra PEM bundle."""
+
+    def __init__(self, ca_bundle: str | None = None, limit: int = MAX_TRUST_CONTEXTS) -> None:
+        self._ca_bundle = ca_bundle
+        self._limit = limit
+        # A bad bundle is remembered too: it is not parsed again on every probe.
+        self._contexts: OrderedDict[bytes, ssl.SSLContext | CaBundleError] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def cached(self, pem: str) -> bool:
+        """Whether :meth:`context_for` answers ``pem`` without building (cheap to call inline)."""
+        return hashlib.sha256(pem.encode()).digest() in self._contexts
+
+    def context_for(self, pem: str) -> ssl.SSLContext:
+        """The system store, ``--ca-bundle`` and the certificates in ``pem``, cached by content.
+
+        Raises :class:`CaBundleError` when ``pem`` holds no certificate or a broken one.
+        """
+        digest = hashlib.sha256(pem.encode()).digest()
+        context = self._contexts.get(digest)
+        if context is None:
+            context = self._contexts[digest] = self._build(pem)
+            if len(self._contexts) > self._limit:
+                self._contexts.popitem(last=False)
+        self._contexts.move_to_end(digest)
+        if isinstance(context, CaBundleError):
+            raise context
+        return context
+
+    def _build(self, pem: str) -> ssl.SSLContext | CaBundleError:
+        context = ssl_context(self._ca_bundle)
+        try:
+            context.load_verify_locations(cadata=pem)
+        except (ssl.SSLError, ValueError) as exc:
+            # Only OpenSSL's reason: the PEM itself is never echoed.
+            return CaBundleError(_pem_reason(exc))
+        return context
+
+
+def _pem_reason(exc: Exception) -> str:
+    # OpenSSL says "no start line" when no BEGIN CERTIFICATE block parses; never echo the PEM.
+    if not isinstance(exc, ssl.SSLError) or "no start line" in str(exc):
+        return "holds no PEM certificate"
+    return f"holds a broken PEM certificate ({exc.reason or 'unreadable'})"
 
 
 def new_session(
