@@ -119,6 +119,18 @@ SCHEMA_KINDS: list[tuple[str, Mutation, str, str]] = [
         "spec.service.name",
         "should match",
     ),
+    (
+        "ca-bundle-empty-name",
+        _backend(0, caBundleSecretRef={"name": ""}),
+        "spec.backends.caBundleSecretRef.name",
+        "at least 1 chars",
+    ),
+    (
+        "ca-bundle-without-name",
+        _backend(0, caBundleSecretRef={"key": "ca.crt"}),
+        "spec.backends.caBundleSecretRef.name",
+        "Required value",
+    ),
 ]
 
 

@@ -110,39 +110,46 @@ def test_routes_share_a_probe_loop_only_when_they_trust_the_same_ca() -> None:
 # -- trust store -----------------------------------------------------------------------------
 
 
-def test_one_context_per_distinct_bundle_on_top_of_the_system_store(
+async def test_one_context_per_distinct_bundle_on_top_of_the_system_store(
     pems: tuple[str, str],
 ) -> None:
     store = TrustStore()
-    first = store.context_for(pems[0])
-    assert store.context_for(pems[0]) is first
-    assert store.context_for(pems[1]) is not first
+    first = await store.context_for(pems[0])
+    assert await store.context_for(pems[0]) is first
+    assert await store.context_for(pems[1]) is not first
     system = ssl.create_default_context().cert_store_stats()["x509_ca"]
     assert first.cert_store_stats()["x509_ca"] == system + 1
-    both = store.context_for(pems[0] + pems[1])
+    both = await store.context_for(pems[0] + pems[1])
     assert both.cert_store_stats()["x509_ca"] == system + 2
     assert first.verify_mode is ssl.CERT_REQUIRED and first.check_hostname
 
 
-def test_the_process_wide_bundle_stays_in_every_context(
+async def test_the_process_wide_bundle_stays_in_every_context(
     pems: tuple[str, str], tmp_path: Path
 ) -> None:
     bundle = tmp_path / "company.pem"
     bundle.write_text(pems[1])
-    context = TrustStore(str(bundle)).context_for(pems[0])
+    context = await TrustStore(str(bundle)).context_for(pems[0])
     system = ssl.create_default_context().cert_store_stats()["x509_ca"]
     assert context.cert_store_stats()["x509_ca"] == system + 2
 
 
-def test_the_store_is_bounded_least_recently_used_first(pems: tuple[str, str]) -> None:
+async def test_a_vanished_process_wide_bundle_is_an_error_not_a_crash(
+    pems: tuple[str, str], tmp_path: Path
+) -> None:
+    with pytest.raises(CaBundleError, match=r"--ca-bundle .*gone\.pem"):
+        await TrustStore(str(tmp_path / "gone.pem")).context_for(pems[0])
+
+
+async def test_the_store_is_bounded_least_recently_used_first(pems: tuple[str, str]) -> None:
     store = TrustStore(limit=2)
-    first = store.context_for(pems[0])
-    store.context_for(pems[1])
-    store.context_for(pems[0])  # used again: the second is now the oldest
-    store.context_for(pems[0] + pems[1])
+    first = await store.context_for(pems[0])
+    second = await store.context_for(pems[1])
+    await store.context_for(pems[0])  # used again: the second is now the oldest
+    await store.context_for(pems[0] + pems[1])
     assert len(store) == 2
-    assert store.cached(pems[0]) and not store.cached(pems[1])
-    assert store.context_for(pems[0]) is first
+    assert await store.context_for(pems[0]) is first
+    assert await store.context_for(pems[1]) is not second  # dropped, so built again
 
 
 @pytest.mark.parametrize(
@@ -154,14 +161,14 @@ def test_the_store_is_bounded_least_recently_used_first(pems: tuple[str, str]) -
         ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "PEM certificate"),
     ],
 )
-def test_a_bundle_without_a_usable_certificate_is_refused(pem: str, reason: str) -> None:
+async def test_a_bundle_without_a_usable_certificate_is_refused(pem: str, reason: str) -> None:
     store = TrustStore()
     with pytest.raises(CaBundleError, match=reason) as first:
-        store.context_for(pem)
+        await store.context_for(pem)
     assert "MIIB" not in str(first.value) and "AAAA" not in str(first.value)
-    with pytest.raises(CaBundleError):  # remembered: not parsed again on every probe
-        store.context_for(pem)
-    assert store.cached(pem)
+    with pytest.raises(CaBundleError) as again:  # remembered: not parsed on every probe
+        await store.context_for(pem)
+    assert again.value is first.value and len(store) == 1
 
 
 # -- reading the Secret ----------------------------------------------------------------------
@@ -173,12 +180,13 @@ async def test_the_context_comes_from_the_secret_and_follows_its_rotation(
     secrets, store = Secrets(_secret("ca", {"ca.crt": pems[0]})), TrustStore()
     ref = CaBundleSecretRef(name="ca")
     first, error = await ca_context(secrets.cache, store, NS, ref)
-    assert error is None and first is store.context_for(pems[0])
+    assert error is None and first is await store.context_for(pems[0])
     rotated = _secret("ca", {"ca.crt": pems[1]})
     rotated["metadata"]["resourceVersion"] = "2"
     secrets.cache.observe("MODIFIED", rotated)
     second, error = await ca_context(secrets.cache, store, NS, ref)
-    assert error is None and second is store.context_for(pems[1]) and second is not first
+    assert error is None and second is await store.context_for(pems[1])
+    assert second is not first
     assert secrets.cache.fetches == 1  # the watch, not the API, brought the new CA
 
 

@@ -17,6 +17,7 @@ set once at start-up, while the prober is per-probe logic.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ssl
 import sys
@@ -67,11 +68,7 @@ class TrustStore:
     def __len__(self) -> int:
         return len(self._contexts)
 
-    def cached(self, pem: str) -> bool:
-        """Whether :meth:`context_for` answers ``pem`` without building (cheap to call inline)."""
-        return hashlib.sha256(pem.encode()).digest() in self._contexts
-
-    def context_for(self, pem: str) -> ssl.SSLContext:
+    async def context_for(self, pem: str) -> ssl.SSLContext:
         """The system store, ``--ca-bundle`` and the certificates in ``pem``, cached by content.
 
         Raises :class:`CaBundleError` when ``pem`` holds no certificate or a broken one.
@@ -79,7 +76,10 @@ class TrustStore:
         digest = hashlib.sha256(pem.encode()).digest()
         context = self._contexts.get(digest)
         if context is None:
-            context = self._contexts[digest] = self._build(pem)
+            # Loading the system store takes tens of milliseconds: not on the event loop. The
+            # cache itself is only touched here, on the loop.
+            context = await asyncio.to_thread(self._build, pem)
+            self._contexts[digest] = context
             if len(self._contexts) > self._limit:
                 self._contexts.popitem(last=False)
         self._contexts.move_to_end(digest)
@@ -88,9 +88,11 @@ class TrustStore:
         return context
 
     def _build(self, pem: str) -> ssl.SSLContext | CaBundleError:
-        context = ssl_context(self._ca_bundle)
         try:
+            context = ssl_context(self._ca_bundle)
             context.load_verify_locations(cadata=pem)
+        except CaBundleError as exc:  # --ca-bundle's file went away since start-up
+            return exc
         except (ssl.SSLError, ValueError) as exc:
             # Only OpenSSL's reason: the PEM itself is never echoed.
             return CaBundleError(_pem_reason(exc))

@@ -10,7 +10,6 @@ request is sent without the trust the spec asked for.  The PEM itself is never i
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import ssl
@@ -35,10 +34,7 @@ async def ca_context(
     if pem is None:
         return None, error
     try:
-        if store.cached(pem):
-            return store.context_for(pem), None
-        # Loading the system store takes tens of milliseconds: not on the event loop.
-        return await asyncio.to_thread(store.context_for, pem), None
+        return await store.context_for(pem), None
     except CaBundleError as exc:
         return None, f"{FIELD}: key {ref.key!r} of Secret {namespace}/{ref.name} {exc}"
 
