@@ -217,12 +217,13 @@ async def test_bad_references_are_messages_naming_the_field(
     assert await ca_context(secrets.cache, TrustStore(), NS, ref) == (None, message)
 
 
-async def test_a_value_that_is_not_base64_text_is_a_message() -> None:
+async def test_a_binary_value_is_a_message(pems: tuple[str, str]) -> None:
     secrets = Secrets()
-    secrets.bodies[(NS, "ca")] = {"metadata": {"name": "ca"}, "data": {"ca.crt": "%%%"}}
+    der = base64.b64encode(ssl.PEM_cert_to_DER_cert(pems[0])).decode()  # DER, not PEM
+    secrets.bodies[(NS, "ca")] = {"metadata": {"name": "ca"}, "data": {"ca.crt": der}}
     context, error = await ca_context(secrets.cache, TrustStore(), NS, CaBundleSecretRef(name="ca"))
     assert context is None
-    assert error == "caBundleSecretRef: key 'ca.crt' of Secret ai/ca is not valid base64 PEM text"
+    assert error == "caBundleSecretRef: key 'ca.crt' of Secret ai/ca is not valid base64 text"
 
 
 async def test_an_unreadable_secret_is_a_message_not_an_exception() -> None:

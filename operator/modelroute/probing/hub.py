@@ -24,8 +24,6 @@ times its cheap probes, under its ``target`` (one series per backend, however ma
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import random
 from collections import Counter
@@ -40,7 +38,7 @@ from modelroute.api.models import AuthSecretRef, ProbeSpec
 from modelroute.core.cost import tokens_per_probe
 from modelroute.core.types import ProbeFailure
 from modelroute.kube.cache import ObjectCache
-from modelroute.kube.client import ApiError
+from modelroute.kube.secrets import secret_text
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.dialects import TokenLimit
@@ -198,22 +196,9 @@ class ProbeHub:
         self, namespace: str, ref: AuthSecretRef
     ) -> tuple[tuple[str, str] | None, str | None]:
         """The header carrying the key from the Secret, or why there is none."""
-        where = f"Secret {namespace}/{ref.name}"
-        try:
-            secret = await self._secrets.get((namespace, ref.name))
-        except ApiError as exc:
-            return None, f"cannot read {where}: {exc.status} {exc.reason}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The API server is unreachable: a failed probe now, not a dead probe loop.
-            return None, f"cannot read {where}: {type(exc).__name__}"
-        if secret is None:
-            return None, f"{where} not found"
-        if ref.key not in secret["data"]:
-            return None, f"key {ref.key!r} not found in {where}"
-        try:
-            # Secrets made with `echo ... | kubectl create secret` often end in a newline.
-            value = base64.b64decode(secret["data"][ref.key]).decode().strip()
-        except (binascii.Error, UnicodeDecodeError):
-            return None, f"key {ref.key!r} of {where} is not valid base64 text"
+        value, error = await secret_text(self._secrets, namespace, ref.name, ref.key)
+        if value is None:
+            return None, error
+        # Secrets made with `echo ... | kubectl create secret` often end in a newline.
         # for_backend filled in the provider's defaults, so header and prefix are set here.
-        return (ref.header or "Authorization", (ref.prefix or "") + value), None
+        return (ref.header or "Authorization", (ref.prefix or "") + value.strip()), None
