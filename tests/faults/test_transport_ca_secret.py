@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,14 +89,18 @@ def cas(tmp_path_factory: pytest.TempPathFactory) -> tuple[PrivateCA, PrivateCA]
     )
 
 
-@pytest.fixture
-async def vendor(cas: tuple[PrivateCA, PrivateCA]) -> AsyncIterator[RawServer]:
-    async with raw_server(servers.models_ok, cas[0].server_context()) as server:
-        yield server
+@dataclass
+class World:
+    """The CAs, the TLS vendor one of them signed, and a probe hub reading ``vendor-ca``."""
+
+    cas: tuple[PrivateCA, PrivateCA]
+    vendor: RawServer
+    hub: ProbeHub
+    secrets: Secrets
 
 
 @pytest.fixture
-async def hub_and_secrets() -> AsyncIterator[tuple[ProbeHub, Secrets]]:
+async def world(cas: tuple[PrivateCA, PrivateCA]) -> AsyncIterator[World]:
     secrets = Secrets()
     hub = ProbeHub(
         session=new_session(connection_limit=0, connection_limit_per_host=10),
@@ -106,8 +111,9 @@ async def hub_and_secrets() -> AsyncIterator[tuple[ProbeHub, Secrets]]:
         max_retry_after_seconds=60.0,
         trust=TrustStore(),
     )
-    yield hub, secrets
-    await hub.close()
+    async with raw_server(servers.models_ok, cas[0].server_context()) as vendor:
+        yield World(cas, vendor, hub, secrets)
+        await hub.close()
 
 
 def _key(url: str, ca: CaBundleSecretRef | None) -> ProbeKey:
@@ -126,12 +132,10 @@ def _untrusted(result: ProbeResult) -> bool:
 
 
 async def test_a_ca_from_the_routes_secret_is_trusted_rotated_and_kept_to_its_route(
-    cas: tuple[PrivateCA, PrivateCA],
-    vendor: RawServer,
-    hub_and_secrets: tuple[ProbeHub, Secrets],
+    world: World,
 ) -> None:
-    hub, secrets = hub_and_secrets
-    url = vendor.url("localhost")
+    hub, secrets, cas = world.hub, world.secrets, world.cas
+    url = world.vendor.url("localhost")
     ref = CaBundleSecretRef(name="vendor-ca")
     trusting, plain, twin = Inbox(), Inbox(), Inbox()
     hub.subscribe(_key(url, ref), trusting)
@@ -169,12 +173,8 @@ async def test_a_ca_from_the_routes_secret_is_trusted_rotated_and_kept_to_its_ro
     )
 
 
-async def test_a_bad_ca_secret_leaves_other_backends_alone(
-    cas: tuple[PrivateCA, PrivateCA],
-    vendor: RawServer,
-    hub_and_secrets: tuple[ProbeHub, Secrets],
-) -> None:
-    hub, secrets = hub_and_secrets
+async def test_a_bad_ca_secret_leaves_other_backends_alone(world: World) -> None:
+    hub, secrets, vendor = world.hub, world.secrets, world.vendor
     secrets.put("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     bad, good = Inbox(), Inbox()
     hub.subscribe(_key(vendor.url("localhost"), CaBundleSecretRef(name="vendor-ca")), bad)

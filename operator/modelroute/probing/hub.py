@@ -3,10 +3,10 @@
 Many routes often point at the same backend: every team's route to the same vendor egress, or
 one in-house model behind several routes. A probe is identified by what it sends (URL, model,
 provider dialect and its version, probe type and path, interval, timeout, latency threshold,
-which Secret key authenticates it, which CA Secret it trusts); routes that need the same
-probe subscribe to one loop and each folds the result into its own health record with its own
-thresholds. One thousand routes on one vendor cost one probe per interval, and all of them see
-an outage at the same moment.
+and which Secrets hold its key and CAs); routes that need the same probe subscribe to one loop
+and each folds the result into its own health record with its own thresholds. One thousand
+routes on one vendor cost one probe per interval, and all of them see an outage at the same
+moment.
 
 Deep probes (``probe.deep``: a rare generating probe beside the cheap one) are probes of
 their own key (``ProbeKind.DEEP``) and are shared the same way: a thousand routes with the same
