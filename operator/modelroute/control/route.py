@@ -109,7 +109,13 @@ def observed_move(
     seen = state.split
     if planned is not None or state.problem is not None or seen is None or seen == routed:
         return None
-    return seen if set(seen) <= {b.name for b in spec.backends} else None
+    return seen if names_spec_backends(spec, seen) else None
+
+
+def names_spec_backends(spec: ModelRouteSpec, split: TrafficSplit | None) -> bool:
+    """True when ``split`` is a split of the spec's backends only: one the worker can take as
+    where traffic is (an object pointing at a removed backend is not)."""
+    return split is not None and set(split) <= {b.name for b in spec.backends}
 
 
 @dataclass
