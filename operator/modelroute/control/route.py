@@ -135,4 +135,6 @@ class WorkerState:
     routed: TrafficSplit | None
     previous: ModelRouteStatus
     written: ModelRouteStatus | None
-    unsent: Sequence[PlannedEvent] = ()  # Events decided but not posted yet
+    # Events decided but not posted yet, each with when it was decided.
+    unsent: Sequence[tuple[PlannedEvent, datetime]] = ()
+    uncertain: bool = False  # a status write after ``written`` may have landed

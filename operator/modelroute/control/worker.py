@@ -63,8 +63,10 @@ class RouteWorker:
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
         written = source.written if source else route.status
-        unsent = source.unsent if source else ()
-        self.reporter = Reporter(route.ref, deps, written, self._log_crash, unsent)
+        unsent, unsure = (source.unsent, source.uncertain) if source else ((), False)
+        self.reporter = Reporter(
+            route.ref, deps, written, self._log_crash, unsent, uncertain=unsure
+        )
         self._driven: Driven | None = None
         self._owed: TrafficSplit | None = None  # an unrecorded failover (see resumption)
         self._dirty = asyncio.Event()
@@ -77,7 +79,9 @@ class RouteWorker:
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
         r = self.reporter
-        return WorkerState(self.feed.records, self.routed, self._previous, r.written, r.unsent)
+        return WorkerState(
+            self.feed.records, self.routed, self._previous, r.written, r.unsent, r.uncertain
+        )
 
     @property
     def key(self) -> RouteKey:
@@ -266,7 +270,7 @@ class RouteWorker:
         # Kept before the Events and the write: a failure in either must not lose a counted
         # move on the retry.
         self._previous = decided.status
-        self.reporter.submit(decided.events, decided.status, spec, changed=decided.write_status)
+        self.reporter.submit(decided.events, decided.status, spec)
         self._schedule_recheck(decided.recheck_at)
 
     async def _carry_out_invalid(
