@@ -388,6 +388,7 @@ def unexpected_writes(cluster: Cluster, identity: Identity, since: float) -> lis
     allowed = {
         ("create", "services", ""),
         ("patch", "services", ""),
+        ("delete", "services", ""),
         ("patch", "modelroutes", "status"),
         ("create", "events", ""),
         ("create", "leases", ""),

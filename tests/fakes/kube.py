@@ -122,6 +122,16 @@ class FakeKube(FakeDiscovery):
         self.calls.append("patch")
         return self.mutate((namespace, name), patch, kind=kind)
 
+    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+        """Delete an object, only while it has ``uid`` (409 otherwise, as the API server)."""
+        self.calls.append("delete")
+        found = self.store(kind).get((namespace, name))
+        if found is None:
+            return
+        if found["metadata"].get("uid") != uid:
+            raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
+        self.delete((namespace, name), kind=kind)
+
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:

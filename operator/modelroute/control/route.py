@@ -21,6 +21,7 @@ from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
 from modelroute.routing import DriverContext, DriverInfo, RoutingDriver, RoutingState
+from modelroute.routing.handover import Routed
 from modelroute.settings import Settings
 
 # Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT): enough to keep every slot busy.
@@ -138,3 +139,5 @@ class WorkerState:
     # Events decided but not posted yet, each with when it was decided.
     unsent: Sequence[tuple[PlannedEvent, datetime]] = ()
     uncertain: bool = False  # a status write after ``written`` may have landed
+    # Routing objects of earlier specs still to release (see control.handover).
+    routed_before: Sequence[Routed] = ()

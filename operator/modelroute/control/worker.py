@@ -21,6 +21,7 @@ from modelroute.api.models import ModelRouteSpec
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.gauges import RouteGauges
+from modelroute.control.handover import Handover
 from modelroute.control.report import Reporter
 from modelroute.control.resumption import resume_routing
 from modelroute.control.route import (
@@ -68,6 +69,7 @@ class RouteWorker:
             route.ref, deps, written, self._log_crash, unsent, uncertain=unsure
         )
         self._driven: Driven | None = None
+        self._handover = Handover(list(source.routed_before) if source else [])
         self._owed: TrafficSplit | None = None  # an unrecorded failover (see resumption)
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -79,9 +81,9 @@ class RouteWorker:
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
         r = self.reporter
-        return WorkerState(
-            self.feed.records, self.routed, self._previous, r.written, r.unsent, r.uncertain
-        )
+        before = self._handover.with_current(self._driven)
+        state = (self.feed.records, self.routed, self._previous, r.written, r.unsent)
+        return WorkerState(*state, r.uncertain, before)
 
     @property
     def key(self) -> RouteKey:
@@ -248,6 +250,7 @@ class RouteWorker:
             self.routed = decided.split
         await self._carry_out(decided, driven.spec)
         self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
+        await self._handover.settle(self._deps.kube, self.route.ref, driven, state)
 
     async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
