@@ -6,39 +6,22 @@ server with the upstream Gateway API CRDs; no gateway answers (the verdict stays
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from modelroute.kube.client import HTTPROUTES
-from tests.harness.apiserver import Cluster, Identity
+
+# The operator serving the Service and HTTPRoute drivers (started after the upstream CRDs).
+from tests.envtest.test_httproute import operator as operator
 from tests.harness.kube import wait_for
-from tests.harness.operator import OperatorProcess, running_operator
+from tests.harness.operator import OperatorProcess
 from tests.harness.scenario import Scenario
-from tests.harness.upstream import UpstreamCRD
 
 TO_HTTPROUTE = {
     "driver": "HTTPRoute",
     "httpRoute": {"parentRefs": [{"name": "ai-gateway", "namespace": "gateway-system"}]},
 }
-
-
-@pytest.fixture
-def operator(
-    crd: Cluster, upstream_crds: list[UpstreamCRD], namespace: str, operator_identity: Identity
-) -> Iterator[OperatorProcess]:
-    """The operator serving the Service and HTTPRoute drivers (started after the upstream CRDs
-    are served), watching only this test's namespace."""
-    assert any(c.kind == "HTTPRoute" for c in upstream_crds)
-    with running_operator(
-        operator_identity,
-        crd.workdir,
-        namespaces=[namespace],
-        extra_args=["--routing-drivers", "Service,HTTPRoute"],
-    ) as process:
-        yield process
 
 
 def http_route(sc: Scenario) -> dict[str, Any] | None:

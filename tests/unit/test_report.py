@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,17 +14,10 @@ import pytest
 
 from modelroute.api.status import BackendStatus, ModelRouteStatus, TrafficWeight
 from modelroute.control.report import Reporter
-from modelroute.control.route import Deps
 from modelroute.core.types import EventType, PlannedEvent, RouteRef
-from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
-from modelroute.kube.client import SECRETS, SERVICES
-from modelroute.kube.events import EventRecorder
-from modelroute.kube.reachability import ApiReachability
-from modelroute.metrics import Metrics
-from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
-from tests.unit.test_worker import ROUTE_KEY, Clock, ScriptedProbes
-from tests.unit.test_worker_reconnect import Gone
+from tests.unit.test_worker import ROUTE_KEY, Clock
+from tests.unit.test_worker_reconnect import Gone, reconnecting_world
 
 pytestmark = pytest.mark.looptime
 
@@ -63,34 +55,22 @@ class Setup:
 
 @contextlib.asynccontextmanager
 async def reporter(written: ModelRouteStatus) -> AsyncIterator[Setup]:
-    clock, kube, api = Clock(), FakeKube(), Gone()
-    api.back = True
-    kube.route_status[ROUTE_KEY] = written.to_wire()
-    reach = ApiReachability(api.check, interval=0.25)
-    deps = Deps(
-        settings=Settings(),
-        kube=kube,
-        caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
-        secrets=ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret),
-        metrics=Metrics(),
-        events=EventRecorder(kube, "test", reach),
-        probes=ScriptedProbes(clock),
-        now=clock.now,
-        reachability=reach,
-    )
+    """A Reporter of the route whose status ``written`` is stored, in test_worker_reconnect's
+    world (FakeKube, a reachability poll, the API server there until the test says not)."""
     crashed: list[BaseException] = []
 
     def done(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
             crashed.append(exc)
 
-    made = Reporter(REF, deps, written, done)
-    try:
-        yield Setup(clock, kube, made, api)
-    finally:
-        await made.stop()
-        await deps.events.close()
-        await reach.close()
+    async with reconnecting_world() as (w, api):
+        api.back = True
+        w.kube.route_status[ROUTE_KEY] = written.to_wire()
+        made = Reporter(REF, w.controller._deps, written, done)
+        try:
+            yield Setup(w.clock, w.kube, made, api)
+        finally:
+            await made.stop()
     assert crashed == []
 
 
