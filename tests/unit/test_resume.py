@@ -3,9 +3,11 @@ killed in between) is recorded by the next process, and never undone."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from modelroute.api.status import ModelRouteStatus, TrafficWeight
 from modelroute.core.plan import PlanInput, plan
-from modelroute.core.resume import MOVED_OFF, unrecorded_failover
+from modelroute.core.resume import MOVED_OFF, recorded, unrecorded_failover
 from modelroute.core.types import TrafficSplit, Transition
 from tests.unit.test_policy import NOW, down, make_spec, up
 
@@ -69,3 +71,35 @@ def test_nothing_is_replayed_that_could_move_traffic_elsewhere() -> None:
     assert unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, unknown) is None
     split = TrafficSplit({"vendor": 50, "inhouse": 50})
     assert unrecorded_failover(SPEC, split, ON_INHOUSE, RECORDS) is None
+
+
+def test_a_suspended_route_records_the_owed_failover_once_and_nothing_else() -> None:
+    owed = unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS)
+    assert owed is not None
+    suspended = SPEC.model_copy(update={"suspend": True})
+    given = PlanInput(
+        spec=suspended,
+        generation=1,
+        records=owed,
+        routed=ON_VENDOR,
+        previous=STATUS,
+        written=STATUS,
+        approval=None,
+        now=NOW,
+    )
+    taken = plan(given)
+    assert taken.split is None and not taken.moved  # suspended: no move is carried out
+    on_it = plan(dataclasses.replace(given, routed=ON_INHOUSE))
+    done = recorded(taken, on_it, ON_INHOUSE, NOW)
+    assert done.moved and done.write_status
+    assert (done.status.active_backend, done.status.failover_count) == ("inhouse", 1)
+    assert done.status.last_failover_time == NOW
+    assert [e.reason for e in done.events if e.reason == Transition.FAILOVER] == [
+        Transition.FAILOVER
+    ]
+    # Nothing owed, or owed elsewhere than where the plan shows traffic: left as it is.
+    assert recorded(taken, on_it, None, NOW) is on_it
+    assert recorded(taken, on_it, TrafficSplit.single("alt"), NOW) is on_it
+    # A route suspended before: the move was a hand pin, nothing is owed.
+    pinned = STATUS.model_copy(update={"conditions": on_it.status.conditions})
+    assert unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS, pinned) is None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
+from modelroute.core import drill
 from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord
 from modelroute.core.types import (
@@ -103,6 +104,7 @@ def recorded(taken: Plan, decided: Plan, owed: TrafficSplit | None, now: datetim
     count = decided.status.failover_count + 1
     new = decided.status.model_copy(update={"failover_count": count, "last_failover_time": now})
     event = PlannedEvent(EventType.WARNING, Transition.FAILOVER, decision.message)
+    marked = drill.events(new.drill, new.drill, (event,))  # "Drill: " during a drill, as always
     return dataclasses.replace(
-        decided, status=new, events=(event, *decided.events), moved=True, write_status=True
+        decided, status=new, events=(*marked, *decided.events), moved=True, write_status=True
     )
