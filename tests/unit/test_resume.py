@@ -4,8 +4,11 @@ killed in between) is recorded by the next process, and never undone."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
+from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus, TrafficWeight
+from modelroute.core.health import HealthRecord
 from modelroute.core.plan import PlanInput, plan
 from modelroute.core.resume import MOVED_OFF, recorded, unrecorded_failover
 from modelroute.core.types import TrafficSplit, Transition
@@ -21,23 +24,26 @@ STATUS = ModelRouteStatus(
 RECORDS = {"vendor": up(), "inhouse": up(), "alt": up()}
 
 
+def from_status(spec: ModelRouteSpec, records: Mapping[str, HealthRecord]) -> PlanInput:
+    """The first plan's input: routed as STATUS says (vendor), under ``records``."""
+    return PlanInput(
+        spec=spec,
+        generation=1,
+        records=records,
+        routed=ON_VENDOR,
+        previous=STATUS,
+        written=STATUS,
+        approval=None,
+        now=NOW,
+    )
+
+
 def test_the_next_process_takes_the_same_failover_and_records_it() -> None:
     owed = unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS)
     assert owed is not None
     assert owed["vendor"].healthy is False and owed["vendor"].message == MOVED_OFF
     assert owed["inhouse"] == RECORDS["inhouse"]
-    decided = plan(
-        PlanInput(
-            spec=SPEC,
-            generation=1,
-            records=owed,
-            routed=ON_VENDOR,
-            previous=STATUS,
-            written=STATUS,
-            approval=None,
-            now=NOW,
-        )
-    )
+    decided = plan(from_status(SPEC, owed))
     assert decided.split == ON_INHOUSE  # where traffic already is: no routing write
     assert decided.moved
     assert [e.reason for e in decided.events] == [Transition.FAILOVER]
@@ -76,17 +82,7 @@ def test_nothing_is_replayed_that_could_move_traffic_elsewhere() -> None:
 def test_a_suspended_route_records_the_owed_failover_once_and_nothing_else() -> None:
     owed = unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS)
     assert owed is not None
-    suspended = SPEC.model_copy(update={"suspend": True})
-    given = PlanInput(
-        spec=suspended,
-        generation=1,
-        records=owed,
-        routed=ON_VENDOR,
-        previous=STATUS,
-        written=STATUS,
-        approval=None,
-        now=NOW,
-    )
+    given = from_status(SPEC.model_copy(update={"suspend": True}), owed)
     taken = plan(given)
     assert taken.split is None and not taken.moved  # suspended: no move is carried out
     on_it = plan(dataclasses.replace(given, routed=ON_INHOUSE))
