@@ -42,6 +42,7 @@ from modelroute.kube.client import (
 )
 from modelroute.routing import aigatewayroute_object, httproute_object, ownership, service_object
 from modelroute.routing.base import DriverContext, DriverInfo, RoutingDriver, RoutingState
+from modelroute.routing.handover import Routed, moved, release
 from modelroute.routing.service_object import stable
 
 ROUTE_NAME = "chat"
@@ -106,6 +107,10 @@ class DriverAdapter(Protocol):
         another name (a rename) reaches the same object."""
         ...
 
+    def renamed(self, spec: ModelRouteSpec, name: str) -> ModelRouteSpec:
+        """``spec`` routing through an object named ``name`` instead (a GitOps rename)."""
+        ...
+
 
 @dataclass
 class ServiceAdapter:
@@ -159,6 +164,11 @@ class ServiceAdapter:
 
     def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
         return spec  # spec.service.name always names the Service
+
+    def renamed(self, spec: ModelRouteSpec, name: str) -> ModelRouteSpec:
+        assert spec.service is not None
+        service = spec.service.model_copy(update={"name": name})
+        return spec.model_copy(update={"service": service})
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -291,6 +301,9 @@ class HTTPRouteAdapter:
 
     def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
         return with_routing(spec, httpRoute={"name": self.key(spec)[1]})
+
+    def renamed(self, spec: ModelRouteSpec, name: str) -> ModelRouteSpec:
+        return with_routing(spec, httpRoute={"name": name})
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -474,6 +487,9 @@ class AIGatewayRouteAdapter:
 
     def pinned(self, spec: ModelRouteSpec) -> ModelRouteSpec:
         return with_routing(spec, aiGatewayRoute={"name": self.key(spec)[1]})
+
+    def renamed(self, spec: ModelRouteSpec, name: str) -> ModelRouteSpec:
+        return with_routing(spec, aiGatewayRoute={"name": name})
 
     def carried(self, body: dict[str, Any]) -> TrafficSplit | None:
         spec = body.get("spec", {})
@@ -710,6 +726,10 @@ class CountingKube:
         send = self._inner.patch_object(kind, namespace, name, patch)
         result: dict[str, Any] = await self._write("patch", kind.plural, (namespace, name), send)
         return result
+
+    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+        send = self._inner.delete_object(kind, namespace, name, uid)
+        await self._write("delete", kind.plural, (namespace, name), send)
 
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]
@@ -1199,6 +1219,39 @@ async def observe_only(c: Contract) -> None:
     await c.apply(second)  # resuming: one write, at once
     c.one_write("create", "resume")
     await c.routed(second)
+
+
+@case("handover")
+async def handover(c: Contract) -> None:
+    """A spec that routes through another object releases the previous one (routing.handover,
+    driver-agnostic through DriverInfo.object_name): under Delete one delete, under Retain one
+    patch dropping the route's ownerReference; nothing while the object is the same one, and
+    nothing for an object the route does not own."""
+    first = c.single(0)
+    await c.apply(first)
+    await c.sync()
+    old_key, old = c.key, Routed(c.info, c.spec)
+    assert not moved(c.route, old, old), "the same spec moved to another object"
+    c.kube.reset()
+    await release(c.kube, c.route, old, old)
+    c.no_write("the same object")
+    new_spec = c.adapter.renamed(c.spec, "renamed-llm")
+    assert c.adapter.key(new_spec) != old_key and moved(c.route, old, Routed(c.info, new_spec))
+    retaining = with_routing(new_spec, deletionPolicy="Retain")
+    await release(c.kube, c.route, old, Routed(c.info, retaining))
+    assert [str(w) for w in c.writes()] == [str(Call("patch", c.info.kind.plural, old_key, True))]
+    retained(c, await c.routed(first), "released under Retain")
+    c.kube.reset()
+    await release(c.kube, c.route, old, Routed(c.info, new_spec))
+    c.no_write("not owned any more (retained): never touched")
+    c.spec = old.spec
+    await c.sync()
+    await c.apply(first)  # owned again (Delete)
+    await c.sync()
+    c.kube.reset()
+    await release(c.kube, c.route, old, Routed(c.info, new_spec))
+    assert [str(w) for w in c.writes()] == [str(Call("delete", c.info.kind.plural, old_key, True))]
+    assert await c.truth() is None, "the previous object is still there"
 
 
 def with_routing(spec: ModelRouteSpec, **routing_fields: Any) -> ModelRouteSpec:

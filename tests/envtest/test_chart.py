@@ -321,7 +321,10 @@ def test_failover_as_the_chart_service_account_under_only_its_rbac(crd: Cluster,
             assert forbidden(
                 custom.delete_namespaced_custom_object, GROUP, VERSION, routes_ns, PLURAL, name
             )
-            assert forbidden(core.delete_namespaced_service, "llama-vllm", routes_ns)
+            # Deleting a routing object's kind is granted (a driver switch or rename releases the
+            # previous object, routing/handover.py); the operator itself deletes only an object
+            # whose ownerReference names the route, with a uid precondition.
+            assert forbidden(core.delete_namespaced_secret, "vendor-key", routes_ns)
             assert forbidden(
                 core.patch_namespaced_secret, "vendor-key", routes_ns, {"data": {"apiKey": ""}}
             )
@@ -337,6 +340,7 @@ def test_failover_as_the_chart_service_account_under_only_its_rbac(crd: Cluster,
                 assert forbidden(core.list_secret_for_all_namespaces)
                 assert forbidden(core.list_namespaced_secret, release_ns)
                 assert forbidden(core.list_service_for_all_namespaces)
+                assert forbidden(core.delete_namespaced_service, "llama-vllm", unwatched_ns)
             else:
                 assert core.read_namespaced_secret("not-yours", unwatched_ns).data is not None
 
@@ -388,6 +392,7 @@ def unexpected_writes(cluster: Cluster, identity: Identity, since: float) -> lis
     allowed = {
         ("create", "services", ""),
         ("patch", "services", ""),
+        ("delete", "services", ""),
         ("patch", "modelroutes", "status"),
         ("create", "events", ""),
         ("create", "leases", ""),

@@ -69,6 +69,8 @@ class FakeKube(FakeDiscovery):
         self.events_held: asyncio.Event | None = None
         # While set, every Lease call raises it (an operator cut off from the API server).
         self.lease_error: BaseException | None = None
+        # While set, every routing object patch raises it (the API server gone mid-switch).
+        self.patch_error: BaseException | None = None
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
         self.posted_events: list[dict[str, Any]] = []
         self.secrets: dict[ObjectKey, dict[str, Any]] = {}
@@ -118,9 +120,21 @@ class FakeKube(FakeDiscovery):
     async def patch_object(
         self, kind: ObjectKind, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        """JSON-merge-patch an object, as the API server does."""
+        """JSON-merge-patch an object, as the API server does, unless ``patch_error`` is set."""
         self.calls.append("patch")
+        if self.patch_error is not None:
+            raise self.patch_error
         return self.mutate((namespace, name), patch, kind=kind)
+
+    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+        """Delete an object, only while it has ``uid`` (409 otherwise, as the API server)."""
+        self.calls.append("delete")
+        found = self.store(kind).get((namespace, name))
+        if found is None:
+            return
+        if found["metadata"].get("uid") != uid:
+            raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
+        self.delete((namespace, name), kind=kind)
 
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]

@@ -95,15 +95,16 @@ def require_driver(name: str) -> None:
 def driver_rules(drivers: Iterable[str]) -> set[Rule]:
     """What the routing registry declares for ``drivers``: every kind a driver routes through or
     reads is read (get on a cache miss) and watched; each driver's own routing object is created
-    and patched. A driver added without its RBAC in the chart fails the tests that compare
-    against this."""
+    and patched, and deleted when a spec change moves the route to another routing object. A
+    driver added without its RBAC in the chart fails the tests that compare against this."""
     rules: set[Rule] = set()
     for name in drivers:
         require_driver(name)
         info = routing.info(name)
         for kind in info.watched_kinds:
             rules |= {(kind.group, kind.plural, verb, ()) for verb in ("get", "list", "watch")}
-        rules |= {(info.kind.group, info.kind.plural, verb, ()) for verb in ("create", "patch")}
+        own = ("create", "patch", "delete")
+        rules |= {(info.kind.group, info.kind.plural, verb, ()) for verb in own}
     return rules
 
 
@@ -114,21 +115,23 @@ BASE_RULES: set[Rule] = CORE_RULES | driver_rules(DEFAULT_DRIVERS)
 def test_the_default_is_the_service_driver_with_exactly_the_service_verbs() -> None:
     assert DEFAULT_DRIVERS == ["Service"]
     assert driver_rules(DEFAULT_DRIVERS) == {
-        ("", "services", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
+        ("", "services", verb, ()) for verb in ("get", "list", "watch", "create", "patch", "delete")
     }
 
 
 def test_the_httproute_driver_needs_exactly_the_httproute_verbs() -> None:
     group = "gateway.networking.k8s.io"
     assert driver_rules(["HTTPRoute"]) == {
-        (group, "httproutes", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
+        (group, "httproutes", verb, ())
+        for verb in ("get", "list", "watch", "create", "patch", "delete")
     }
 
 
 def test_the_aigatewayroute_driver_needs_its_route_verbs_and_reads_ai_service_backends() -> None:
     group = "aigateway.envoyproxy.io"
     assert driver_rules(["AIGatewayRoute"]) == {
-        (group, "aigatewayroutes", verb, ()) for verb in ("get", "list", "watch", "create", "patch")
+        (group, "aigatewayroutes", verb, ())
+        for verb in ("get", "list", "watch", "create", "patch", "delete")
     } | {(group, "aiservicebackends", verb, ()) for verb in ("get", "list", "watch")}
 
 

@@ -3,9 +3,14 @@ killed in between) is recorded by the next process, and never undone."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
+from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus, TrafficWeight
+from modelroute.core.health import HealthRecord
 from modelroute.core.plan import PlanInput, plan
-from modelroute.core.resume import MOVED_OFF, unrecorded_failover
+from modelroute.core.resume import MOVED_OFF, recorded, unrecorded_failover
 from modelroute.core.types import TrafficSplit, Transition
 from tests.unit.test_policy import NOW, down, make_spec, up
 
@@ -19,23 +24,26 @@ STATUS = ModelRouteStatus(
 RECORDS = {"vendor": up(), "inhouse": up(), "alt": up()}
 
 
+def from_status(spec: ModelRouteSpec, records: Mapping[str, HealthRecord]) -> PlanInput:
+    """The first plan's input: routed as STATUS says (vendor), under ``records``."""
+    return PlanInput(
+        spec=spec,
+        generation=1,
+        records=records,
+        routed=ON_VENDOR,
+        previous=STATUS,
+        written=STATUS,
+        approval=None,
+        now=NOW,
+    )
+
+
 def test_the_next_process_takes_the_same_failover_and_records_it() -> None:
     owed = unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS)
     assert owed is not None
     assert owed["vendor"].healthy is False and owed["vendor"].message == MOVED_OFF
     assert owed["inhouse"] == RECORDS["inhouse"]
-    decided = plan(
-        PlanInput(
-            spec=SPEC,
-            generation=1,
-            records=owed,
-            routed=ON_VENDOR,
-            previous=STATUS,
-            written=STATUS,
-            approval=None,
-            now=NOW,
-        )
-    )
+    decided = plan(from_status(SPEC, owed))
     assert decided.split == ON_INHOUSE  # where traffic already is: no routing write
     assert decided.moved
     assert [e.reason for e in decided.events] == [Transition.FAILOVER]
@@ -69,3 +77,25 @@ def test_nothing_is_replayed_that_could_move_traffic_elsewhere() -> None:
     assert unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, unknown) is None
     split = TrafficSplit({"vendor": 50, "inhouse": 50})
     assert unrecorded_failover(SPEC, split, ON_INHOUSE, RECORDS) is None
+
+
+def test_a_suspended_route_records_the_owed_failover_once_and_nothing_else() -> None:
+    owed = unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS)
+    assert owed is not None
+    given = from_status(SPEC.model_copy(update={"suspend": True}), owed)
+    taken = plan(given)
+    assert taken.split is None and not taken.moved  # suspended: no move is carried out
+    on_it = plan(dataclasses.replace(given, routed=ON_INHOUSE))
+    done = recorded(taken, on_it, ON_INHOUSE, NOW)
+    assert done.moved and done.write_status
+    assert (done.status.active_backend, done.status.failover_count) == ("inhouse", 1)
+    assert done.status.last_failover_time == NOW
+    assert [e.reason for e in done.events if e.reason == Transition.FAILOVER] == [
+        Transition.FAILOVER
+    ]
+    # Nothing owed, or owed elsewhere than where the plan shows traffic: left as it is.
+    assert recorded(taken, on_it, None, NOW) is on_it
+    assert recorded(taken, on_it, TrafficSplit.single("alt"), NOW) is on_it
+    # A route suspended before: the move was a hand pin, nothing is owed.
+    pinned = STATUS.model_copy(update={"conditions": on_it.status.conditions})
+    assert unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS, pinned) is None

@@ -109,7 +109,8 @@ own Role in the release namespace (rbac.yaml).
 {{/*
 The routing drivers' kinds, for the drivers in routing.drivers only (operator/modelroute/routing/:
 each DriverInfo's kind and reads; tests/unit/test_chart.py derives the expected rules from that
-registry). A driver's routing object is read, watched, created and patched; a kind it only reads
+registry). A driver's routing object is read, watched, created and patched, and deleted when a
+spec change moves the route to another routing object (routing/handover.py); a kind it only reads
 is read and watched ("reads": a list of (list "<group>" "<plural>")). Service driver: target and
 stable Services. HTTPRoute driver: the HTTPRoutes it owns (gateway.networking.k8s.io).
 AIGatewayRoute driver: the AIGatewayRoutes it owns, and the AIServiceBackends they reference
@@ -129,7 +130,7 @@ AIGatewayRoute driver: the AIGatewayRoutes it owns, and the AIServiceBackends th
 # Routing driver {{ $name }}: its routing object.
 - apiGroups: [{{ $driver.group | quote }}]
   resources: [{{ $driver.kind | quote }}]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- range $driver.reads }}
 # Routing driver {{ $name }}: a kind it reads.
 - apiGroups: [{{ index . 0 | quote }}]

@@ -9,6 +9,15 @@ its threshold: it decides nothing) waits up to ``status_defer_seconds`` and is u
 written with the decisive status that follows (the failover), so a failover costs one status
 write, not one per failed probe. Every other change is written at once.
 
+What is written is judged when it is handed over and again after each write, against the status
+the API server accepted (its answer), never against one captured before an await: a decision made
+while a write was in flight is neither skipped (a flap back to the status before that write) nor
+written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
+have landed: the baseline is then unknown, and the newest status is written whatever it is.
+Events are kept here, in order, until posted (each before the status that follows its decision),
+stamped with when they were decided: none is handed to the Event recorder's own outage queue, from
+which a later Event or the status could overtake it when the API server comes back.
+
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
 fails), and the routing write queued behind it: at 1,000 routes probed every second, the last
@@ -21,8 +30,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 import aiohttp
+import pydantic
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
@@ -37,7 +49,8 @@ logger = logging.getLogger("modelroute.control.report")
 # Backoff (seconds) for retrying a failed status write.
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
-_API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
+_API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
+StampedEvent = tuple[PlannedEvent, datetime]  # an Event and when it was decided
 
 
 class Reporter:
@@ -49,26 +62,32 @@ class Reporter:
         deps: Deps,
         written: ModelRouteStatus | None,
         on_done: Callable[[asyncio.Task[None]], None],
-        unsent: Sequence[PlannedEvent] = (),
+        unsent: Sequence[StampedEvent] = (),
+        *,
+        uncertain: bool = False,
     ) -> None:
         """``written``: the status last written (or read back from the API server);
         ``on_done`` is called with the writer task when it ends (a crash is the worker's);
         ``unsent``: Events the route's previous reporter had not posted (a spec change right
-        after a failover must not lose its FailedOver), sent with the first submit."""
+        after a failover must not lose its FailedOver), sent with the first submit;
+        ``uncertain``: a write after ``written`` may have landed (see :attr:`uncertain`)."""
         self._ref = ref
         self._on_done = on_done
         self._task: asyncio.Task[None] | None = None
         self._deps = deps
         self.written = written
+        # True while the stored status may differ from ``written``: a write is in flight, or
+        # one failed without an answer (it may have landed). The next status is then written.
+        self.uncertain = uncertain
         self._desired: ModelRouteStatus | None = None
         self._spec: ModelRouteSpec | None = None
-        self._events: list[PlannedEvent] = list(unsent)
+        self._events: list[StampedEvent] = list(unsent)
         self._due: float | None = None  # loop time the desired status is to be written at
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
 
     @property
-    def unsent(self) -> list[PlannedEvent]:
+    def unsent(self) -> list[StampedEvent]:
         """Events decided but not posted yet (handed to the next reporter of the route)."""
         return list(self._events)
 
@@ -82,14 +101,16 @@ class Reporter:
         events: Sequence[PlannedEvent],
         desired: ModelRouteStatus,
         spec: ModelRouteSpec | None,
-        *,
-        changed: bool,
     ) -> None:
-        """The latest status (``changed``: it differs materially from the one written) and the
-        Events of one reconcile, whose routing write is done."""
-        self._events.extend(events)
+        """The latest status and the Events of one reconcile, whose routing write is done.
+
+        Whether the status is worth a write is judged here, against what the API server
+        accepted last, not by the caller against a status it read before its routing await.
+        """
+        now = self._deps.now()
+        self._events.extend((event, now) for event in events)
         self._desired, self._spec = desired, spec
-        self._classify(changed)
+        self._classify()
         if events or (self._due is not None and self._due <= asyncio.get_running_loop().time()):
             # A decision (Events, a decisive status) does not sit out a backoff of up to 30 s
             # taken before it: the API server may well be back already.
@@ -108,12 +129,15 @@ class Reporter:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def _classify(self, changed: bool) -> None:
-        if not changed or self._desired is None:
+    def _classify(self) -> None:
+        desired, written = self._desired, self.written
+        if desired is None or not (
+            self.uncertain or status.needs_write(written, desired, self._spec)
+        ):
             self._due = None  # back to what is written (a flap): nothing to write
             return
         now = asyncio.get_running_loop().time()
-        if status.decisive(self.written, self._desired):
+        if self.uncertain or status.decisive(written, desired):
             self._due = now
         elif self._due is None:
             # A deferred change keeps its first due time: at most one such write per period.
@@ -127,6 +151,7 @@ class Reporter:
             try:
                 await self._flush()
             except _API_FAILURES as exc:
+                self._classify()  # against the baseline as it now stands
                 logger.warning(
                     "status write failed, retrying in %.0fs: %s",
                     retry,
@@ -163,19 +188,31 @@ class Reporter:
     async def _flush(self) -> None:
         deps, ref = self._deps, self._ref
         while self._events:  # each taken off only once posted: a stop() keeps the rest
-            event = self._events[0]
-            await deps.events.emit(ref, event.type, event.reason, event.message, deps.now())
+            event, at = self._events[0]
+            await deps.events.emit(ref, event.type, event.reason, event.message, at, keep=False)
             self._events.pop(0)
         desired = self._desired
         due = self._due
         if desired is None or due is None or due > asyncio.get_running_loop().time():
             return
         patch = status.wire_patch(self.written, desired)
-        await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
+        self.uncertain = True  # until the answer: it may land even if the answer never comes
+        answer = await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
         deps.metrics.api_writes.labels("modelroutes/status").inc()
-        self.written = desired
+        self.written, self.uncertain = _accepted(answer, desired), False
         self._due = None
-        newer = self._desired
-        if newer is not None and newer is not desired:
-            # A newer status came while this one was being written: judge it against this one.
-            self._classify(status.needs_write(desired, newer, self._spec))
+        # A newer status may have come while this one was being written: judge it against
+        # what the server accepted.
+        self._classify()
+
+
+def _accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus:
+    """The status the API server stored, from its answer to the write (``sent`` if it did not
+    say: a client that returns no body)."""
+    stored = answer.get("status") if isinstance(answer, dict) else None
+    if not isinstance(stored, dict):
+        return sent
+    try:
+        return ModelRouteStatus.model_validate(stored)
+    except pydantic.ValidationError:
+        return sent

@@ -21,6 +21,7 @@ from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
 from modelroute.routing import DriverContext, DriverInfo, RoutingDriver, RoutingState
+from modelroute.routing.handover import Routed
 from modelroute.settings import Settings
 
 # Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT): enough to keep every slot busy.
@@ -109,7 +110,13 @@ def observed_move(
     seen = state.split
     if planned is not None or state.problem is not None or seen is None or seen == routed:
         return None
-    return seen if set(seen) <= {b.name for b in spec.backends} else None
+    return seen if names_spec_backends(spec, seen) else None
+
+
+def names_spec_backends(spec: ModelRouteSpec, split: TrafficSplit | None) -> bool:
+    """True when ``split`` is a split of the spec's backends only: one the worker can take as
+    where traffic is (an object pointing at a removed backend is not)."""
+    return split is not None and set(split) <= {b.name for b in spec.backends}
 
 
 @dataclass
@@ -129,4 +136,8 @@ class WorkerState:
     routed: TrafficSplit | None
     previous: ModelRouteStatus
     written: ModelRouteStatus | None
-    unsent: Sequence[PlannedEvent] = ()  # Events decided but not posted yet
+    # Events decided but not posted yet, each with when it was decided.
+    unsent: Sequence[tuple[PlannedEvent, datetime]] = ()
+    uncertain: bool = False  # a status write after ``written`` may have landed
+    # Routing objects of earlier specs still to release (see control.handover).
+    routed_before: Sequence[Routed] = ()

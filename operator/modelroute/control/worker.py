@@ -21,7 +21,9 @@ from modelroute.api.models import ModelRouteSpec
 from modelroute.api.validation import InvalidSpecError, parse_spec
 from modelroute.control.feed import HealthFeed
 from modelroute.control.gauges import RouteGauges
+from modelroute.control.handover import Handover
 from modelroute.control.report import Reporter
+from modelroute.control.resumption import resume_routing
 from modelroute.control.route import (
     Deps,
     Driven,
@@ -33,7 +35,7 @@ from modelroute.control.route import (
 from modelroute.core import health, resume
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
-from modelroute.core.types import Problem, ReadyReason
+from modelroute.core.types import Problem, ReadyReason, TrafficSplit
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
 from modelroute.kube.reachability import TRANSPORT_FAILURES
@@ -62,9 +64,13 @@ class RouteWorker:
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
         written = source.written if source else route.status
-        unsent = source.unsent if source else ()
-        self.reporter = Reporter(route.ref, deps, written, self._log_crash, unsent)
+        unsent, unsure = (source.unsent, source.uncertain) if source else ((), False)
+        self.reporter = Reporter(
+            route.ref, deps, written, self._log_crash, unsent, uncertain=unsure
+        )
         self._driven: Driven | None = None
+        self._handover = Handover(list(source.routed_before) if source else [])
+        self._owed: TrafficSplit | None = None  # an unrecorded failover (see resumption)
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recheck: asyncio.TimerHandle | None = None
@@ -75,7 +81,9 @@ class RouteWorker:
     def state(self) -> WorkerState:
         """Health, routing and status as this worker knows them."""
         r = self.reporter
-        return WorkerState(self.feed.records, self.routed, self._previous, r.written, r.unsent)
+        before = self._handover.with_current(self._driven)
+        state = (self.feed.records, self.routed, self._previous, r.written, r.unsent)
+        return WorkerState(*state, r.uncertain, before)
 
     @property
     def key(self) -> RouteKey:
@@ -195,23 +203,11 @@ class RouteWorker:
         self._deps.secrets.subscribe(self.key, {(ref.namespace, name) for name in auth})
 
     async def _resume_routing(self, driven: Driven) -> None:
-        """Take the split from the routing object when it names only backends of ours."""
-        try:
-            observed = await driven.driver.observe(self.route.ref, driven.spec)
-        except _API_FAILURES as exc:
-            # Status still says where traffic was; the first reconcile reads the object again.
-            logger.warning("could not read the routing object at start: %s", exc, extra=self._log)
-            return
-        names, records = {b.name for b in driven.spec.backends}, self.feed.records
-        if observed.split is not None and set(observed.split) <= names:
-            # The routing object is written before status: after a crash between the two it
-            # is the more recent truth.
-            # A failover it shows but status does not is taken again (for its Event and count).
-            owed = resume.unrecorded_failover(driven.spec, self.routed, observed.split, records)
-            if owed is not None:
-                self.feed.records = owed
-                return
-            self.routed = observed.split
+        """Start from the routing object when it is newer than status (see resumption)."""
+        got = await resume_routing(
+            self.route.ref, driven, self.routed, self.feed.records, self._previous
+        )
+        self.routed, self.feed.records, self._owed = got.routed, dict(got.records), got.owed
 
     def _inputs(self, spec: ModelRouteSpec) -> PlanInput:
         return PlanInput(
@@ -237,7 +233,8 @@ class RouteWorker:
                 # e.g. pinned by hand: plan on it, so status and the next move's Events are true.
                 self.routed = seen
                 given = dataclasses.replace(given, routed=seen)
-                decided = plan(given)
+                taken, decided = decided, plan(given)
+                decided = resume.recorded(taken, decided, self._owed, given.now)
                 state = await self._route(driven, decided)
         written_at = self._deps.now() if state.wrote else None
         if state.problem is not None or state.verdict is not None:
@@ -252,6 +249,8 @@ class RouteWorker:
         if decided.split is not None and (state.problem is None or state.split == decided.split):
             self.routed = decided.split
         await self._carry_out(decided, driven.spec)
+        self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
+        await self._handover.settle(self._deps.kube, self.route.ref, driven, state)
 
     async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
@@ -274,7 +273,7 @@ class RouteWorker:
         # Kept before the Events and the write: a failure in either must not lose a counted
         # move on the retry.
         self._previous = decided.status
-        self.reporter.submit(decided.events, decided.status, spec, changed=decided.write_status)
+        self.reporter.submit(decided.events, decided.status, spec)
         self._schedule_recheck(decided.recheck_at)
 
     async def _carry_out_invalid(

@@ -10,10 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from modelroute.api.models import ModelRouteSpec
+from modelroute.api.status import ModelRouteStatus
+from modelroute.core import drill
+from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord
-from modelroute.core.types import TrafficSplit
+from modelroute.core.types import (
+    ConditionType,
+    EventType,
+    PlannedEvent,
+    ReadyReason,
+    TrafficSplit,
+    Transition,
+)
+
+if TYPE_CHECKING:
+    from modelroute.core.plan import Plan
 
 MOVED_OFF = "traffic had been moved off it when the operator restarted"
 
@@ -23,6 +38,7 @@ def unrecorded_failover(
     recorded: TrafficSplit | None,
     observed: TrafficSplit,
     records: Mapping[str, HealthRecord],
+    status: ModelRouteStatus | None = None,
 ) -> dict[str, HealthRecord] | None:
     """Records under which the first plan takes again the failover from ``recorded`` (what
     status says) to ``observed`` (what the routing object says), or None when this is not
@@ -33,7 +49,12 @@ def unrecorded_failover(
     routing) and emits the Event and counts the move. Only a whole-traffic move to a less
     preferred backend that is the first healthy one qualifies, so the plan's target is exactly
     where traffic already is and nothing can move it anywhere else.
+
+    A route ``status`` shows suspended was not moved by the operator (it never writes routing
+    while suspended): traffic found elsewhere then was pinned by hand, and is no failover.
     """
+    if status is not None and _suspended(status):
+        return None
     if recorded is None or len(recorded) != 1 or len(observed) != 1:
         return None
     old, new = recorded.primary, observed.primary
@@ -55,3 +76,35 @@ def unrecorded_failover(
         message=record.message if record.reason is not None else MOVED_OFF,
     )
     return {**records, old: failed}
+
+
+def _suspended(status: ModelRouteStatus) -> bool:
+    ready = get_condition(status.conditions, ConditionType.READY)
+    return ready is not None and ready.reason == ReadyReason.SUSPENDED
+
+
+def recorded(taken: Plan, decided: Plan, owed: TrafficSplit | None, now: datetime) -> Plan:
+    """``decided`` with the unrecorded failover to ``owed`` recorded, when ``taken`` (the plan
+    from the split status recorded, under :func:`unrecorded_failover`'s records) took it but
+    could not carry it out, as a suspended route's plan never does: ``decided`` is the plan on
+    the split the routing object carries (``owed``), which shows traffic where it is but, not
+    moving it, would record the move nowhere. The move is recorded here, once: its Event, count
+    and time; the route's next plans start from ``owed`` and never take it again.
+    """
+    decision = taken.decision
+    if (
+        owed is None
+        or decided.moved
+        or decision is None
+        or decision.transition is not Transition.FAILOVER
+        or decision.target != owed.primary
+        or decided.status.active_backend != owed.primary
+    ):
+        return decided
+    count = decided.status.failover_count + 1
+    new = decided.status.model_copy(update={"failover_count": count, "last_failover_time": now})
+    event = PlannedEvent(EventType.WARNING, Transition.FAILOVER, decision.message)
+    marked = drill.events(new.drill, new.drill, (event,))  # "Drill: " during a drill, as always
+    return dataclasses.replace(
+        decided, status=new, events=(*marked, *decided.events), moved=True, write_status=True
+    )

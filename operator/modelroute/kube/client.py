@@ -97,6 +97,11 @@ class KubeApi(Protocol):
         """JSON-merge-patch a routing object (urgent)."""
         ...
 
+    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+        """Delete a routing object the operator no longer routes through, only while it is the
+        object of uid ``uid`` (a precondition); one already gone is no error."""
+        ...
+
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
@@ -225,6 +230,16 @@ class KubeClient:
         """JSON-merge-patch a routing object (urgent)."""
         path = kind.path(namespace, name)
         return await self.request("PATCH", path, patch, content_type=MERGE_PATCH, urgent=True) or {}
+
+    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+        """Delete a routing object the operator no longer routes through, only while it is the
+        object of uid ``uid`` (a precondition); one already gone is no error."""
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
+        try:
+            await self.request("DELETE", kind.path(namespace, name), options)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
 
     async def patch_route_status(
         self, namespace: str, name: str, status: dict[str, Any]

@@ -66,23 +66,35 @@ class EventRecorder:
         self._flushing: asyncio.Task[None] | None = None
 
     async def emit(
-        self, route: RouteRef, event_type: EventType, reason: str, message: str, now: datetime
+        self,
+        route: RouteRef,
+        event_type: EventType,
+        reason: str,
+        message: str,
+        now: datetime,
+        *,
+        keep: bool = True,
     ) -> None:
-        """Log the event and create it on the route."""
+        """Log the event and create it on the route. ``keep=False``: a caller that keeps its
+        own Events in order (the route's reporter) gets the API server's absence raised instead
+        of the Event being kept here, where a later Event or status could overtake it."""
         level = logging.WARNING if event_type is EventType.WARNING else logging.INFO
         logger.log(
             level,
             message,
             extra={"namespace": route.namespace, "route": route.name, "reason": str(reason)},
         )
-        await self._post(event_body(route, event_type, reason, message, now, self._component))
+        body = event_body(route, event_type, reason, message, now, self._component)
+        await self._post(body, keep=keep)
 
-    async def _post(self, body: dict[str, Any]) -> None:
+    async def _post(self, body: dict[str, Any], *, keep: bool = True) -> None:
         namespace = body["metadata"]["namespace"]
         extra = {"namespace": namespace, "route": body["involvedObject"]["name"]}
         try:
             await self._kube.create_event(namespace, body)
         except TRANSPORT_FAILURES as exc:
+            if not keep:
+                raise
             if self._reachability is None:
                 logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
                 return

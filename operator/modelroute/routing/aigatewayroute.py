@@ -207,4 +207,5 @@ DRIVER = DriverInfo(
     check=check_spec,
     supports_weights=False,
     reads=(AISERVICEBACKENDS,),
+    object_name=route_name,
 )

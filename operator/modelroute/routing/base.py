@@ -81,6 +81,9 @@ class DriverInfo:
     supports_weights: bool = False  # False: only single-backend splits
     # Further kinds it reads (and so watches and caches), besides its own routing object.
     reads: tuple[ObjectKind, ...] = field(default=())
+    # The name of the route's routing object (of ``kind``, in the route's namespace): when a
+    # spec change moves routing to another object, the previous one is released (handover).
+    object_name: Callable[[RouteRef, ModelRouteSpec], str] | None = None
 
     @property
     def watched_kinds(self) -> tuple[ObjectKind, ...]:

@@ -215,4 +215,5 @@ DRIVER = DriverInfo(
     create=HTTPRouteDriver,
     check=check_spec,
     supports_weights=True,
+    object_name=route_name,
 )

@@ -133,4 +133,5 @@ DRIVER = DriverInfo(
     create=ServiceDriver,
     check=check_spec,
     supports_weights=False,
+    object_name=lambda route, spec: stable(spec).name,
 )

@@ -1,0 +1,86 @@
+"""A spec change that moves routing to another object releases the previous one, through
+Controller and RouteWorker on a fake clock (see test_worker): deleted under deletionPolicy
+Delete once the new object carries traffic, kept without its ownerReference under Retain, and
+left alone while nothing routes through the new one (suspended) or when it is not ours."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.unit.test_worker import NS, STABLE_KEY, World, running_world
+from tests.unit.test_worker_incident import routed_to_vendor, with_spec
+
+pytestmark = pytest.mark.looptime
+
+RENAMED_KEY = (NS, "chat-llm-v2")
+
+
+def renamed(body: dict[str, Any], generation: int, **spec: Any) -> dict[str, Any]:
+    changed = with_spec(body, generation, **spec)
+    changed["spec"]["service"] = {"name": RENAMED_KEY[1], "port": 80}
+    return changed
+
+
+def selector(w: World, key: tuple[str, str]) -> dict[str, str] | None:
+    service = w.kube.services.get(key)
+    return service["spec"]["selector"] if service else None
+
+
+async def test_renaming_the_routing_object_deletes_the_previous_one_once_the_new_routes() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(7)
+        assert selector(w, RENAMED_KEY) == {"app": "vendor"}
+        assert STABLE_KEY not in w.kube.services
+        assert w.calls.count("delete") == 1
+        await w.tick(10, vendor=True, inhouse=True)
+        await w.clock.until(11)
+        assert w.calls.count("delete") == 1  # released once
+
+
+async def test_under_retain_the_previous_object_stays_without_our_owner_reference() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        assert w.kube.services[STABLE_KEY]["metadata"]["ownerReferences"]
+        await w.controller.on_route_event(
+            "MODIFIED", renamed(body, 2, routing={"deletionPolicy": "Retain"})
+        )
+        await w.clock.until(7)
+        assert selector(w, RENAMED_KEY) == {"app": "vendor"}
+        kept = w.kube.services[STABLE_KEY]
+        assert kept["metadata"].get("ownerReferences") in (None, [])
+        assert kept["spec"]["selector"] == {"app": "vendor"}  # where it last pointed
+        assert w.calls.count("delete") == 0
+
+
+async def test_nothing_is_released_while_the_new_object_carries_no_traffic() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        suspended = renamed(body, 2, suspend=True)
+        await w.controller.on_route_event("MODIFIED", suspended)
+        await w.tick(10, vendor=True, inhouse=True)
+        await w.clock.until(11)
+        assert RENAMED_KEY not in w.kube.services  # suspended: routing is not written
+        assert selector(w, STABLE_KEY) == {"app": "vendor"}  # so the old one still routes
+        resumed = copy.deepcopy(suspended)
+        resumed["spec"]["suspend"] = False
+        resumed["metadata"]["generation"] = 3
+        await w.controller.on_route_event("MODIFIED", resumed)
+        await w.clock.until(12)
+        assert selector(w, RENAMED_KEY) == {"app": "vendor"}
+        assert STABLE_KEY not in w.kube.services  # released by the worker after the next
+
+
+async def test_an_object_the_route_does_not_own_is_never_released() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        w.kube.mutate(STABLE_KEY, {"metadata": {"ownerReferences": None}})  # someone took it
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(7)
+        assert selector(w, RENAMED_KEY) == {"app": "vendor"}
+        assert STABLE_KEY in w.kube.services
+        assert w.calls.count("delete") == 0
