@@ -112,7 +112,8 @@ def run_once(
                 log(f"scale: all {routes} routed {startup_s:.1f} s after operator start")
                 # The start-up's status writes and Events follow the routing writes: the
                 # steady window begins once they are done.
-                wait_quiet(op, 600)
+                quiet_s = wait_quiet(op, 600)
+                log(f"scale: quiet {quiet_s:.1f} s after all were routed")
                 time.sleep(settle_s)
                 proc = psutil.Process(op.pid)
                 before = op.scrape()
@@ -141,6 +142,8 @@ def run_once(
         lag = bucket_delta(lag_buckets(after), lag_buckets(before))
         return {
             "startup_s": startup_s,
+            # All routed until the operator's writes stopped (start-up statuses and Events).
+            "quiet_after_routed_s": quiet_s,
             "cpu_cores": (cpu1 - cpu0) / window,
             "cpu_ms_per_probe": 1000 * (cpu1 - cpu0) / probes if probes else None,
             "probes_per_s": probes / window,
@@ -151,6 +154,9 @@ def run_once(
             "steady_writes_per_min": len(writes) / (window / 60),
             "steady_writes_by_kind": dict(kinds),
             "startup_writes": len(startup_writes) - len(writes),
+            "startup_writes_by_kind": dict(
+                collections.Counter(write_kind(w) for w in startup_writes if _received(w) < t0)
+            ),
             "steady_window_s": window,
             # One GET /metrics (every series of every route), as a Prometheus scrape sees it.
             "metrics_fetch_s": fetch_s,

@@ -3,11 +3,11 @@
 ``python -m bench.scrape [--routes 3000] [--seconds 10] [--mode shared|distinct]`` runs in one
 process, no cluster: the operator's own :class:`~modelroute.metrics.Metrics`, filled as at
 steady state (every backend up, one failover per route, two failure classes on one backend,
-a cheap histogram and request counters per probe target, a deep probe and its tokens on the
-vendor), served by the operator's own :class:`~modelroute.control.scrape.MetricsEndpoint` on
-aiohttp. Probe targets are ``shared`` (every route probes the same three backends, as with one
-vendor and a shared in-house pool) or ``distinct`` (every backend of every route has its own
-target: the worst case, as in the scale scenario).
+the route-level and drill gauges, a cheap histogram and request counters per probe target, a
+deep probe and its tokens on the vendor), served by the operator's own
+:class:`~modelroute.control.scrape.MetricsEndpoint` on aiohttp. Probe targets are ``shared``
+(every route probes the same three backends, as with one vendor and a shared in-house pool)
+or ``distinct`` (every backend of every route has its own target: the worst case).
 
 On the event loop, probe-like tasks (``--probes`` per second, each updating metrics as a probe
 result does) record how late each wakes up, as ``modelroute_probe_schedule_lag_seconds`` does.
@@ -75,6 +75,9 @@ def fill(metrics: Metrics, routes: int, mode: str) -> None:
         route = f"r{r:04d}"
         metrics.set_active("bench", route, BACKENDS, "vendor")
         metrics.set_weights("bench", route, BACKENDS, {"vendor": 100})
+        # What RouteGauges.show sets for every route as well.
+        metrics.set_incident("bench", route, BACKENDS, drilled=None, suspended=False)
+        metrics.set_route_signals("bench", route, failed_over=False, failback_pending=False)
         for backend in BACKENDS:
             metrics.backend_up.labels("bench", route, backend).set(1)
         metrics.failovers.labels("bench", route, "second").inc()

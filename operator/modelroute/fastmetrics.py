@@ -81,14 +81,20 @@ class ValueChild:
 
 
 class HistogramChild:
-    """One labelled histogram: cumulative bucket counts (the last is +Inf) and the sum."""
+    """One labelled histogram: cumulative bucket counts (the last is +Inf) and the sum.
 
-    __slots__ = ("_bounds", "_changes", "_lines", "counts", "sum")
+    Its text (15 lines, ~3 us to format) is kept until the next observation: one probe
+    target's histogram changes once per probe interval, while the family as a whole changes
+    with every probe of any target, so a scrape re-formats only the targets probed since the
+    last one."""
+
+    __slots__ = ("_bounds", "_changes", "_lines", "_text", "counts", "sum")
 
     def __init__(self, lines: str, bounds: tuple[float, ...], changes: Changes) -> None:
         self._lines = lines  # bucket, count and sum lines with %d/%r for the values
         self._bounds = bounds
         self._changes = changes
+        self._text: str | None = None
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
 
@@ -99,11 +105,15 @@ class HistogramChild:
         for index in range(bisect.bisect_left(self._bounds, value), len(counts)):
             counts[index] += 1
         self.sum += value
+        self._text = None
         self._changes.count += 1
 
     def render(self) -> str:
         """The bucket lines, then count and sum."""
-        return self._lines % (*self.counts, self.counts[-1], self.sum)
+        text = self._text
+        if text is None:
+            text = self._text = self._lines % (*self.counts, self.counts[-1], self.sum)
+        return text
 
 
 Child = TypeVar("Child", ValueChild, HistogramChild)
