@@ -142,6 +142,12 @@ def run_once(
         lag = bucket_delta(lag_buckets(after), lag_buckets(before))
         return {
             "startup_s": startup_s,
+            # Operator CPU time (s) until every route was routed: unlike startup_s, barely
+            # moved by other processes on a shared machine.
+            "startup_cpu_s": next(
+                (cpu for t, _, cpu in sampler.series if t >= routed_at),
+                sampler.series[-1][2] if sampler.series else None,
+            ),
             # All routed until the operator's writes stopped (start-up statuses and Events).
             "quiet_after_routed_s": quiet_s,
             "cpu_cores": (cpu1 - cpu0) / window,

@@ -64,6 +64,7 @@ class Metrics:
                 "Failed health probes, by failure class (AuthFailed, ModelNotServed, "
                 "RateLimited, Unavailable, BadResponse, SlowResponse, SecretMissing)",
                 (*_LABELS, "reason"),
+                indexed=True,  # a backend's reasons are removed together
             )
         )
         self.failovers = self._fast(
@@ -113,6 +114,7 @@ class Metrics:
                 "Probes sent to a probe target, by kind (cheap: the probe; deep: the rare "
                 "generating probe beside it)",
                 ("target", "kind"),
+                indexed=True,  # a target's kinds are removed together
             )
         )
         self.probe_tokens = self._fast(

@@ -62,6 +62,11 @@ class Settings:
     # Such a change is written with the next decisive write, or after this long: never in
     # front of a routing write, and at most once per this period per route.
     status_defer_seconds: float = 30.0
+    # Freeze the long-lived heap after each full garbage collection, so later collections
+    # visit only newer objects (control.heap); everything is unfrozen, and reference cycles of
+    # deleted routes collected, every gc_unfreeze_seconds. False: Python's plain collector.
+    gc_freeze: bool = True
+    gc_unfreeze_seconds: float = 3600.0
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0
     # Leader election with a coordination.k8s.io Lease (for more than one replica): only the
