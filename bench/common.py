@@ -260,8 +260,14 @@ class ServiceWatch:
 class BenchOperator(OperatorProcess):
     """The operator as a process, from the project's .venv when present."""
 
-    def __init__(self, identity: Identity, workdir: Path, namespaces: list[str]) -> None:
-        super().__init__(identity, workdir, namespaces)
+    def __init__(
+        self,
+        identity: Identity,
+        workdir: Path,
+        namespaces: list[str],
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(identity, workdir, namespaces, extra_args)
         if OPERATOR_PYTHON.exists():
             self._args[0] = str(OPERATOR_PYTHON)
 
@@ -336,9 +342,9 @@ def wait_quiet(op: BenchOperator, timeout: float) -> float:
 
 @contextlib.contextmanager
 def running_operator(
-    cluster: Cluster, identity: Identity, namespaces: list[str]
+    cluster: Cluster, identity: Identity, namespaces: list[str], extra_args: tuple[str, ...] = ()
 ) -> Iterator[BenchOperator]:
-    op = BenchOperator(identity, cluster.workdir, namespaces)
+    op = BenchOperator(identity, cluster.workdir, namespaces, extra_args)
     try:
         yield op.start(timeout=60)
     finally:

@@ -82,6 +82,7 @@ def run_once(
     settle_s: float,
     profile: bool = False,
     targets: int | None = None,
+    operator_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One cold start and steady window; ``targets``: endpoints per backend the routes share
     (None: every route its own, no probe shared)."""
@@ -98,7 +99,7 @@ def run_once(
     log(f"scale: {routes} routes created in {fleet.namespace}")
     try:
         started = time.time()
-        with running_operator(cluster, identity, [fleet.namespace]) as op:
+        with running_operator(cluster, identity, [fleet.namespace], operator_args) as op:
             sampler = Sampler(op.pid)
             try:
                 if not fleet.wait_all_on("vendor", 600 + routes / 20):
@@ -189,10 +190,14 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
     targets = None if getattr(args, "distinct", False) else 10
     steady_s = args.steady_seconds or (30.0 if args.quick else 180.0)
     settle_s = 10.0 if args.quick else 20.0
+    hold = getattr(args, "first_status_hold", None)
+    operator_args = ("--first-status-hold-seconds", str(hold)) if hold is not None else ()
     runs = []
     for r in range(args.repeat):
         log(f"scale: run {r + 1}/{args.repeat} ({routes} routes, steady {steady_s:.0f} s)")
-        runs.append(run_once(cluster, routes, steady_s, settle_s, args.profile, targets))
+        runs.append(
+            run_once(cluster, routes, steady_s, settle_s, args.profile, targets, operator_args)
+        )
         log(f"scale: { ({k: v for k, v in runs[-1].items() if k != 'series'}) }")
     return {
         "config": {
@@ -200,6 +205,7 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
             "backends": 3,
             "probe": PROBE,
             "steady_seconds": steady_s,
+            "operator_args": list(operator_args),
             "settle_seconds": settle_s,
             "probes_per_s_nominal": (routes if targets is None else targets)
             * 3

@@ -62,6 +62,11 @@ class Settings:
     # Such a change is written with the next decisive write, or after this long: never in
     # front of a routing write, and at most once per this period per route.
     status_defer_seconds: float = 30.0
+    # Longest wait (seconds) of a new route's first status write for every backend's first
+    # probe verdict: one write with all of them instead of one as each arrives (up to four per
+    # route at start-up). The routing write and Events never wait for it. 0: no wait (the
+    # first status, Ready=False AwaitingFirstProbes, is written at once).
+    first_status_hold_seconds: float = 0.0
     # Freeze the long-lived heap after each full garbage collection, so later collections
     # visit only newer objects (control.heap); everything is unfrozen, and reference cycles of
     # deleted routes collected, every gc_unfreeze_seconds. False: Python's plain collector.
