@@ -271,20 +271,37 @@ def _scale(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:
     add("|---|---|")
     rows = [
         ("startup: operator start until every route routed", fmt(r.get("startup_s"), " s")),
+        ("operator CPU time until every route routed", fmt(r.get("startup_cpu_s"), " s")),
+        ("all routed until the last start-up write", fmt(r.get("quiet_after_routed_s"), " s")),
         ("operator CPU (steady)", fmt(r.get("cpu_cores"), " cores")),
         ("operator CPU per probe", fmt(r.get("cpu_ms_per_probe"), " ms")),
         ("probes per second (measured)", fmt(r.get("probes_per_s"))),
         ("peak RSS", fmt(r.get("rss_mib"), " MiB")),
+        ("RSS at the end of the window", fmt(r.get("rss_steady_mib"), " MiB")),
         (
             "probe schedule lag p99 / p50",
             f"{ms(r.get('probe_lag_p99_s'))} / {ms(r.get('probe_lag_p50_s'))}",
         ),
         ("writes per minute (steady, audit log)", fmt(r.get("steady_writes_per_min"))),
         ("writes during startup (audit log)", fmt(r.get("startup_writes"))),
+        ("one GET /metrics after the window", fmt(r.get("metrics_fetch_s"), " s")),
     ]
     for name, value in rows:
         add(f"| {name} | {value} |")
     add("")
+    kinds = (entry["runs"][-1] if entry.get("runs") else {}).get("startup_writes_by_kind")
+    if kinds:
+        add(
+            "Start-up writes by kind (last run): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            + (
+                f"; operator arguments: `{' '.join(c['operator_args'])}`"
+                if c.get("operator_args")
+                else ""
+            )
+            + "."
+        )
+        add("")
     if "scale" in plots:
         add(f"![RSS and CPU from start]({plots['scale']})")
         add("")
