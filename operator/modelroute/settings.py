@@ -74,6 +74,10 @@ class Settings:
     gc_unfreeze_seconds: float = 3600.0
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0
+    # Timeout (seconds) of kopf's own requests, the LIST of every ModelRoute among them: at
+    # 10,000 routes on a busy API server that LIST took longer than 30 s, and kopf retried it
+    # until it gave up, its watch of ModelRoutes gone meanwhile (bench scale).
+    kopf_request_timeout_seconds: float = 300.0
     # Leader election with a coordination.k8s.io Lease (for more than one replica): only the
     # holder runs probes and writes. The Lease lives in leader_election_namespace (empty: the
     # POD_NAMESPACE environment variable, else "default"). Durations in seconds. The CLI names
@@ -123,7 +127,8 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.persistence.finalizer = "modelroute.dev/finalizer"
     # One worker per watched object, no cap: events of one route never queue behind another's.
     kopf_settings.queueing.worker_limit = None
-    kopf_settings.networking.request_timeout = settings.api_timeout_seconds
+    kopf_settings.networking.request_timeout = settings.kopf_request_timeout_seconds
+    kopf_settings.networking.connect_timeout = settings.api_timeout_seconds
     kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
     # kopf's peering would pause only kopf's handlers, not the probe loops: leader election is
     # the operator's own (a Lease, see modelroute.kube.leader), and kopf runs standalone.
