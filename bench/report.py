@@ -7,6 +7,7 @@ figure in the tables comes from the results file.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from typing import Any
 
@@ -97,6 +98,7 @@ def write(results: dict[str, Any]) -> None:
         unit = " s" if key.endswith("_s") else (" MiB" if key.endswith("mib") else "")
         met = "yes" if check(value) else "**no**"
         add(f"| `{scenario}.{key}` | {goal} | {fmt(value, unit)}{quick} | {met} |")
+    _scrape_goals(add)
     add("")
     if "single" in scenarios:
         _single(add, scenarios["single"], plots)
@@ -252,6 +254,22 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
     if "mass" in plots:
         add(f"![routes switched over time]({plots['mass']})")
         add("")
+
+
+def _scrape_goals(add: Any) -> None:
+    """Rows of the scrape goal (<= 100 ms at 3,000 routes x 3 backends), from bench/scrape.py's
+    own results file (it runs without a cluster, outside `make bench`)."""
+    path = REPO_ROOT / "bench" / "results" / "scrape.json"
+    if not path.exists():
+        return
+    scrape = json.loads(path.read_text())
+    for mode in ("shared", "distinct"):
+        took = (scrape.get(mode) or {}).get("scraped", {}).get("scrape_ms", {}).get("p50")
+        if took is None:
+            continue
+        where = f"at {scrape['routes']} routes, {mode} targets (`python -m bench.scrape`)"
+        met = "yes" if took <= 100 else "**no**"
+        add(f"| `scrape.{mode}.scrape_ms.p50` | <= 100 ms | {took:.0f} ms {where} | {met} |")
 
 
 def _scale(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:
