@@ -3,49 +3,18 @@ verdict: one status write at start-up instead of one per backend. Routing and Ev
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from modelroute.control.controller import Controller
-from modelroute.control.route import Deps
-from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
-from modelroute.kube.client import SECRETS, SERVICES
-from modelroute.kube.events import EventRecorder
-from modelroute.metrics import Metrics
 from modelroute.settings import Settings
-from tests.fakes.kube import FakeKube
-from tests.unit.test_worker import Clock, ScriptedProbes, TimedCalls, World, _target, route
+from tests.unit.test_worker import World, route, running_world
 
 pytestmark = pytest.mark.looptime
 
 
-@asynccontextmanager
-async def held_world(hold: float) -> AsyncIterator[World]:
-    clock, kube = Clock(), FakeKube()
-    calls = TimedCalls(clock)
-    kube.calls = calls
-    for name in ("vendor", "inhouse", "alt"):
-        kube.seed(_target(name), watched=False)
-    probes = ScriptedProbes(clock)
-    deps = Deps(
-        settings=Settings(first_status_hold_seconds=hold),
-        kube=kube,
-        caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
-        secrets=ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret),
-        metrics=(metrics := Metrics()),
-        events=EventRecorder(kube, "test"),
-        probes=probes,
-        now=clock.now,
-    )
-    w = World(clock, kube, calls, probes, Controller(deps), metrics)
-    try:
-        yield w
-    finally:
-        await w.controller.shutdown()
-        await deps.events.close()
+def held_world(hold: float) -> AbstractAsyncContextManager[World]:
+    return running_world(Settings(first_status_hold_seconds=hold))
 
 
 async def test_the_first_status_waits_for_every_backends_first_verdict() -> None:
