@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--steady-seconds", type=float, help="scale: steady window (default 180, quick 30)"
     )
     parser.add_argument(
+        "--first-status-hold",
+        type=float,
+        help="scale: the operator's --first-status-hold-seconds (default: its own default)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy record the operator during mass outages and the scale window "

@@ -49,6 +49,9 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+# A /metrics scrape may take this long (seconds) before the benchmark gives up on it.
+SCRAPE_TIMEOUT_S = 120.0
+
 # -- fakes -----------------------------------------------------------------------------------
 
 
@@ -257,8 +260,14 @@ class ServiceWatch:
 class BenchOperator(OperatorProcess):
     """The operator as a process, from the project's .venv when present."""
 
-    def __init__(self, identity: Identity, workdir: Path, namespaces: list[str]) -> None:
-        super().__init__(identity, workdir, namespaces)
+    def __init__(
+        self,
+        identity: Identity,
+        workdir: Path,
+        namespaces: list[str],
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(identity, workdir, namespaces, extra_args)
         if OPERATOR_PYTHON.exists():
             self._args[0] = str(OPERATOR_PYTHON)
 
@@ -267,11 +276,17 @@ class BenchOperator(OperatorProcess):
         assert self._proc is not None
         return self._proc.pid
 
-    def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """All samples on /metrics, by sample name."""
+    def scrape(
+        self, timeout: float = SCRAPE_TIMEOUT_S
+    ) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """All samples on /metrics, by sample name. A scrape that fails or times out raises
+        (an empty one read as "no writes, no probes" once ended the wait for a quiet operator
+        at once: at 10,000 routes a scrape during start-up took longer than 5 s)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        _, text = self.get("/metrics")
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode()
         samples: dict[str, list[tuple[dict[str, str], float]]] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -307,9 +322,12 @@ def writes_total(op: BenchOperator) -> float:
     return sum(v for _, v in op.scrape().get("modelroute_api_writes_total", []))
 
 
-def wait_quiet(op: BenchOperator, timeout: float) -> None:
-    """Wait until the operator has written nothing for QUIET_S (steady state)."""
-    deadline = time.monotonic() + timeout
+def wait_quiet(op: BenchOperator, timeout: float) -> float:
+    """Wait until the operator has written nothing for QUIET_S (steady state): its write
+    counter read twice QUIET_S apart, both scrapes answered, unchanged. Returns the seconds
+    waited."""
+    started = time.monotonic()
+    deadline = started + timeout
     last, since = writes_total(op), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.5)
@@ -317,15 +335,16 @@ def wait_quiet(op: BenchOperator, timeout: float) -> None:
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= QUIET_S:
-            return
+            return time.monotonic() - started
     log("the operator kept writing; going on anyway")
+    return time.monotonic() - started
 
 
 @contextlib.contextmanager
 def running_operator(
-    cluster: Cluster, identity: Identity, namespaces: list[str]
+    cluster: Cluster, identity: Identity, namespaces: list[str], extra_args: tuple[str, ...] = ()
 ) -> Iterator[BenchOperator]:
-    op = BenchOperator(identity, cluster.workdir, namespaces)
+    op = BenchOperator(identity, cluster.workdir, namespaces, extra_args)
     try:
         yield op.start(timeout=60)
     finally:

@@ -7,6 +7,7 @@ figure in the tables comes from the results file.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from typing import Any
 
@@ -97,6 +98,7 @@ def write(results: dict[str, Any]) -> None:
         unit = " s" if key.endswith("_s") else (" MiB" if key.endswith("mib") else "")
         met = "yes" if check(value) else "**no**"
         add(f"| `{scenario}.{key}` | {goal} | {fmt(value, unit)}{quick} | {met} |")
+    _scrape_goals(add)
     add("")
     if "single" in scenarios:
         _single(add, scenarios["single"], plots)
@@ -254,6 +256,22 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
         add("")
 
 
+def _scrape_goals(add: Any) -> None:
+    """Rows of the scrape goal (<= 100 ms at 3,000 routes x 3 backends), from bench/scrape.py's
+    own results file (it runs without a cluster, outside `make bench`)."""
+    path = REPO_ROOT / "bench" / "results" / "scrape.json"
+    if not path.exists():
+        return
+    scrape = json.loads(path.read_text())
+    for mode in ("shared", "distinct"):
+        took = (scrape.get(mode) or {}).get("scraped", {}).get("scrape_ms", {}).get("p50")
+        if took is None:
+            continue
+        where = f"at {scrape['routes']} routes, {mode} targets (`python -m bench.scrape`)"
+        met = "yes" if took <= 100 else "**no**"
+        add(f"| `scrape.{mode}.scrape_ms.p50` | <= 100 ms | {took:.0f} ms {where} | {met} |")
+
+
 def _scale(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:
     r, c = entry["result"], entry["config"]
     add("## scale: many routes, steady state")
@@ -271,20 +289,37 @@ def _scale(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:
     add("|---|---|")
     rows = [
         ("startup: operator start until every route routed", fmt(r.get("startup_s"), " s")),
+        ("operator CPU time until every route routed", fmt(r.get("startup_cpu_s"), " s")),
+        ("all routed until the last start-up write", fmt(r.get("quiet_after_routed_s"), " s")),
         ("operator CPU (steady)", fmt(r.get("cpu_cores"), " cores")),
         ("operator CPU per probe", fmt(r.get("cpu_ms_per_probe"), " ms")),
         ("probes per second (measured)", fmt(r.get("probes_per_s"))),
         ("peak RSS", fmt(r.get("rss_mib"), " MiB")),
+        ("RSS at the end of the window", fmt(r.get("rss_steady_mib"), " MiB")),
         (
             "probe schedule lag p99 / p50",
             f"{ms(r.get('probe_lag_p99_s'))} / {ms(r.get('probe_lag_p50_s'))}",
         ),
         ("writes per minute (steady, audit log)", fmt(r.get("steady_writes_per_min"))),
         ("writes during startup (audit log)", fmt(r.get("startup_writes"))),
+        ("one GET /metrics after the window", fmt(r.get("metrics_fetch_s"), " s")),
     ]
     for name, value in rows:
         add(f"| {name} | {value} |")
     add("")
+    kinds = (entry["runs"][-1] if entry.get("runs") else {}).get("startup_writes_by_kind")
+    if kinds:
+        add(
+            "Start-up writes by kind (last run): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            + (
+                f"; operator arguments: `{' '.join(c['operator_args'])}`"
+                if c.get("operator_args")
+                else ""
+            )
+            + "."
+        )
+        add("")
     if "scale" in plots:
         add(f"![RSS and CPU from start]({plots['scale']})")
         add("")

@@ -82,6 +82,7 @@ def run_once(
     settle_s: float,
     profile: bool = False,
     targets: int | None = None,
+    operator_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One cold start and steady window; ``targets``: endpoints per backend the routes share
     (None: every route its own, no probe shared)."""
@@ -98,7 +99,7 @@ def run_once(
     log(f"scale: {routes} routes created in {fleet.namespace}")
     try:
         started = time.time()
-        with running_operator(cluster, identity, [fleet.namespace]) as op:
+        with running_operator(cluster, identity, [fleet.namespace], operator_args) as op:
             sampler = Sampler(op.pid)
             try:
                 if not fleet.wait_all_on("vendor", 600 + routes / 20):
@@ -112,7 +113,8 @@ def run_once(
                 log(f"scale: all {routes} routed {startup_s:.1f} s after operator start")
                 # The start-up's status writes and Events follow the routing writes: the
                 # steady window begins once they are done.
-                wait_quiet(op, 600)
+                quiet_s = wait_quiet(op, 600)
+                log(f"scale: quiet {quiet_s:.1f} s after all were routed")
                 time.sleep(settle_s)
                 proc = psutil.Process(op.pid)
                 before = op.scrape()
@@ -141,6 +143,14 @@ def run_once(
         lag = bucket_delta(lag_buckets(after), lag_buckets(before))
         return {
             "startup_s": startup_s,
+            # Operator CPU time (s) until every route was routed: unlike startup_s, barely
+            # moved by other processes on a shared machine.
+            "startup_cpu_s": next(
+                (cpu for t, _, cpu in sampler.series if t >= routed_at),
+                sampler.series[-1][2] if sampler.series else None,
+            ),
+            # All routed until the operator's writes stopped (start-up statuses and Events).
+            "quiet_after_routed_s": quiet_s,
             "cpu_cores": (cpu1 - cpu0) / window,
             "cpu_ms_per_probe": 1000 * (cpu1 - cpu0) / probes if probes else None,
             "probes_per_s": probes / window,
@@ -151,6 +161,9 @@ def run_once(
             "steady_writes_per_min": len(writes) / (window / 60),
             "steady_writes_by_kind": dict(kinds),
             "startup_writes": len(startup_writes) - len(writes),
+            "startup_writes_by_kind": dict(
+                collections.Counter(write_kind(w) for w in startup_writes if _received(w) < t0)
+            ),
             "steady_window_s": window,
             # One GET /metrics (every series of every route), as a Prometheus scrape sees it.
             "metrics_fetch_s": fetch_s,
@@ -177,10 +190,14 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
     targets = None if getattr(args, "distinct", False) else 10
     steady_s = args.steady_seconds or (30.0 if args.quick else 180.0)
     settle_s = 10.0 if args.quick else 20.0
+    hold = getattr(args, "first_status_hold", None)
+    operator_args = ("--first-status-hold-seconds", str(hold)) if hold is not None else ()
     runs = []
     for r in range(args.repeat):
         log(f"scale: run {r + 1}/{args.repeat} ({routes} routes, steady {steady_s:.0f} s)")
-        runs.append(run_once(cluster, routes, steady_s, settle_s, args.profile, targets))
+        runs.append(
+            run_once(cluster, routes, steady_s, settle_s, args.profile, targets, operator_args)
+        )
         log(f"scale: { ({k: v for k, v in runs[-1].items() if k != 'series'}) }")
     return {
         "config": {
@@ -188,6 +205,7 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
             "backends": 3,
             "probe": PROBE,
             "steady_seconds": steady_s,
+            "operator_args": list(operator_args),
             "settle_seconds": settle_s,
             "probes_per_s_nominal": (routes if targets is None else targets)
             * 3

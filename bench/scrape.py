@@ -1,13 +1,13 @@
 """scrape: what a Prometheus scrape costs at N routes x 3 backends, and what it does to the loop.
 
-``python -m bench.scrape [--routes 3000] [--seconds 10] [--mode shared|distinct]`` runs in one
-process, no cluster: the operator's own :class:`~modelroute.metrics.Metrics`, filled as at
+``python -m bench.scrape [--routes 3000] [--mode shared|distinct] [--encoding identity]`` runs
+in one process, no cluster: the operator's own :class:`~modelroute.metrics.Metrics`, filled as at
 steady state (every backend up, one failover per route, two failure classes on one backend,
-a cheap histogram and request counters per probe target, a deep probe and its tokens on the
-vendor), served by the operator's own :class:`~modelroute.control.scrape.MetricsEndpoint` on
-aiohttp. Probe targets are ``shared`` (every route probes the same three backends, as with one
-vendor and a shared in-house pool) or ``distinct`` (every backend of every route has its own
-target: the worst case, as in the scale scenario).
+the route-level and drill gauges, a cheap histogram and request counters per probe target, a
+deep probe and its tokens on the vendor), served by the operator's own
+:class:`~modelroute.control.scrape.MetricsEndpoint` on aiohttp. Probe targets are ``shared``
+(every route probes the same three backends, as with one vendor and a shared in-house pool)
+or ``distinct`` (every backend of every route has its own target: the worst case).
 
 On the event loop, probe-like tasks (``--probes`` per second, each updating metrics as a probe
 result does) record how late each wakes up, as ``modelroute_probe_schedule_lag_seconds`` does.
@@ -47,16 +47,24 @@ from modelroute.metrics import _LABELS, _PROBE_BUCKETS, Metrics
 
 BACKENDS = ("vendor", "second", "inhouse")
 RESULTS = Path(__file__).resolve().parent / "results" / "scrape.json"
+# A scraper as Prometheus is one: it asks for gzip (sys.argv[4] "identity": plain text).
 _CLIENT = """
-import json, sys, time, urllib.request
+import gzip, json, sys, time, urllib.request
 url, every, until = sys.argv[1], float(sys.argv[2]), time.time() + float(sys.argv[3])
-took, size = [], 0
+request = urllib.request.Request(url, headers={"Accept-Encoding": sys.argv[4]})
+took, size, text = [], 0, 0
 while time.time() < until:
     start = time.perf_counter()
-    size = len(urllib.request.urlopen(url, timeout=60).read())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = response.read()
+        if response.headers.get("Content-Encoding") == "gzip":
+            body, size = gzip.decompress(body), len(body)
+        else:
+            size = len(body)
     took.append(time.perf_counter() - start)
+    text = len(body)
     time.sleep(max(0.0, every - took[-1]))
-print(json.dumps({"took": took, "bytes": size}))
+print(json.dumps({"took": took, "bytes": size, "text_bytes": text}))
 """
 
 
@@ -75,6 +83,9 @@ def fill(metrics: Metrics, routes: int, mode: str) -> None:
         route = f"r{r:04d}"
         metrics.set_active("bench", route, BACKENDS, "vendor")
         metrics.set_weights("bench", route, BACKENDS, {"vendor": 100})
+        # What RouteGauges.show sets for every route as well.
+        metrics.set_incident("bench", route, BACKENDS, drilled=None, suspended=False)
+        metrics.set_route_signals("bench", route, failed_over=False, failback_pending=False)
         for backend in BACKENDS:
             metrics.backend_up.labels("bench", route, backend).set(1)
         metrics.failovers.labels("bench", route, "second").inc()
@@ -174,6 +185,7 @@ async def window(
             f"http://127.0.0.1:{port}/metrics",
             str(args.every),
             str(args.seconds),
+            args.encoding,
             stdout=subprocess.PIPE,
         )
     await _probe_like(metrics, targets, lags, args.probes, loop.time() + args.seconds)
@@ -183,6 +195,7 @@ async def window(
         scraped = json.loads(stdout)
         out["scrape_ms"] = _ms(summary(scraped["took"]))
         out["bytes"] = scraped["bytes"]
+        out["text_bytes"] = scraped["text_bytes"]
     await runner.cleanup()
     return out
 
@@ -256,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=600, help="probe wake-ups a second")
     parser.add_argument("--mode", action="append", choices=("shared", "distinct"))
     parser.add_argument("--no-old", action="store_true", help="skip the old path's window")
+    parser.add_argument(
+        "--encoding",
+        default="gzip",
+        choices=("gzip", "identity"),
+        help="Accept-Encoding of the scraper (default gzip, as Prometheus sends)",
+    )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"routes": args.routes, "backends": len(BACKENDS)}
     for mode in args.mode or ["shared", "distinct"]:

@@ -42,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         max_connections_per_host=args.max_connections_per_host,
         ca_bundle=args.ca_bundle,
         status_defer_seconds=args.status_defer_seconds,
+        first_status_hold_seconds=args.first_status_hold_seconds,
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_lease=args.leader_election_lease,
@@ -60,6 +61,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--metrics-port and --health-port are both {args.metrics_port}")
     if args.status_defer_seconds < 0:
         parser.error("--status-defer-seconds must be at least 0")
+    if args.first_status_hold_seconds < 0:
+        parser.error("--first-status-hold-seconds must be at least 0")
     if args.max_connections_per_host < 1:
         parser.error("--max-connections-per-host must be at least 1")
     args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
@@ -155,6 +158,13 @@ def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.status_defer_seconds,
         help="longest wait for a status change that decides nothing (a counter below its "
         "threshold), written with the next decisive one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--first-status-hold-seconds",
+        type=float,
+        default=_DEFAULTS.first_status_hold_seconds,
+        help="longest wait of a new route's first status for every backend's first probe "
+        "verdict: one write instead of one per backend (default %(default)s: no wait)",
     )
     parser.add_argument(
         "--ca-bundle",

@@ -62,8 +62,22 @@ class Settings:
     # Such a change is written with the next decisive write, or after this long: never in
     # front of a routing write, and at most once per this period per route.
     status_defer_seconds: float = 30.0
+    # Longest wait (seconds) of a new route's first status write for every backend's first
+    # probe verdict: one write with all of them instead of one as each arrives (up to four per
+    # route at start-up). The routing write and Events never wait for it. 0: no wait (the
+    # first status, Ready=False AwaitingFirstProbes, is written at once).
+    first_status_hold_seconds: float = 0.0
+    # Freeze the long-lived heap after each full garbage collection, so later collections
+    # visit only newer objects (control.heap); everything is unfrozen, and reference cycles of
+    # deleted routes collected, every gc_unfreeze_seconds. False: Python's plain collector.
+    gc_freeze: bool = True
+    gc_unfreeze_seconds: float = 3600.0
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0
+    # Timeout (seconds) of kopf's own requests, the LIST of every ModelRoute among them: at
+    # 10,000 routes on a busy API server that LIST took longer than 30 s, and kopf retried it
+    # until it gave up, its watch of ModelRoutes gone meanwhile (bench scale).
+    kopf_request_timeout_seconds: float = 300.0
     # Leader election with a coordination.k8s.io Lease (for more than one replica): only the
     # holder runs probes and writes. The Lease lives in leader_election_namespace (empty: the
     # POD_NAMESPACE environment variable, else "default"). Durations in seconds. The CLI names
@@ -113,7 +127,8 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.persistence.finalizer = "modelroute.dev/finalizer"
     # One worker per watched object, no cap: events of one route never queue behind another's.
     kopf_settings.queueing.worker_limit = None
-    kopf_settings.networking.request_timeout = settings.api_timeout_seconds
+    kopf_settings.networking.request_timeout = settings.kopf_request_timeout_seconds
+    kopf_settings.networking.connect_timeout = settings.api_timeout_seconds
     kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
     # kopf's peering would pause only kopf's handlers, not the probe loops: leader election is
     # the operator's own (a Lease, see modelroute.kube.leader), and kopf runs standalone.

@@ -161,7 +161,8 @@ def test_apply_to_kopf_defaults() -> None:
     assert ks.watching.server_timeout == 300
     assert ks.watching.client_timeout == 330
     assert ks.watching.client_timeout > ks.watching.server_timeout
-    assert ks.networking.request_timeout == 30.0
+    # kopf's LIST of every route may take long at scale; connecting may not.
+    assert (ks.networking.request_timeout, ks.networking.connect_timeout) == (300.0, 30.0)
     assert ks.peering.standalone is True
     assert ks.peering.mandatory is False
 
@@ -187,6 +188,7 @@ def test_apply_to_kopf_follows_settings() -> None:
         watch_server_timeout_seconds=60,
         watch_client_timeout_seconds=90,
         api_timeout_seconds=7.5,
+        kopf_request_timeout_seconds=120.0,
         shutdown_grace_seconds=2.0,
         field_manager="custom",
     )
@@ -194,7 +196,7 @@ def test_apply_to_kopf_follows_settings() -> None:
     assert ks.posting.level == logging.ERROR
     assert ks.posting.reporting_component == "custom"
     assert (ks.watching.server_timeout, ks.watching.client_timeout) == (60, 90)
-    assert ks.networking.request_timeout == 7.5
+    assert (ks.networking.request_timeout, ks.networking.connect_timeout) == (120.0, 7.5)
     assert ks.process.ultimate_exiting_timeout == 2.0
 
 
@@ -293,3 +295,13 @@ def test_a_negative_status_deferral_is_refused(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         parse_args(["--status-defer-seconds", "-1"])
     assert "--status-defer-seconds must be at least 0" in capsys.readouterr().err
+
+
+def test_first_status_hold_seconds_is_a_flag_off_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([])[0].first_status_hold_seconds == 0.0
+    assert parse_args(["--first-status-hold-seconds", "5"])[0].first_status_hold_seconds == 5.0
+    with pytest.raises(SystemExit):
+        parse_args(["--first-status-hold-seconds", "-1"])
+    assert "--first-status-hold-seconds must be at least 0" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.control.feed import HealthFeed
-from modelroute.control.scrape import MetricsEndpoint
+from modelroute.control.scrape import MAX_SLICE_S, MetricsEndpoint, _next_slice
 from modelroute.core.types import ProbeFailure, RouteRef
 from modelroute.metrics import Metrics
 from modelroute.probing.prober import ProbeResult
@@ -192,7 +192,7 @@ async def test_the_event_loop_runs_between_slices_of_a_render() -> None:
 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
-    endpoint = MetricsEndpoint(parts, min_interval_s=0.0, slice_s=0.0)
+    endpoint = MetricsEndpoint(parts, min_interval_s=0.0, slice_s=0.0, busy_share=0.0)
     assert await endpoint.body() == b"xxxxx"
     # Every slice saw the ticker move on: the render never held the loop for two slices.
     assert all(b > a for a, b in itertools.pairwise(seen_by_slice)), seen_by_slice
@@ -247,7 +247,16 @@ async def test_the_handler_streams_the_whole_exposition() -> None:
     app = web.Application()
     app.router.add_get("/metrics", endpoint.handle)
     async with TestClient(TestServer(app)) as client:
-        response = await client.get("/metrics")
+        response = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
+        assert "Content-Encoding" not in response.headers
         assert await response.read() == metrics.exposition()
+
+
+def test_a_busy_loop_gives_the_render_longer_slices() -> None:
+    # The share of the loop's other work since the last slice, when longer than the slice;
+    # capped, so a render never holds the loop for long however busy it is.
+    assert _next_slice(0.002, 0.0) == 0.002
+    assert _next_slice(0.002, 0.010) == 0.010
+    assert _next_slice(0.002, 1.0) == MAX_SLICE_S < 0.05

@@ -224,7 +224,7 @@ def approve(body: dict[str, Any], value: str, **others: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def running_world() -> AsyncIterator[World]:
+async def running_world(settings: Settings | None = None) -> AsyncIterator[World]:
     """A Controller with scripted probes and FakeKube (target Services seeded); shut down after."""
     clock = Clock()
     kube = FakeKube()
@@ -234,7 +234,7 @@ async def running_world() -> AsyncIterator[World]:
         kube.seed(_target(name), watched=False)
     probes = ScriptedProbes(clock)
     deps = Deps(
-        settings=Settings(),
+        settings=settings or Settings(),
         kube=kube,
         caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
         secrets=ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -10,7 +11,7 @@ import aiohttp
 
 from modelroute.control.route import Deps, RouteObject
 from modelroute.control.worker import RouteWorker
-from modelroute.kube.cache import RouteKey
+from modelroute.kube.cache import RouteKey, slim_object
 from modelroute.kube.client import MODELROUTES, ApiError, ObjectKind
 
 logger = logging.getLogger("modelroute.control.controller")
@@ -26,7 +27,7 @@ class Controller:
     def __init__(self, deps: Deps, *, leading: bool = True) -> None:
         self._deps = deps
         self._workers: dict[RouteKey, RouteWorker] = {}
-        self._bodies: dict[RouteKey, dict[str, Any]] = {}
+        self._bodies: dict[RouteKey, str] = {}  # JSON
         self._leading = leading
         deps.metrics.leader.set(1 if leading else 0)
 
@@ -43,7 +44,10 @@ class Controller:
             await self.remove(route.ref.key, finalize=await self._deleted(route))
             self._wake_adopters(route.ref.namespace)
             return
-        self._bodies[route.ref.key] = body
+        # Kept as compact JSON, without kopf's managedFields: a body is read again only when
+        # this replica starts leading, and as dicts 10,000 of them were a million objects more
+        # for the memory and for every full garbage collection to visit.
+        self._bodies[route.ref.key] = json.dumps(slim_object(body), separators=(",", ":"))
         if not self._leading:
             return
         worker = self._workers.get(route.ref.key)
@@ -151,7 +155,7 @@ class Controller:
         self._leading = True
         self._deps.metrics.leader.set(1)
         for body in list(self._bodies.values()):
-            await self.on_route_event(None, body)
+            await self.on_route_event(None, json.loads(body))
 
     async def stop_leading(self) -> None:
         """Another replica may take over: stop every worker (route bodies are kept)."""

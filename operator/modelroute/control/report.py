@@ -83,6 +83,7 @@ class Reporter:
         self._spec: ModelRouteSpec | None = None
         self._events: list[StampedEvent] = list(unsent)
         self._due: float | None = None  # loop time the desired status is to be written at
+        self._hold_until: float | None = None  # see _first_hold
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
 
@@ -138,10 +139,23 @@ class Reporter:
             return
         now = asyncio.get_running_loop().time()
         if self.uncertain or status.decisive(written, desired):
-            self._due = now
+            self._due = max(now, self._first_hold(now))
         elif self._due is None:
             # A deferred change keeps its first due time: at most one such write per period.
             self._due = now + self._deps.settings.status_defer_seconds
+
+    def _first_hold(self, now: float) -> float:
+        """Until when a new route's first status waits for every backend's first verdict (0:
+        no wait). Counted from the first submit; a route with a verdict written never waits."""
+        if self._hold_until is None:
+            fresh = self.written is None or all(b.healthy is None for b in self.written.backends)
+            self._hold_until = now + self._deps.settings.first_status_hold_seconds if fresh else 0
+        desired = self._desired
+        if self._hold_until <= now or desired is None or not desired.backends:
+            self._hold_until = 0.0  # over for good: later writes are the usual ones
+        elif all(b.healthy is not None for b in desired.backends):
+            self._hold_until = 0.0
+        return self._hold_until
 
     async def _run(self) -> None:
         """Send what is due until nothing is pending; failed writes are retried with backoff."""

@@ -17,6 +17,7 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
+from modelroute.control.heap import HeapKeeper
 from modelroute.control.route import Deps
 from modelroute.control.scrape import MetricsEndpoint
 from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
@@ -54,6 +55,7 @@ class Runtime:
     drivers: DriverAvailability
     ready: bool = False
     elector: asyncio.Task[None] | None = None
+    heap: asyncio.Task[None] | None = None
     scrape: MetricsEndpoint | None = None
 
     @classmethod
@@ -89,6 +91,9 @@ class Runtime:
             runtime.elector = asyncio.create_task(
                 _elector(settings, kube, controller).run(), name="leader-election"
             )
+        if settings.gc_freeze:
+            keeper = HeapKeeper(settings.gc_unfreeze_seconds)
+            runtime.heap = asyncio.create_task(keeper.run(), name="heap-keeper")
         runtime.scrape = MetricsEndpoint(
             functools.partial(_sampled_parts, metrics),
             min_interval_s=settings.metrics_min_render_interval_seconds,
@@ -114,6 +119,8 @@ class Runtime:
             self.elector.cancel()
             await asyncio.gather(self.elector, return_exceptions=True)
         await self.controller.shutdown()
+        if self.heap is not None:
+            self.heap.cancel()
         for runner in self.runners:
             await runner.cleanup()
         await self.probes.close()
