@@ -306,3 +306,105 @@ def test_slim_object_keeps_what_routing_needs() -> None:
 
 def test_slim_object_of_a_minimal_body() -> None:
     assert slim_object({}) == {"metadata": {}, "spec": {}}
+
+
+# --- objects kept before any route subscribed (a restarted operator) ----------------------
+
+
+def owned_svc(name: str, rv: int = 5) -> dict[str, Any]:
+    body = svc(name, rv)
+    body["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "modelroute-operator"}
+    return body
+
+
+def is_owned(body: dict[str, Any]) -> bool:
+    labels = body.get("metadata", {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/managed-by") == "modelroute-operator"
+
+
+def keeping(
+    objects: dict[tuple[str, str], dict[str, Any]] | None = None, keep: int = 10
+) -> tuple[ObjectCache, FakeFetch]:
+    fetch = FakeFetch(objects)
+    return ObjectCache(fetch, slim_object, keep_unsubscribed=keep, owned=is_owned), fetch
+
+
+async def test_objects_listed_before_a_route_subscribed_are_not_read_again() -> None:
+    """The watch's initial list arrives before the routes start: what it delivered is kept."""
+    cache, fetch = keeping({KEY: svc(rv=1, app="api")})
+    assert cache.observe(None, svc(rv=5, app="listed")) == set()  # nobody to wake yet
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == slim_object(svc(rv=5, app="listed"))
+    assert fetch.calls == []
+
+
+async def test_once_listed_a_miss_is_a_known_absence() -> None:
+    cache, fetch = keeping({OTHER: svc("vendor-egress")})  # exists, but not in the list
+    cache.observe(None, svc())
+    cache.subscribe(ROUTE_A, [KEY, OTHER])
+    assert cache.complete is False
+    assert await cache.get(OTHER) is not None  # before the list is in: read
+    cache.listed()
+    assert cache.complete is True
+    assert await cache.get(("ai", "not-there")) is None
+    assert fetch.calls == [OTHER]
+
+
+async def test_a_deleted_unsubscribed_object_is_forgotten() -> None:
+    cache, fetch = keeping({KEY: svc()})
+    cache.observe(None, svc())
+    cache.listed()
+    cache.observe("DELETED", svc())
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is None  # known gone: not read, not the stale copy
+    assert fetch.calls == []
+    assert len(cache) == 0
+
+
+async def test_an_older_event_does_not_overwrite_a_newer_unsubscribed_copy() -> None:
+    cache, _ = keeping()
+    cache.put(svc(rv=10, app="written"))
+    cache.observe("MODIFIED", svc(rv=9, app="late"))
+    cache.listed()
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == slim_object(svc(rv=10, app="written"))
+    # ... and once subscribed, the echo of what it holds wakes nobody.
+    assert cache.observe("MODIFIED", svc(rv=10, app="written")) == set()
+    assert cache.observe("MODIFIED", svc(rv=11, app="new")) == {ROUTE_A}
+
+
+async def test_beyond_the_bound_objects_are_left_out_and_misses_read_again() -> None:
+    others = {("ai", f"s{i}"): svc(f"s{i}") for i in range(3)}
+    cache, fetch = keeping(others, keep=2)
+    for body in others.values():
+        cache.observe(None, body)
+    cache.observe(None, owned_svc("chat-llm"))  # the operator's own: kept whatever the bound
+    cache.listed()
+    assert len(cache) == 3 and cache.complete is False
+    for key in others:
+        assert await cache.get(key) is not None
+    assert fetch.calls == [("ai", "s2")]  # only the one left out
+    assert await cache.get(("ai", "chat-llm")) is not None
+    assert len(fetch.calls) == 1
+
+
+async def test_an_object_a_route_stops_depending_on_stays_known() -> None:
+    cache, fetch = keeping({KEY: svc(rv=1)})
+    cache.listed()  # an empty list: nothing exists yet
+    cache.subscribe(ROUTE_A, [KEY])
+    cache.observe("ADDED", svc(rv=6, app="v1"))
+    cache.unsubscribe(ROUTE_A)
+    cache.subscribe(ROUTE_B, [KEY])
+    assert await cache.get(KEY) == slim_object(svc(rv=6, app="v1"))
+    assert fetch.calls == []
+
+
+async def test_without_keeping_nothing_unsubscribed_is_kept_and_misses_are_read() -> None:
+    """Secrets: never kept before a route needs them (their data is a credential)."""
+    cache, fetch = make({KEY: svc()})
+    cache.observe(None, svc())
+    cache.listed()
+    assert cache.complete is False
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == svc()
+    assert fetch.calls == [KEY]

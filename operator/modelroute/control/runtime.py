@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -19,7 +20,7 @@ from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
 from modelroute.control.route import Deps
 from modelroute.control.scrape import MetricsEndpoint
-from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
+from modelroute.kube.cache import MAX_UNSUBSCRIBED, ObjectCache, slim_object, slim_secret
 from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
@@ -28,6 +29,7 @@ from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
+from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL
 from modelroute.settings import Settings
 from modelroute.version import version
 
@@ -99,6 +101,11 @@ class Runtime:
         runtime.ready = True
         log_started(settings)
         return runtime
+
+    def listed(self) -> None:
+        """Every routing kind's initial list is in its cache (see ``handlers.watch``)."""
+        for cache in self.deps.caches.values():
+            cache.listed()
 
     @property
     def watched_kinds(self) -> list[ObjectKind]:
@@ -178,8 +185,15 @@ def _build_deps(
     """What every route worker shares, and the probe hub behind it."""
     # One cache per kind a served routing driver routes through or reads (never a kind the
     # cluster lacks), and the Secrets that probes authenticate with.
+    # They keep objects no route subscribed to yet (bounded; the operator's own always), so a
+    # restart does not read each route's object; a read that precedes a routing write is urgent.
     caches = {
-        kind: ObjectCache(functools.partial(kube.get_object, kind), slim_object)
+        kind: ObjectCache(
+            functools.partial(_urgent_get, kube, kind),
+            slim_object,
+            keep_unsubscribed=MAX_UNSUBSCRIBED,
+            owned=_made_by_operator,
+        )
         for kind in drivers.watched_kinds
     }
     secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
@@ -210,6 +224,18 @@ def _build_deps(
         reachability=reachability,
     )
     return deps, probes
+
+
+async def _urgent_get(
+    kube: KubeClient, kind: ObjectKind, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """A routing object (or its target) read on a cache miss: the routing write waits on it, so
+    it goes in the routing writes' lane, never behind status writes and Events."""
+    return await kube.request("GET", kind.path(namespace, name), urgent=True)
+
+
+def _made_by_operator(body: dict[str, Any]) -> bool:
+    return (body.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
 def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:

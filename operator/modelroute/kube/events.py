@@ -3,11 +3,19 @@
 An Event that cannot be posted because the API server is gone is kept and posted when it
 answers again (its timestamps still say when it happened): a failover during an API server
 restart keeps its Event. Other failures are logged and dropped (Events are not on the hot path).
+
+A decision Event (a failover, a failback) is posted exactly once, counted on the server: its
+name is derived from the route's uid, the reason and the decision (:func:`decision_name`), the
+same in every process, so a process that takes the decision again after a crash between the
+Event and the status write (``core.resume``), or a kept Event whose first post did reach the
+API server, is refused with 409 AlreadyExists, which counts as posted. Other Events keep
+``generateName``: the same reason may recur with nothing that tells two occurrences apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -25,15 +33,49 @@ logger = logging.getLogger("modelroute.kube.events")
 MAX_PENDING = 1000
 
 
+# An Event's name is a DNS subdomain (at most 253 characters): the route's name, a dot, and
+# 16 hex digits of the digest.
+_DIGEST_CHARS = 16
+_NAME_MAX = 253
+
+
+def decision_name(route: RouteRef, reason: str, decision: str) -> str:
+    """The Event name of one decision about ``route`` (pure): equal for the same decision in
+    any process, different for different routes (uids), reasons or decisions.
+
+    ``decision`` tells this decision apart from the route's others, e.g. the failoverCount it
+    leads to and the traffic it sets (:func:`decision_of`)."""
+    digest = hashlib.sha256(f"{route.uid}/{reason}/{decision}".encode()).hexdigest()
+    prefix = route.name[: _NAME_MAX - _DIGEST_CHARS - 1].rstrip(".-")
+    return f"{prefix}.{digest[:_DIGEST_CHARS]}"
+
+
+def decision_of(failover_count: int, traffic: dict[str, int]) -> str:
+    """What identifies a move of traffic (pure): the failoverCount it leads to (every failover
+    and failback adds one, so no two moves share it) and the weights it sets (the steps of a
+    staged failback share a count)."""
+    weights = ",".join(f"{name}={weight}" for name, weight in sorted(traffic.items()))
+    return f"{failover_count}:{weights}"
+
+
 def event_body(
-    route: RouteRef, event_type: EventType, reason: str, message: str, now: datetime, component: str
+    route: RouteRef,
+    event_type: EventType,
+    reason: str,
+    message: str,
+    now: datetime,
+    component: str,
+    *,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """A core/v1 Event about ``route`` (pure)."""
+    """A core/v1 Event about ``route`` (pure), stamped ``now``: the time of what it reports.
+    ``name``: a fixed name (decision Events); None lets the API server generate one."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    named = {"name": name} if name is not None else {"generateName": f"{route.name}."}
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{route.name}.", "namespace": route.namespace},
+        "metadata": {**named, "namespace": route.namespace},
         "involvedObject": {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
@@ -66,22 +108,40 @@ class EventRecorder:
         self._flushing: asyncio.Task[None] | None = None
 
     async def emit(
-        self, route: RouteRef, event_type: EventType, reason: str, message: str, now: datetime
+        self,
+        route: RouteRef,
+        event_type: EventType,
+        reason: str,
+        message: str,
+        now: datetime,
+        *,
+        decision: str | None = None,
     ) -> None:
-        """Log the event and create it on the route."""
+        """Log the event and create it on the route. ``now`` is when it happened (the
+        decision's time, not the post's); ``decision`` (:func:`decision_of`) makes it a
+        decision Event, posted at most once whatever the retries and restarts."""
         level = logging.WARNING if event_type is EventType.WARNING else logging.INFO
         logger.log(
             level,
             message,
             extra={"namespace": route.namespace, "route": route.name, "reason": str(reason)},
         )
-        await self._post(event_body(route, event_type, reason, message, now, self._component))
+        name = decision_name(route, reason, decision) if decision is not None else None
+        body = event_body(route, event_type, reason, message, now, self._component, name=name)
+        await self._post(body)
 
     async def _post(self, body: dict[str, Any]) -> None:
         namespace = body["metadata"]["namespace"]
         extra = {"namespace": namespace, "route": body["involvedObject"]["name"]}
         try:
             await self._kube.create_event(namespace, body)
+        except ApiError as exc:
+            if exc.status == 409 and "name" in body["metadata"]:
+                # This decision's Event is there already (posted before a crash, or by a first
+                # attempt whose answer was lost): posted, exactly once.
+                logger.debug("event %s posted already", body["reason"], extra=extra)
+                return
+            logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
         except TRANSPORT_FAILURES as exc:
             if self._reachability is None:
                 logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
@@ -96,7 +156,7 @@ class EventRecorder:
                 body["reason"],
                 extra=extra,
             )
-        except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
 
     def _flush_soon(self) -> None:
