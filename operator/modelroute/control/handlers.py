@@ -72,9 +72,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def modelroute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A ModelRoute was listed, added, changed or deleted."""
-    runtime = memo["runtime"]
-    runtime.listed()  # kopf runs no handler before every index (below) holds its list
-    await runtime.controller.on_route_event(event.get("type"), event["object"])
+    await memo["runtime"].controller.on_route_event(event.get("type"), event["object"])
 
 
 _watched: set[ObjectKind] = set()
@@ -90,17 +88,10 @@ def watch(kind: ObjectKind) -> None:
     async def object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["runtime"].controller.on_object_event(kind, event.get("type"), event["object"])
 
-    async def object_listed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        # An index handler that indexes nothing: kopf runs the index handlers over a kind's
-        # whole initial list before it runs any other handler (ModelRoutes' included), so the
-        # cache holds every listed object before a route starts, and knows its list is in.
-        memo["runtime"].controller.on_object_event(kind, None, dict(body))
-
     object_event.__name__ = object_event.__qualname__ = f"{kind.plural}_event"
-    object_listed.__name__ = object_listed.__qualname__ = f"{kind.plural}_listed"
-    where = (kind.group, kind.version, kind.plural)
-    kopf.on.event(*where, id=f"{kind.plural}.{kind.group}")(object_event)
-    kopf.index(*where, id=f"{kind.plural}.{kind.group}.listed")(object_listed)
+    kopf.on.event(kind.group, kind.version, kind.plural, id=f"{kind.plural}.{kind.group}")(
+        object_event
+    )
 
 
 @kopf.on.event("", "v1", "secrets")

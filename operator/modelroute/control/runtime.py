@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -102,11 +103,6 @@ class Runtime:
         log_started(settings)
         return runtime
 
-    def listed(self) -> None:
-        """Every routing kind's initial list is in its cache (see ``handlers.watch``)."""
-        for cache in self.deps.caches.values():
-            cache.listed()
-
     @property
     def watched_kinds(self) -> list[ObjectKind]:
         """The kinds to watch for routing drivers: only those of the drivers it serves."""
@@ -185,12 +181,14 @@ def _build_deps(
     """What every route worker shares, and the probe hub behind it."""
     # One cache per kind a served routing driver routes through or reads (never a kind the
     # cluster lacks), and the Secrets that probes authenticate with.
-    # They keep objects no route subscribed to yet (bounded; the operator's own always), so a
-    # restart does not read each route's object; a read that precedes a routing write is urgent.
+    # A namespace's objects are listed once, at its first miss, and kept (bounded; the
+    # operator's own always) with the watch's events: a restarted operator does not read each
+    # route's object one by one. A read that precedes a routing write is urgent.
     caches = {
         kind: ObjectCache(
             functools.partial(_urgent_get, kube, kind),
             slim_object,
+            list_namespace=functools.partial(_urgent_list, kube, kind),
             keep_unsubscribed=MAX_UNSUBSCRIBED,
             owned=_made_by_operator,
         )
@@ -232,6 +230,19 @@ async def _urgent_get(
     """A routing object (or its target) read on a cache miss: the routing write waits on it, so
     it goes in the routing writes' lane, never behind status writes and Events."""
     return await kube.request("GET", kind.path(namespace, name), urgent=True)
+
+
+async def _urgent_list(kube: KubeClient, kind: ObjectKind, namespace: str) -> list[dict[str, Any]]:
+    """Every object of ``kind`` in ``namespace``, in pages of 500 (urgent, as above)."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        query = urlencode({"limit": 500, **({"continue": token} if token else {})})
+        page = await kube.request("GET", f"{kind.path(namespace)}?{query}", urgent=True) or {}
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return items
 
 
 def _made_by_operator(body: dict[str, Any]) -> bool:

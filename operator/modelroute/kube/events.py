@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from modelroute.api.models import GROUP, KIND, VERSION
-from modelroute.core.types import EventType, RouteRef
+from modelroute.core.types import EventType, RouteRef, Transition
 from modelroute.kube.client import ApiError, KubeApi
 from modelroute.kube.reachability import TRANSPORT_FAILURES, ApiReachability
 
@@ -43,17 +44,24 @@ def decision_name(route: RouteRef, reason: str, decision: str) -> str:
     """The Event name of one decision about ``route`` (pure): equal for the same decision in
     any process, different for different routes (uids), reasons or decisions.
 
-    ``decision`` tells this decision apart from the route's others, e.g. the failoverCount it
-    leads to and the traffic it sets (:func:`decision_of`)."""
+    ``decision`` tells this decision apart from the route's others (:func:`decision_of`)."""
     digest = hashlib.sha256(f"{route.uid}/{reason}/{decision}".encode()).hexdigest()
     prefix = route.name[: _NAME_MAX - _DIGEST_CHARS - 1].rstrip(".-")
     return f"{prefix}.{digest[:_DIGEST_CHARS]}"
 
 
-def decision_of(failover_count: int, traffic: dict[str, int]) -> str:
-    """What identifies a move of traffic (pure): the failoverCount it leads to (every failover
-    and failback adds one, so no two moves share it) and the weights it sets (the steps of a
-    staged failback share a count)."""
+# Decisions that move traffic and add one to failoverCount, so no two of a route's share it.
+# Others (a failback step, an abort, a problem) may recur with the same count and traffic:
+# they keep generated names (at-least-once) rather than risk a later one being taken for a
+# repost and never shown.
+COUNTED_MOVES = frozenset({Transition.FAILOVER, Transition.FAILBACK, Transition.REROUTE})
+
+
+def decision_of(reason: str, failover_count: int, traffic: Mapping[str, int]) -> str | None:
+    """What identifies a decision Event (pure), from the status the decision leads to: the
+    failoverCount and the weights it sets; None when ``reason`` is no counted move."""
+    if reason not in COUNTED_MOVES:
+        return None
     weights = ",".join(f"{name}={weight}" for name, weight in sorted(traffic.items()))
     return f"{failover_count}:{weights}"
 
