@@ -90,12 +90,20 @@ def _settled(cluster: Cluster, namespace: str) -> int:
     )
 
 
-def _failed_over_per_route(cluster: Cluster, namespace: str) -> dict[str, int]:
+def _failed_over_per_route(
+    cluster: Cluster, namespace: str, move: tuple[str, str] | None = None
+) -> dict[str, int]:
+    """FailedOver Events per route; ``move``: only those from one backend to another."""
     core = client.CoreV1Api(cluster.api_client())
     counts: dict[str, int] = {}
     for e in core.list_namespaced_event(namespace).items:
-        if e.reason == "FailedOver":
-            counts[e.involved_object.name] = counts.get(e.involved_object.name, 0) + 1
+        if e.reason != "FailedOver":
+            continue
+        if move is not None and not (
+            e.message.startswith(f"{move[0]} failed") and e.message.endswith(f"to {move[1]}")
+        ):
+            continue
+        counts[e.involved_object.name] = counts.get(e.involved_object.name, 0) + 1
     return counts
 
 
@@ -137,6 +145,10 @@ def test_operator_killed_in_the_middle_of_a_mass_switch(
         time.sleep(3)
         flapped = _flapped(fleet, switched, outage_at)
         events = _failed_over_per_route(crd, fleet.namespace)
+        # The vendor stays down: each route fails over from it once. A second FailedOver for
+        # that same move is a repost (a fallback whose probes time out on a starved machine
+        # makes other, genuine failovers: those are counted as flaps).
+        reposted = _failed_over_per_route(crd, fleet.namespace, ("vendor", "inhouse"))
         figures: dict[str, Any] = {
             "routes": routes,
             "switched_before_kill": len(switched),
@@ -151,16 +163,17 @@ def test_operator_killed_in_the_middle_of_a_mass_switch(
             ),
             "flapped_back": len(flapped),
             "routes_without_failed_over_event": routes - len(events),
-            "routes_with_duplicate_failed_over_event": sum(1 for c in events.values() if c > 1),
+            "routes_with_more_than_one_failed_over_event": sum(1 for c in events.values() if c > 1),
+            "routes_with_vendor_failover_event_twice": sum(1 for c in reposted.values() if c > 1),
         }
         record("5-sigkill-mid-mass-switch", **figures)
         assert flapped == [], f"switched routes flapped back: {flapped[:5]}"
         assert len(events) == routes, "a route's FailedOver Event was lost"
         # Decision Events have names derived from the decision: a repost by the next process
         # is refused by the API server (409), so none is there twice.
-        assert figures["routes_with_duplicate_failed_over_event"] == 0, figures
+        assert figures["routes_with_vendor_failover_event_twice"] == 0, figures
         # The listed Services are in the cache before any route starts: no read per route.
-        assert figures["second_process_service_reads"] <= routes // 20, figures
+        assert figures["second_process_service_reads"] == 0, figures
         if os.environ.get("MODELROUTE_FAULT_STRICT") == "1":
             assert figures["rest_switched_after_ready_s"] <= figures["bound_s"], figures
     finally:
