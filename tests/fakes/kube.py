@@ -159,6 +159,12 @@ class FakeKube(FakeDiscovery):
             await self.events_held.wait()
         if self.event_error is not None:
             raise self.event_error
+        name = body["metadata"].get("name")
+        if name is not None and any(
+            e["metadata"].get("name") == name and e["metadata"]["namespace"] == namespace
+            for e in self.posted_events
+        ):
+            raise ApiError(409, "AlreadyExists", f'events "{name}" already exists')
         self.posted_events.append(copy.deepcopy(body))
         return body
 

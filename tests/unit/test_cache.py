@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from modelroute.kube.cache import ObjectCache, object_key, slim_object, slim_secret
@@ -306,3 +309,152 @@ def test_slim_object_keeps_what_routing_needs() -> None:
 
 def test_slim_object_of_a_minimal_body() -> None:
     assert slim_object({}) == {"metadata": {}, "spec": {}}
+
+
+# --- one LIST per namespace, and objects kept before any route subscribed ---------------------
+
+
+def owned_svc(name: str, rv: int = 5) -> dict[str, Any]:
+    body = svc(name, rv)
+    body["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "modelroute-operator"}
+    return body
+
+
+def is_owned(body: dict[str, Any]) -> bool:
+    labels = body.get("metadata", {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/managed-by") == "modelroute-operator"
+
+
+class FakeList:
+    """The API's LIST behind the cache: answers from ``objects``, counts the calls."""
+
+    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.objects = objects
+        self.calls: list[str] = []
+        self.gate: asyncio.Event | None = None  # holds the answer until set
+        self.error: Exception | None = None
+
+    async def __call__(self, namespace: str) -> list[dict[str, Any]]:
+        self.calls.append(namespace)
+        served = [copy.deepcopy(b) for k, b in self.objects.items() if k[0] == namespace]
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return served
+
+
+def listing(
+    objects: dict[tuple[str, str], dict[str, Any]] | None = None, keep: int = 10
+) -> tuple[ObjectCache, FakeFetch, FakeList]:
+    objects = dict(objects or {})
+    fetch, lister = FakeFetch(objects), FakeList(objects)
+    cache = ObjectCache(
+        fetch, slim_object, list_namespace=lister, keep_unsubscribed=keep, owned=is_owned
+    )
+    return cache, fetch, lister
+
+
+async def test_the_first_miss_lists_the_namespace_once_for_every_route() -> None:
+    """A restarted operator: 200 routes start at once, and none reads its object alone."""
+    objects = {("ai", f"r{i}-llm"): owned_svc(f"r{i}-llm") for i in range(200)}
+    objects[KEY] = svc()
+    cache, fetch, lister = listing(objects)
+    for i in range(200):
+        cache.subscribe(("ai", f"r{i}"), [("ai", f"r{i}-llm"), KEY])
+    got = await asyncio.gather(*(cache.get(("ai", f"r{i}-llm")) for i in range(200)))
+    assert all(g is not None for g in got)
+    assert await cache.get(KEY) == slim_object(svc())
+    assert lister.calls == ["ai"] and fetch.calls == []
+
+
+async def test_once_listed_a_miss_is_a_known_absence() -> None:
+    cache, fetch, lister = listing({KEY: svc()})
+    cache.subscribe(ROUTE_A, [KEY, OTHER])
+    assert await cache.get(OTHER) is None
+    assert await cache.get(("ai", "never-subscribed")) is None
+    assert cache.complete("ai") and not cache.complete("other-namespace")
+    assert fetch.calls == [] and lister.calls == ["ai"]
+    cache.observe("ADDED", svc("vendor-egress", rv=9))  # created later: the watch says so
+    assert await cache.get(OTHER) == slim_object(svc("vendor-egress", rv=9))
+
+
+async def test_watch_events_before_any_subscription_are_kept() -> None:
+    """kopf's own initial list arrives before the routes subscribe."""
+    cache, fetch, lister = listing({KEY: svc(rv=1, app="api")})
+    assert cache.observe(None, svc(rv=5, app="listed")) == set()  # nobody to wake yet
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == slim_object(svc(rv=5, app="listed"))
+    assert fetch.calls == [] and lister.calls == []
+
+
+async def test_a_deleted_unsubscribed_object_is_forgotten() -> None:
+    cache, fetch, _ = listing({KEY: svc()})
+    await cache.get(OTHER)  # lists "ai"
+    cache.observe("DELETED", svc())
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is None  # known gone: not read, not the stale copy
+    assert fetch.calls == [] and len(cache) == 0
+
+
+async def test_a_deletion_during_the_list_beats_the_list() -> None:
+    cache, _, lister = listing({KEY: svc(rv=5)})
+    lister.gate = asyncio.Event()
+    cache.subscribe(ROUTE_A, [KEY])
+    pending = asyncio.create_task(cache.get(KEY))
+    await asyncio.sleep(0)  # the LIST is served (with the object) ...
+    cache.observe("DELETED", svc(rv=6))  # ... then the object is deleted
+    lister.gate.set()
+    assert await pending is None
+
+
+async def test_the_list_does_not_overwrite_a_newer_copy_or_wake_anyone() -> None:
+    cache, _, _ = listing({KEY: svc(rv=5, app="listed")})
+    cache.put(svc(rv=10, app="written"))
+    await cache.get(OTHER)
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == slim_object(svc(rv=10, app="written"))
+    # ... and the echo of what it holds wakes nobody, a change does.
+    assert cache.observe("MODIFIED", svc(rv=10, app="written")) == set()
+    assert cache.observe("MODIFIED", svc(rv=11, app="new")) == {ROUTE_A}
+
+
+async def test_beyond_the_bound_objects_are_left_out_and_misses_read_again() -> None:
+    objects = {("ai", f"s{i}"): svc(f"s{i}") for i in range(3)}
+    objects[("ai", "chat-llm")] = owned_svc("chat-llm")
+    cache, fetch, _ = listing(objects, keep=2)
+    await cache.get(("ai", "chat-llm"))  # the operator's own: kept whatever the bound
+    assert len(cache) == 3 and not cache.complete("ai")
+    for key in [k for k in objects if k[1].startswith("s")]:
+        assert await cache.get(key) is not None
+    assert len(fetch.calls) == 1  # only the one left out is read
+
+
+async def test_a_failed_list_falls_back_to_a_read_and_lists_again_later() -> None:
+    cache, fetch, lister = listing({KEY: svc()})
+    lister.error = aiohttp.ClientConnectionError("connection refused")
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is not None
+    assert fetch.calls == [KEY] and not cache.complete("ai")
+    lister.error = None
+    assert await cache.get(OTHER) is None
+    assert lister.calls == ["ai", "ai"] and cache.complete("ai")
+
+
+async def test_an_object_a_route_stops_depending_on_stays_known() -> None:
+    cache, fetch, _ = listing({KEY: svc(rv=6, app="v1")})
+    cache.subscribe(ROUTE_A, [KEY])
+    await cache.get(KEY)
+    cache.unsubscribe(ROUTE_A)
+    cache.subscribe(ROUTE_B, [KEY])
+    assert await cache.get(KEY) == slim_object(svc(rv=6, app="v1"))
+    assert fetch.calls == []
+
+
+async def test_without_a_list_nothing_unsubscribed_is_kept_and_misses_are_read() -> None:
+    """Secrets: never listed nor kept before a route needs them (their data is a key)."""
+    cache, fetch = make({KEY: svc()})
+    cache.observe(None, svc())
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) == svc()
+    assert fetch.calls == [KEY] and not cache.complete("ai")

@@ -154,3 +154,23 @@ async def test_events_of_an_outage_go_out_in_order_each_before_the_status_after_
         assert (stored["activeBackend"], stored["failoverCount"]) == ("vendor", 2)
         stamps = [e["firstTimestamp"] for e in s.kube.posted_events]
         assert stamps == ["2025-01-01T00:00:00Z", "2025-01-01T00:00:10Z"]  # when decided
+
+
+async def test_a_decision_event_reposted_after_a_crash_is_posted_once() -> None:
+    # A process posts FailedOver and dies before its status write; the next one takes the same
+    # failover again (core.resume) and submits the same decision: the server keeps one Event.
+    async with reporter(on("vendor")) as s:
+        s.kube.status_write_error = GONE  # the status write never lands: the "crash"
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(1)
+        await s.reporter.stop()
+        s.kube.status_write_error = None
+        again = Reporter(REF, s.reporter._deps, on("vendor"), lambda task: None)
+        again.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(5)
+        await again.stop()
+        named = [e for e in s.kube.posted_events if e["reason"] == "FailedOver"]
+        assert len(named) == 1
+        assert "name" in named[0]["metadata"]  # a fixed name: the repost got a 409
+        assert s.kube.calls.count("create_event") == 2
+        assert s.stored() == "inhouse"

@@ -42,6 +42,7 @@ from modelroute.control.route import Deps
 from modelroute.core import status
 from modelroute.core.types import PlannedEvent, RouteRef
 from modelroute.kube.client import ApiError
+from modelroute.kube.events import decision_of
 from modelroute.kube.reachability import TRANSPORT_FAILURES
 
 logger = logging.getLogger("modelroute.control.report")
@@ -50,7 +51,9 @@ logger = logging.getLogger("modelroute.control.report")
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
-StampedEvent = tuple[PlannedEvent, datetime]  # an Event and when it was decided
+# An Event, when it was decided, and what identifies the decision (kube.events.decision_of;
+# None: not a counted move): the next process re-posting it after a crash gets a 409.
+StampedEvent = tuple[PlannedEvent, datetime, str | None]
 
 
 class Reporter:
@@ -109,7 +112,11 @@ class Reporter:
         accepted last, not by the caller against a status it read before its routing await.
         """
         now = self._deps.now()
-        self._events.extend((event, now) for event in events)
+        traffic = {t.backend: t.weight for t in desired.traffic}
+        self._events.extend(
+            (event, now, decision_of(event.reason, desired.failover_count, traffic))
+            for event in events
+        )
         self._desired, self._spec = desired, spec
         self._classify()
         if events or (self._due is not None and self._due <= asyncio.get_running_loop().time()):
@@ -202,8 +209,10 @@ class Reporter:
     async def _flush(self) -> None:
         deps, ref = self._deps, self._ref
         while self._events:  # each taken off only once posted: a stop() keeps the rest
-            event, at = self._events[0]
-            await deps.events.emit(ref, event.type, event.reason, event.message, at, keep=False)
+            event, at, decision = self._events[0]
+            await deps.events.emit(
+                ref, event.type, event.reason, event.message, at, keep=False, decision=decision
+            )
             self._events.pop(0)
         desired = self._desired
         due = self._due

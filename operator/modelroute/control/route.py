@@ -136,8 +136,9 @@ class WorkerState:
     routed: TrafficSplit | None
     previous: ModelRouteStatus
     written: ModelRouteStatus | None
-    # Events decided but not posted yet, each with when it was decided.
-    unsent: Sequence[tuple[PlannedEvent, datetime]] = ()
+    # Events decided but not posted yet, each with when it was decided and its decision
+    # identity (control.report.StampedEvent).
+    unsent: Sequence[tuple[PlannedEvent, datetime, str | None]] = ()
     uncertain: bool = False  # a status write after ``written`` may have landed
     # Routing objects of earlier specs still to release (see control.handover).
     routed_before: Sequence[Routed] = ()

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -20,7 +22,7 @@ from modelroute.control.discovery import DriverAvailability, discover_drivers, n
 from modelroute.control.heap import HeapKeeper
 from modelroute.control.route import Deps
 from modelroute.control.scrape import MetricsEndpoint
-from modelroute.kube.cache import ObjectCache, slim_object, slim_secret
+from modelroute.kube.cache import MAX_UNSUBSCRIBED, ObjectCache, slim_object, slim_secret
 from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
@@ -30,6 +32,7 @@ from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
 from modelroute.probing.session import TrustStore
+from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL
 from modelroute.settings import Settings
 from modelroute.version import version
 
@@ -186,8 +189,17 @@ def _build_deps(
     """What every route worker shares, and the probe hub behind it."""
     # One cache per kind a served routing driver routes through or reads (never a kind the
     # cluster lacks), and the Secrets that probes authenticate with.
+    # A namespace's objects are listed once, at its first miss, and kept (bounded; the
+    # operator's own always) with the watch's events: a restarted operator does not read each
+    # route's object one by one. A read that precedes a routing write is urgent.
     caches = {
-        kind: ObjectCache(functools.partial(kube.get_object, kind), slim_object)
+        kind: ObjectCache(
+            functools.partial(_urgent_get, kube, kind),
+            slim_object,
+            list_namespace=functools.partial(_urgent_list, kube, kind),
+            keep_unsubscribed=MAX_UNSUBSCRIBED,
+            owned=_made_by_operator,
+        )
         for kind in drivers.watched_kinds
     }
     secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
@@ -219,6 +231,31 @@ def _build_deps(
         reachability=reachability,
     )
     return deps, probes
+
+
+async def _urgent_get(
+    kube: KubeClient, kind: ObjectKind, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """A routing object (or its target) read on a cache miss: the routing write waits on it, so
+    it goes in the routing writes' lane, never behind status writes and Events."""
+    return await kube.request("GET", kind.path(namespace, name), urgent=True)
+
+
+async def _urgent_list(kube: KubeClient, kind: ObjectKind, namespace: str) -> list[dict[str, Any]]:
+    """Every object of ``kind`` in ``namespace``, in pages of 500 (urgent, as above)."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        query = urlencode({"limit": 500, **({"continue": token} if token else {})})
+        page = await kube.request("GET", f"{kind.path(namespace)}?{query}", urgent=True) or {}
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return items
+
+
+def _made_by_operator(body: dict[str, Any]) -> bool:
+    return (body.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
 def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:

@@ -1,19 +1,41 @@
 """Watch-fed caches of the objects routes depend on (routing objects, their targets, Secrets).
 
-kopf streams watch events in; a cache keeps only the objects some route subscribed to, and
-tells which routes to wake when one changes. A miss is read from the API once; afterwards the
-watch keeps the entry fresh (a missing object is cached as ``None``). So probing and
-reconciling never read the API server every interval.
+kopf streams watch events in; a cache keeps the objects some route subscribed to, and tells
+which routes to wake when one changes. A miss is read from the API once; afterwards the watch
+keeps the entry fresh (a missing object is cached as ``None``). So probing and reconciling
+never read the API server every interval.
+
+A cache given ``list_namespace`` answers the first miss in a namespace with one LIST of the
+namespace, and keeps what it lists and what the watch delivers even when no route has
+subscribed to it yet (slimmed, at most ``keep_unsubscribed`` objects; those ``owned`` by the
+operator always), dropping it on DELETED. Once a namespace is listed and nothing was left out,
+a miss there is a known absence, never read. Why: a (re)started operator read every route's
+object one by one (1,045 GETs at 1,000 routes, queued behind the start-up status writes), as
+the objects of kopf's initial list arrived before the routes had subscribed and were dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+import aiohttp
+
+from modelroute.kube.client import ApiError
+
+logger = logging.getLogger("modelroute.kube.cache")
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 RouteKey = tuple[str, str]  # (namespace, name) of a ModelRoute
 Fetch = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+ListFn = Callable[[str], Awaitable[list[dict[str, Any]]]]  # every object in a namespace
+
+# Objects of one kind kept before any route subscribed to them (besides those the operator
+# owns): a slim Service is 1-3 KiB, so at most ~15 MiB per kind. Beyond it, objects are left
+# out and a miss is read from the API again (as without keeping).
+MAX_UNSUBSCRIBED = 5000
 
 
 def object_key(body: dict[str, Any]) -> ObjectKey:
@@ -32,15 +54,40 @@ def _resource_version(body: dict[str, Any] | None) -> int:
 
 
 class ObjectCache:
-    """Objects of one kind that routes subscribed to, fed by watch events and writes."""
+    """Objects of one kind that routes depend on, fed by watch events and writes."""
 
-    def __init__(self, fetch: Fetch, slim: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        slim: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        list_namespace: ListFn | None = None,
+        keep_unsubscribed: int = 0,
+        owned: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """``list_namespace``: read a namespace at its first miss (None: never, as for
+        Secrets); ``keep_unsubscribed``: how many objects no route subscribed to are kept;
+        ``owned``: objects kept whatever that bound (the operator's own)."""
         self._fetch = fetch
         self._slim = slim
         self._entries: dict[ObjectKey, dict[str, Any] | None] = {}
         self._subscribers: dict[ObjectKey, set[RouteKey]] = {}
         self._subscriptions: dict[RouteKey, set[ObjectKey]] = {}
+        self._unsubscribed: set[ObjectKey] = set()  # entries kept with no subscriber
+        self._keep = keep_unsubscribed
+        self._owned = owned or (lambda _: False)
+        self._list = list_namespace
+        self._listed: set[str] = set()  # namespaces whose every object is known
+        self._listing: dict[str, asyncio.Task[None]] = {}
+        # Deletions seen while a namespace's LIST is in flight: the LIST may predate them.
+        self._deleted: dict[ObjectKey, int] = {}
+        self._left_out = False  # an object was seen and not kept: a miss may exist after all
         self.fetches = 0
+        self.lists = 0
+
+    def complete(self, namespace: str) -> bool:
+        """True when every object of ``namespace`` is known: a miss there is an absence."""
+        return namespace in self._listed and not self._left_out
 
     def subscribe(self, route: RouteKey, keys: Iterable[ObjectKey]) -> None:
         """Make ``route`` depend on exactly ``keys`` (replacing its earlier subscription)."""
@@ -49,6 +96,7 @@ class ObjectCache:
             self._drop(route, key)
         for key in wanted:
             self._subscribers.setdefault(key, set()).add(route)
+            self._unsubscribed.discard(key)
         self._subscriptions[route] = wanted
 
     def unsubscribe(self, route: RouteKey) -> None:
@@ -63,12 +111,31 @@ class ObjectCache:
         routes.discard(route)
         if not routes:
             del self._subscribers[key]
-            self._entries.pop(key, None)
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._keep_unsubscribed(key, entry)  # already slim; still in the watch
+
+    def _keep_unsubscribed(self, key: ObjectKey, slim: dict[str, Any]) -> None:
+        if len(self._unsubscribed) < self._keep or self._owned(slim):
+            self._unsubscribed.add(key)
+            self._entries[key] = slim
+        else:
+            self._left_out = True
 
     async def get(self, key: ObjectKey) -> dict[str, Any] | None:
-        """The cached object, reading it from the API once on a miss."""
+        """The cached object; on a miss, its namespace is listed once (or, without a list, the
+        object is read once)."""
         if key in self._entries:
             return self._entries[key]
+        namespace = key[0]
+        if self._list is not None and namespace not in self._listed:
+            await self._list_once(namespace)
+            if key in self._entries:
+                return self._entries[key]
+        if self.complete(namespace):
+            if key in self._subscribers:
+                self._entries[key] = None
+            return None
         self.fetches += 1
         body = await self._fetch(*key)
         # A watch event may have filled the entry while the read was in flight: keep it.
@@ -76,11 +143,45 @@ class ObjectCache:
             self._entries[key] = self._slim(body) if body is not None else None
         return self._entries.get(key, self._slim(body) if body is not None else None)
 
+    async def _list_once(self, namespace: str) -> None:
+        """One LIST per namespace, shared by every miss waiting for it. A failed LIST leaves
+        the misses to single reads; the next miss lists again."""
+        task = self._listing.get(namespace)
+        if task is None:
+            task = asyncio.create_task(self._list_all(namespace), name=f"list:{namespace}")
+            self._listing[namespace] = task
+        try:
+            await asyncio.shield(task)
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("could not list %s: %s", namespace, exc, extra={"namespace": namespace})
+        finally:
+            if task.done():
+                self._listing.pop(namespace, None)
+
+    async def _list_all(self, namespace: str) -> None:
+        items = await self._list(namespace) if self._list is not None else []
+        self.lists += 1
+        for body in items:
+            key = object_key(body)
+            if _resource_version(body) <= self._deleted.get(key, -1):
+                continue  # deleted after the LIST was served
+            if key in self._subscribers:
+                # A subscriber's entry is the watch's to refresh (it wakes the routes).
+                self._entries.setdefault(key, self._slim(body))
+            else:
+                self._observe_unsubscribed("ADDED", key, body)
+        self._listed.add(namespace)
+        self._deleted = {k: v for k, v in self._deleted.items() if k[0] != namespace}
+
     def observe(self, event_type: str | None, body: dict[str, Any]) -> set[RouteKey]:
-        """Apply one watch event; return the routes that depend on the object."""
+        """Apply one watch event; return the routes to wake (those that depend on the object,
+        unless the event only echoes what the cache holds)."""
         key = object_key(body)
+        if event_type == "DELETED" and key[0] in self._listing:
+            self._deleted[key] = _resource_version(body)
         routes = self._subscribers.get(key)
         if not routes:
+            self._observe_unsubscribed(event_type, key, body)
             return set()
         if event_type == "DELETED":
             self._entries[key] = None
@@ -94,12 +195,25 @@ class ObjectCache:
             self._entries[key] = slim
         return set(routes)
 
+    def _observe_unsubscribed(
+        self, event_type: str | None, key: ObjectKey, body: dict[str, Any]
+    ) -> None:
+        if event_type == "DELETED":
+            if key in self._unsubscribed:
+                self._unsubscribed.discard(key)
+                del self._entries[key]
+        elif key not in self._unsubscribed:
+            self._keep_unsubscribed(key, self._slim(body))
+        elif _resource_version(body) >= _resource_version(self._entries[key]):
+            self._entries[key] = self._slim(body)
+
     def put(self, body: dict[str, Any]) -> None:
         """Write-through after the operator's own write, so the next diff sees it at once."""
         key = object_key(body)
-        if key in self._subscribers and _resource_version(body) >= _resource_version(
-            self._entries.get(key)
-        ):
+        if key not in self._subscribers:
+            self._observe_unsubscribed("MODIFIED", key, body)
+            return
+        if _resource_version(body) >= _resource_version(self._entries.get(key)):
             self._entries[key] = self._slim(body)
 
     def __len__(self) -> int:
