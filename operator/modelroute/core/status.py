@@ -117,13 +117,17 @@ def build_status(
 
 
 def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str, Any]:
-    """What decides whether ``status`` is worth a write (see the module docstring)."""
-    wire = status.to_wire()
+    """What decides whether ``status`` is worth a write (see the module docstring).
+
+    The fields as Python values, not as JSON: equal values serialize equally, and comparing
+    them skips pydantic's serializer (most of a plan's cost when it ran twice per plan).
+    """
+    fields = dict(status.__dict__)
     probes = {b.name: spec.effective_probe(b) for b in spec.backends} if spec is not None else {}
-    wire["backends"] = [
+    fields["backends"] = [
         _backend_material(entry, probes.get(entry.name)) for entry in status.backends
     ]
-    return wire
+    return fields
 
 
 def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:
