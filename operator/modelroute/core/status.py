@@ -131,18 +131,7 @@ def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str,
 
 
 def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:
-    record = health.from_status(entry)
-    if probe is None:  # a backend no longer in spec: nothing to cap against
-        key: tuple[object, ...] = (
-            record.healthy,
-            record.consecutive_failures,
-            record.consecutive_successes,
-            record.message,
-            record.reason,
-        )
-    else:
-        key = health.material_key(record, probe)
-    return (entry.name, record.healthy_since, *key)
+    return (entry.name, entry.healthy_since, *health.status_material_key(entry, probe))
 
 
 def wire_patch(written: ModelRouteStatus | None, new: ModelRouteStatus) -> dict[str, Any]:
