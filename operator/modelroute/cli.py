@@ -195,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import kopf
 
     import modelroute.control.handlers  # noqa: F401  (registers the handlers)
+    from modelroute import gctune
+
+    gctune.install()  # full collections walk only what is new (see gctune)
 
     kopf.run(
         clusterwide=settings.clusterwide,
