@@ -166,9 +166,9 @@ def decisive(written: ModelRouteStatus | None, new: ModelRouteStatus) -> bool:
 
 
 def _headline(status: ModelRouteStatus) -> dict[str, Any]:
-    wire = status.to_wire()
-    wire["backends"] = [(b.name, b.healthy) for b in status.backends]
-    return wire
+    fields = dict(status.__dict__)  # Python values, not JSON: see material()
+    fields["backends"] = [(b.name, b.healthy) for b in status.backends]
+    return fields
 
 
 def build_invalid_status(
