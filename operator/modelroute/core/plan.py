@@ -98,8 +98,7 @@ def _routing_plan(given: PlanInput) -> Plan:
     records = ramp.restarted(given.records, given.previous.failback_aborted)
     decision = policy.decide(given.spec, records, active, given.now, failback_approved=approved)
     verdict, problem = _standing_verdict(given)
-    if (verdict, problem) != (given.verdict, given.problem):
-        given = dataclasses.replace(given, verdict=verdict, problem=problem)
+    given = dataclasses.replace(given, verdict=verdict, problem=problem)
     step = _ramp_step(given, progress, records, decision, active)
     split = step.split if step is not None else _split(given.spec, decision, active)
     achieved = given.problem is None or (split is not None and given.carried == split)
