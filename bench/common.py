@@ -223,7 +223,9 @@ class ServiceWatch:
                             break
                         self._rv = obj["metadata"]["resourceVersion"]
                         self._apply(stamp, obj, deleted=event["type"] == "DELETED")
-            except OSError:
+            except Exception:
+                # Any broken stream (OSError, a truncated chunk, a half line): watch again from
+                # the last resourceVersion. A dead thread would leave every later switch unseen.
                 if not self._stop.is_set():
                     time.sleep(0.2)
 

@@ -88,6 +88,10 @@ def write(results: dict[str, Any]) -> None:
     for scenario, key, goal, check in GOALS:
         entry = scenarios.get(scenario)
         value = (entry or {}).get("result", {}).get(key)
+        if scenario == "mass" and entry and entry.get("runs"):
+            # The worst run, not the median: a median of two runs is their mean, and one write
+            # rate measured while the API server stalled makes a goal "met" that was not.
+            value = max(r.get(key, math.nan) for r in entry["runs"])
         if entry is None or value is None or (isinstance(value, float) and math.isnan(value)):
             add(f"| `{scenario}.{key}` | {goal} | not measured | - |")
             continue
@@ -220,11 +224,7 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
     for point in sorted(entry["points"].values(), key=lambda p: (p["routes"], p["interval_s"])):
         r = point["result"]
         per = r.get("writes_per_route") or {}
-        met = (
-            "yes"
-            if r.get("first_over_goal_s", 1) <= 0 and r.get("all_over_goal_s", 1) <= 0
-            else "**no**"
-        )
+        met = _met(point.get("runs") or [r])
         add(
             f"| {point['routes']}{' (quick)' if point.get('quick') else ''} | "
             f"{point['interval_s']} s | {point['repeats']} | {fmt(r.get('api_writes_per_s'))} | "
@@ -270,6 +270,16 @@ def _scrape_goals(add: Any) -> None:
         where = f"at {scrape['routes']} routes, {mode} targets (`python -m bench.scrape`)"
         met = "yes" if took <= 100 else "**no**"
         add(f"| `scrape.{mode}.scrape_ms.p50` | <= 100 ms | {took:.0f} ms {where} | {met} |")
+
+
+def _met(runs: list[dict[str, Any]]) -> str:
+    """Met in every run, else in how many: each run against its own measured write rate."""
+    ok = sum(
+        1 for r in runs if r.get("first_over_goal_s", 1) <= 0 and r.get("all_over_goal_s", 1) <= 0
+    )
+    if ok == len(runs):
+        return "yes"
+    return "**no**" if ok == 0 else f"**in {ok} of {len(runs)}**"
 
 
 def _scale(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:

@@ -182,3 +182,15 @@ def test_each_type_remembers_when_its_status_last_changed(
         )
     assert [c.type for c in conditions] == first_seen
     assert {c.type: c.last_transition_time for c in conditions} == changed_at
+
+
+def test_an_unchanged_condition_keeps_the_very_objects() -> None:
+    """Nothing to change: the same objects come back, so a plan can skip copying status."""
+    result = set_ready([READY, DEGRADED])
+    assert result == [READY, DEGRADED]
+    assert result[0] is READY and result[1] is DEGRADED
+
+
+def test_an_unchanged_condition_with_a_duplicate_still_drops_the_duplicate() -> None:
+    stale = READY.model_copy(update={"message": "stale"})
+    assert set_ready([READY, DEGRADED, stale]) == [READY, DEGRADED]

@@ -16,8 +16,10 @@ from modelroute.core.health import (
     HealthRecord,
     ProbeOutcome,
     fold,
+    fold_deep,
     from_status,
     material_key,
+    status_material_key,
     to_status,
 )
 from modelroute.core.types import ProbeFailure
@@ -251,3 +253,34 @@ def test_fold_flips_exactly_when_a_run_reaches_its_threshold(
         else:
             assert record.healthy is before  # a result agreeing with the verdict never flips it
         assert (record.healthy_since is not None) is record.healthy
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    failure_threshold=st.integers(1, 4),
+    success_threshold=st.integers(1, 4),
+    results=st.lists(st.sampled_from("+-d"), max_size=12),
+)
+def test_status_material_key_is_the_material_key_of_the_record_status_holds(
+    failure_threshold: int, success_threshold: int, results: list[str]
+) -> None:
+    """The status comparison reads the key off ``status.backends[]`` without rebuilding the
+    record: it must be the record's own key (capped with a probe, uncapped without)."""
+    probe = ProbeSpec(failure_threshold=failure_threshold, success_threshold=success_threshold)
+    record = HealthRecord()
+    for step, result in enumerate(results):
+        outcome = ProbeOutcome(result == "+", 10, f"m{step}", at(step), ProbeFailure.UNAVAILABLE)
+        if result == "d":
+            record = fold_deep(record, outcome, probe)
+        else:
+            record = fold(record, outcome, probe)
+        entry = to_status("vendor", record)
+        assert status_material_key(entry, probe) == material_key(from_status(entry), probe)
+        uncapped = from_status(entry)
+        assert status_material_key(entry, None) == (
+            uncapped.healthy,
+            uncapped.consecutive_failures,
+            uncapped.consecutive_successes,
+            uncapped.message,
+            uncapped.reason,
+        )

@@ -29,6 +29,13 @@ def set_condition(
     is appended. ``now`` becomes ``lastTransitionTime`` only for a new condition or a status flip.
     """
     previous = get_condition(conditions, type)
+    if (
+        previous is not None
+        and (previous.status, previous.reason, previous.message) == (status, reason, message)
+        and previous.observed_generation == observed_generation
+        and sum(1 for condition in conditions if condition.type == type) == 1
+    ):
+        return list(conditions)  # as it is: the same objects, so callers can skip their copies
     if previous is not None and previous.status == status:
         transition_time = previous.last_transition_time
     else:

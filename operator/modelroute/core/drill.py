@@ -98,7 +98,8 @@ def with_degraded(
     new: ModelRouteStatus, drill: DrillStatus | None, now: datetime, generation: int | None
 ) -> ModelRouteStatus:
     """``new`` with ``status.drill`` set and, while a drill runs, Degraded saying so."""
-    new = new.model_copy(update={"drill": drill})
+    if new.drill != drill:  # no copy when nothing changes (the usual case: no drill at all)
+        new = new.model_copy(update={"drill": drill})
     degraded = get_condition(new.conditions, ConditionType.DEGRADED)
     if drill is None or degraded is None:
         return new

@@ -198,6 +198,23 @@ def material_key(record: HealthRecord, probe: ProbeSpec) -> tuple[object, ...]:
     )
 
 
+def status_material_key(status: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:
+    """:func:`material_key` of the record ``status`` holds, read without rebuilding it; with no
+    ``probe`` (a backend no longer in spec) nothing is capped and the deep failure is left out."""
+    failures, successes = status.consecutive_failures, status.consecutive_successes
+    reason = _failure(status.reason)
+    if probe is None:
+        return (status.healthy, failures, successes, status.message, reason)
+    return (
+        status.healthy,
+        min(failures, probe.failure_threshold),
+        min(successes, probe.success_threshold),
+        status.message,
+        reason,
+        _failure(status.deep_probe_failure),
+    )
+
+
 def from_status(status: BackendStatus) -> HealthRecord:
     """Rebuild a backend's record from ``status.backends[]`` (resume after a restart)."""
     return HealthRecord(

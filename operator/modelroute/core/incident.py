@@ -69,7 +69,10 @@ def _suspended(given: PlanInput, routing_plan: RoutingPlan) -> Plan:
     if _ready_reason(given.previous) != ReadyReason.SUSPENDED:
         suspended = PlannedEvent(EventType.NORMAL, IncidentEvent.SUSPENDED, message)
         events = (suspended, *events)
-    return dataclasses.replace(decided, split=None, status=new, events=events, moved=False)
+    write = needs_write(given.written, new, given.spec)
+    return dataclasses.replace(
+        decided, split=None, status=new, events=events, moved=False, write_status=write
+    )
 
 
 def _suspended_message(given: PlanInput, decided: Plan) -> str:
@@ -114,7 +117,12 @@ def _with_drill(given: PlanInput, decided: Plan) -> Plan:
         status=new,
         events=drill.events(given.previous.drill, state, decided.events),
         recheck_at=drill.recheck(state, decided.recheck_at),
-        write_status=needs_write(given.written, new, given.spec),
+        # The routing plan judged its own status already: judge again only what the drill changed.
+        write_status=(
+            decided.write_status
+            if new is decided.status
+            else needs_write(given.written, new, given.spec)
+        ),
     )
 
 

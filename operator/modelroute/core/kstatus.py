@@ -21,6 +21,7 @@ say changes and a steady route still writes nothing. Pure.
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime
 
 from modelroute.api.status import ConditionStatus, ModelRouteStatus
@@ -90,4 +91,6 @@ def with_kstatus(new: ModelRouteStatus, generation: int | None, now: datetime) -
             now=now,
             observed_generation=generation,
         )
+    if len(conds) == len(new.conditions) and all(map(operator.is_, conds, new.conditions)):
+        return new  # both as they were: no copy (a plan runs per route on every health change)
     return new.model_copy(update={"conditions": conds})

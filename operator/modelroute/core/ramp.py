@@ -171,7 +171,8 @@ def with_progress(
     else:
         progress = step.progress
         aborted = step.aborted or (None if step.completed else previous.failback_aborted)
-    new = new.model_copy(update={"failback": progress, "failback_aborted": aborted})
+    if (new.failback, new.failback_aborted) != (progress, aborted):
+        new = new.model_copy(update={"failback": progress, "failback_aborted": aborted})
     if progress is None:
         return new
     weights = ", ".join(f"{t.backend} {t.weight}%" for t in new.traffic)

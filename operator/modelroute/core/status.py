@@ -117,28 +117,21 @@ def build_status(
 
 
 def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str, Any]:
-    """What decides whether ``status`` is worth a write (see the module docstring)."""
-    wire = status.to_wire()
+    """What decides whether ``status`` is worth a write (see the module docstring).
+
+    The fields as Python values, not as JSON: equal values serialize equally, and comparing
+    them skips pydantic's serializer (most of a plan's cost when it ran twice per plan).
+    """
+    fields = dict(status.__dict__)
     probes = {b.name: spec.effective_probe(b) for b in spec.backends} if spec is not None else {}
-    wire["backends"] = [
+    fields["backends"] = [
         _backend_material(entry, probes.get(entry.name)) for entry in status.backends
     ]
-    return wire
+    return fields
 
 
 def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:
-    record = health.from_status(entry)
-    if probe is None:  # a backend no longer in spec: nothing to cap against
-        key: tuple[object, ...] = (
-            record.healthy,
-            record.consecutive_failures,
-            record.consecutive_successes,
-            record.message,
-            record.reason,
-        )
-    else:
-        key = health.material_key(record, probe)
-    return (entry.name, record.healthy_since, *key)
+    return (entry.name, entry.healthy_since, *health.status_material_key(entry, probe))
 
 
 def wire_patch(written: ModelRouteStatus | None, new: ModelRouteStatus) -> dict[str, Any]:
@@ -173,9 +166,9 @@ def decisive(written: ModelRouteStatus | None, new: ModelRouteStatus) -> bool:
 
 
 def _headline(status: ModelRouteStatus) -> dict[str, Any]:
-    wire = status.to_wire()
-    wire["backends"] = [(b.name, b.healthy) for b in status.backends]
-    return wire
+    fields = dict(status.__dict__)  # Python values, not JSON: see material()
+    fields["backends"] = [(b.name, b.healthy) for b in status.backends]
+    return fields
 
 
 def build_invalid_status(
