@@ -656,6 +656,7 @@ def test_chat_ai_as_the_chart_service_account_under_only_its_rbac(
         assert granted == {
             (AIGATEWAYROUTES.group, AIGATEWAYROUTES.plural): [
                 "create",
+                "delete",  # a driver switch releases the route's previous object
                 "get",
                 "list",
                 "patch",

@@ -174,3 +174,20 @@ async def test_a_decision_event_reposted_after_a_crash_is_posted_once() -> None:
         assert "name" in named[0]["metadata"]  # a fixed name: the repost got a 409
         assert s.kube.calls.count("create_event") == 2
         assert s.stored() == "inhouse"
+
+
+async def test_drain_returns_once_the_status_due_is_written_not_before() -> None:
+    # A graceful stop: the failback's status is held in the API server's queue; drain waits
+    # for it (the next leader must plan from it), then returns; a deferred change is not waited.
+    async with reporter(on("inhouse", count=1)) as s:
+        s.kube.status_writes_held = held = asyncio.Event()
+        s.reporter.submit(moved("FailedBack"), on("vendor", count=2), None)
+        drained = asyncio.create_task(s.reporter.drain())
+        await s.clock.until(1)
+        assert not drained.done()
+        held.set()
+        await s.clock.until(1.5)
+        assert drained.done()
+        assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 2
+        s.reporter.submit((), on("vendor", failures=1, count=2), None)  # deferred 30 s
+        await asyncio.wait_for(s.reporter.drain(), 1)

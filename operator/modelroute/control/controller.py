@@ -164,6 +164,13 @@ class Controller:
         for key in list(self._workers):
             await self.remove(key)
 
+    async def drain(self) -> None:
+        """Wait until the routes have sent the Events and statuses they owe (a graceful stop,
+        while this replica still holds the Lease: a new leader started from a status one move
+        behind would count the next failover from there). The caller bounds the wait."""
+        if self._leading and self._workers:
+            await asyncio.gather(*(w.reporter.drain() for w in self._workers.values()))
+
     async def shutdown(self) -> None:
         """Stop every worker."""
         workers, self._workers = list(self._workers.values()), {}

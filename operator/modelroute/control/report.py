@@ -89,6 +89,7 @@ class Reporter:
         self._hold_until: float | None = None  # see _first_hold
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
+        self._attempted = asyncio.Event()  # set after each send attempt and when _run ends
 
     @property
     def unsent(self) -> list[StampedEvent]:
@@ -130,6 +131,19 @@ class Reporter:
                 self._task = asyncio.create_task(self._run(), name=f"report:{self._ref.key}")
                 self._task.add_done_callback(self._on_done)
 
+    async def drain(self) -> None:
+        """Return once the Events and the status due by now are sent (a graceful stop: the
+        next leader plans from what this one wrote, not from a status one move behind).
+        Deferred counter-only changes are left; the caller bounds the wait."""
+        loop = asyncio.get_running_loop()
+        while (
+            self._task is not None
+            and not self._task.done()
+            and (self._events or (self._due is not None and self._due <= loop.time()))
+        ):
+            self._attempted.clear()
+            await self._attempted.wait()
+
     async def stop(self) -> None:
         """Cancel what is waiting (the next worker of the route plans its status again)."""
         if self._task is not None:
@@ -166,12 +180,20 @@ class Reporter:
 
     async def _run(self) -> None:
         """Send what is due until nothing is pending; failed writes are retried with backoff."""
+        try:
+            await self._send_pending()
+        finally:
+            self._attempted.set()  # drain() waits no longer for a reporter with nothing to send
+
+    async def _send_pending(self) -> None:
         retry = _RETRY_FIRST_SECONDS
         while self.pending:
             await self._until_due()
             try:
                 await self._flush()
+                self._attempted.set()
             except _API_FAILURES as exc:
+                self._attempted.set()
                 self._classify()  # against the baseline as it now stands
                 logger.warning(
                     "status write failed, retrying in %.0fs: %s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -117,6 +118,10 @@ class Runtime:
     async def stop(self) -> None:
         """Stop the workers, endpoints and connections."""
         self.ready = False
+        # What the routes owe (a failback's status, its Event) goes out before the Lease does.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.shutdown_grace_seconds / 2):
+                await self.controller.drain()
         if self.elector is not None:
             # Stepping down stops the workers, then the Lease is released for a fast takeover.
             self.elector.cancel()
