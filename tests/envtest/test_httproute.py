@@ -561,7 +561,7 @@ def test_chat_gw_as_the_chart_service_account_under_only_its_rbac(
         rules = [r for o in release.objects if o["kind"] == "Role" for r in o["rules"]]
         httproute_rules = [r for r in rules if HTTPROUTES.plural in r["resources"]]
         assert [sorted(r["verbs"]) for r in httproute_rules] == [
-            ["create", "get", "list", "patch", "watch"]
+            ["create", "delete", "get", "list", "patch", "watch"]  # delete: handover
         ]
         identity = crd.mint_service_account(
             release_ns, release.only("ServiceAccount")["metadata"]["name"]
