@@ -126,14 +126,27 @@ class FakeKube(FakeDiscovery):
             raise self.patch_error
         return self.mutate((namespace, name), patch, kind=kind)
 
-    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
-        """Delete an object, only while it has ``uid`` (409 otherwise, as the API server)."""
+    async def delete_object(
+        self,
+        kind: ObjectKind,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str | None = None,
+    ) -> None:
+        """Delete an object, only while it has ``uid`` and, when given, ``resource_version``
+        (409 otherwise, as the API server)."""
         self.calls.append("delete")
         found = self.store(kind).get((namespace, name))
         if found is None:
             return
         if found["metadata"].get("uid") != uid:
             raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
+        have = found["metadata"].get("resourceVersion")
+        if resource_version and have != resource_version:
+            raise ApiError(
+                409, "Conflict", f"Precondition failed: ResourceVersion in precondition: {have}"
+            )
         self.delete((namespace, name), kind=kind)
 
     async def patch_route_status(

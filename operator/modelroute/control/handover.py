@@ -11,7 +11,7 @@ from modelroute.control.route import Driven
 from modelroute.core.types import RouteRef
 from modelroute.kube.client import ApiError, KubeApi
 from modelroute.routing import RoutingState
-from modelroute.routing.handover import Routed, moved, release
+from modelroute.routing.handover import Routed, explain, moved, release
 
 logger = logging.getLogger("modelroute.control.handover")
 
@@ -30,13 +30,22 @@ class Handover:
         current = [Routed(driven.info, driven.spec)] if driven is not None else []
         return [*self.previous, *current]
 
+    def explain(self, route: RouteRef, driven: Driven, state: RoutingState) -> RoutingState:
+        """``state``, its RouteConflict on an object a previous routing object generates told as
+        such (see :func:`modelroute.routing.handover.explain`)."""
+        return explain(route, Routed(driven.info, driven.spec), self.previous, state)
+
     async def settle(
         self, kube: KubeApi, route: RouteRef, driven: Driven, state: RoutingState
     ) -> None:
         """Release the previous objects once ``state`` (the current object's, after this
-        reconcile's routing) carries traffic; a failure is retried on the next reconcile."""
+        reconcile's routing) carries traffic and its gateway, if any, accepted it (a new
+        object reads back Pending at first, and may yet be rejected); a failure is retried on
+        the next reconcile."""
         now = Routed(driven.info, driven.spec)
         if not self.previous or state.split is None or state.problem is not None:
+            return
+        if state.verdict is not None and state.verdict.status != "True":
             return
         while self.previous:
             old = self.previous[0]

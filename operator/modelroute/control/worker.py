@@ -256,11 +256,11 @@ class RouteWorker:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
         ref, spec = self.route.ref, driven.spec
         if decided.split is None:
-            return await driven.driver.observe(ref, spec)
+            return self._handover.explain(ref, driven, await driven.driver.observe(ref, spec))
         state = await driven.driver.apply(ref, spec, decided.split)
         if state.wrote:
             self._deps.metrics.api_writes.labels(driven.info.kind.plural).inc()
-        return state
+        return self._handover.explain(ref, driven, state)
 
     async def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
         """After routing: metrics and the next recheck here; Events and the status write are
