@@ -15,8 +15,10 @@ while a write was in flight is neither skipped (a flap back to the status before
 written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
 have landed: the baseline is then unknown, and the newest status is written whatever it is.
 Events are kept here, in order, until posted (each before the status that follows its decision),
-stamped with when they were decided: none is handed to the Event recorder's own outage queue, from
-which a later Event or the status could overtake it when the API server comes back.
+stamped with when they were decided and logged once, when decided (a post retried through an
+outage does not log it again). At most ``MAX_UNSENT`` per route are kept: beyond that the oldest
+are dropped, with a warning naming how many (an outage long enough for a route to decide that
+many moves has its story in status and metrics already).
 
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
@@ -50,6 +52,8 @@ logger = logging.getLogger("modelroute.control.report")
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
+# Events of one route kept while they cannot be posted; beyond this the oldest are dropped.
+MAX_UNSENT = 100
 StampedEvent = tuple[PlannedEvent, datetime]  # an Event and when it was decided
 
 
@@ -108,12 +112,17 @@ class Reporter:
         accepted last, not by the caller against a status it read before its routing await.
         """
         now = self._deps.now()
-        self._events.extend((event, now) for event in events)
+        for event in events:
+            self._deps.events.log(self._ref, event.type, event.reason, event.message)
+        self._keep(events, now)
+        before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
         self._classify()
-        if events or (self._due is not None and self._due <= asyncio.get_running_loop().time()):
-            # A decision (Events, a decisive status) does not sit out a backoff of up to 30 s
-            # taken before it: the API server may well be back already.
+        if events or status.decisive(before, desired):
+            # A new decision (Events, a decisive change of the status) does not sit out a
+            # backoff of up to 30 s taken before it: the API server may well be back already.
+            # The same status planned again (every probe) waits for the backoff, or every
+            # reconcile during an outage would retry at once.
             self._back.set()
         if self.pending:
             self._wake.set()
@@ -121,6 +130,18 @@ class Reporter:
             if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self._run(), name=f"report:{self._ref.key}")
                 self._task.add_done_callback(self._on_done)
+
+    def _keep(self, events: Sequence[PlannedEvent], now: datetime) -> None:
+        self._events.extend((event, now) for event in events)
+        over = len(self._events) - MAX_UNSENT
+        if over > 0:
+            del self._events[:over]
+            logger.warning(
+                "dropped the %d oldest Events not yet posted (more than %d kept)",
+                over,
+                MAX_UNSENT,
+                extra={"namespace": self._ref.namespace, "route": self._ref.name},
+            )
 
     async def stop(self) -> None:
         """Cancel what is waiting (the next worker of the route plans its status again)."""
@@ -189,15 +210,20 @@ class Reporter:
         deps, ref = self._deps, self._ref
         while self._events:  # each taken off only once posted: a stop() keeps the rest
             event, at = self._events[0]
-            await deps.events.emit(ref, event.type, event.reason, event.message, at, keep=False)
+            await deps.events.post(ref, event.type, event.reason, event.message, at)
             self._events.pop(0)
         desired = self._desired
         due = self._due
         if desired is None or due is None or due > asyncio.get_running_loop().time():
             return
         patch = status.wire_patch(self.written, desired)
-        self.uncertain = True  # until the answer: it may land even if the answer never comes
-        answer = await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
+        before, self.uncertain = self.uncertain, True  # until the answer: it may land anyway
+        try:
+            answer = await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
+        except ApiError as exc:
+            if 400 <= exc.status < 500:
+                self.uncertain = before  # refused: the stored status is as it was
+            raise
         deps.metrics.api_writes.labels("modelroutes/status").inc()
         self.written, self.uncertain = _accepted(answer, desired), False
         self._due = None
