@@ -9,7 +9,7 @@ a real ``ObjectCache`` when it wants the watch to catch up. It also keeps route 
 posted Events, Secrets and Leases.
 Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
 ``status_write_error``, ``status_answer_error``, ``status_writes_held``, ``events_held``,
-``lease_error``), never
+``lease_error``, ``delete_error``), never
 methods a test reassigns.
 """
 
@@ -63,6 +63,8 @@ class FakeKube(FakeDiscovery):
         # While set, every status patch is stored, then raises it: the write landed and its
         # answer was lost (the connection dropped after the API server committed it).
         self.status_answer_error: BaseException | None = None
+        # While set, every delete_object raises it (a 403, a webhook refusing the delete).
+        self.delete_error: BaseException | None = None
         # While set, every status patch waits until this asyncio.Event is set (a slow API
         # server, for status writes only); the patch is counted in ``calls`` when it is sent.
         self.status_writes_held: asyncio.Event | None = None
@@ -141,6 +143,8 @@ class FakeKube(FakeDiscovery):
         """Delete an object, only while it has ``uid`` and, when given, ``resource_version``
         (409 otherwise, as the API server)."""
         self.calls.append("delete")
+        if self.delete_error is not None:
+            raise self.delete_error
         found = self.store(kind).get((namespace, name))
         if found is None:
             return

@@ -6,8 +6,11 @@ object. FakeKube, no worker."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,6 +32,7 @@ from modelroute.routing.ownership import (
     owner_reference,
 )
 from tests.fakes.kube import FakeKube
+from tests.unit.test_worker import running_world
 
 NS = "ai"
 ROUTE = RouteRef(namespace=NS, name="chat", uid="uid-chat")
@@ -130,6 +134,13 @@ def aigw_renamed() -> Routed:
     return Routed(aigatewayroute.DRIVER, spec("AIGatewayRoute", **routing))
 
 
+@contextlib.asynccontextmanager
+async def handing_over(kube: FakeKube, *previous: Routed) -> AsyncIterator[Handover]:
+    """A Handover of ``previous`` on test_worker's Deps, talking to ``kube``."""
+    async with running_world() as w:
+        yield Handover(list(previous), dataclasses.replace(w.controller._deps, kube=kube))
+
+
 def driven(routed: Routed, kube: FakeKube) -> Driven:
     info: DriverInfo = routed.info
     cache = ObjectCache(functools.partial(kube.get_object, info.kind), slim_object)
@@ -148,8 +159,15 @@ async def test_aigatewayroute_to_httproute_under_one_name_says_why_and_keeps_the
         "controller": True,
     }
     kube.seed(ours(HTTPROUTES, ownerReferences=[controller]))  # the AI Gateway's HTTPRoute
-    handover, now = Handover([aigw()]), driven(http(), kube)
+    now = driven(http(), kube)
     state = await now.driver.apply(ROUTE, now.spec, TrafficSplit.single("vendor"))
+    async with handing_over(kube, aigw()) as handover:
+        await explained(handover, now, state, kube)
+    # A conflict with an object nothing of the route's generates is left as the driver said.
+    assert explain(ROUTE, http(), [], state) == state
+
+
+async def explained(handover: Handover, now: Driven, state: RoutingState, kube: FakeKube) -> None:
     assert state.problem is not None and str(state.problem.reason) == "RouteConflict"
     told = handover.explain(ROUTE, now, state)
     assert told.problem is not None and str(told.problem.reason) == "RouteConflict"
@@ -158,10 +176,8 @@ async def test_aigatewayroute_to_httproute_under_one_name_says_why_and_keeps_the
         "through before; set spec.routing.httpRoute.name to another name (traffic stays on "
         "the AIGatewayRoute until then)"
     )
-    await handover.settle(kube, ROUTE, now, told)
+    await handover.settle(ROUTE, now, told)
     assert KEY in kube.store(AIGATEWAYROUTES) and handover.previous  # nothing released
-    # A conflict with an object nothing of the route's generates is left as the driver said.
-    assert explain(ROUTE, http(), [], state) == state
 
 
 @pytest.mark.parametrize(
@@ -180,11 +196,12 @@ async def test_nothing_is_released_before_the_gateway_accepted_the_new_object(
     stable["spec"] = {"selector": {"app": "vendor"}, "ports": [{"port": 80}]}
     kube.seed(stable, kind=SERVICES)
     old = Routed(service.DRIVER, spec("Service"))
-    handover, now = Handover([old]), driven(http(), kube)
+    now = driven(http(), kube)
     carried = RoutingState(split=TrafficSplit.single("vendor"), verdict=verdict)
-    await handover.settle(kube, ROUTE, now, carried)
-    assert ((NS, "chat-stable") not in kube.store(SERVICES)) is released
-    assert (handover.previous == []) is released
+    async with handing_over(kube, old) as handover:
+        await handover.settle(ROUTE, now, carried)
+        assert ((NS, "chat-stable") not in kube.store(SERVICES)) is released
+        assert (handover.previous == []) is released
 
 
 def test_a_problem_is_never_explained_away() -> None:
