@@ -727,8 +727,15 @@ class CountingKube:
         result: dict[str, Any] = await self._write("patch", kind.plural, (namespace, name), send)
         return result
 
-    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
-        send = self._inner.delete_object(kind, namespace, name, uid)
+    async def delete_object(
+        self,
+        kind: ObjectKind,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str | None = None,
+    ) -> None:
+        send = self._inner.delete_object(kind, namespace, name, uid, resource_version)
         await self._write("delete", kind.plural, (namespace, name), send)
 
     async def patch_route_status(

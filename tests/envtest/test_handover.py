@@ -2,7 +2,8 @@
 to the HTTPRoute driver (spec.routing.driver). Once the HTTPRoute carries the traffic, the
 stable Service the route no longer routes through is deleted (deletionPolicy Delete) or kept
 without the route's ownerReference, still pointing where it last pointed (Retain). The real API
-server with the upstream Gateway API CRDs; no gateway answers (the verdict stays Unknown)."""
+server with the upstream Gateway API CRDs; nothing is released until a (played) gateway accepts
+the HTTPRoute: a new object that is then rejected must still have the old one to fall back on."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from modelroute.kube.client import HTTPROUTES
 
 # The operator serving the Service and HTTPRoute drivers (started after the upstream CRDs).
 from tests.envtest.test_httproute import operator as operator
+from tests.harness.gateway import FakeGatewayController, GatewayVerdict
 from tests.harness.kube import wait_for
 from tests.harness.operator import OperatorProcess
 from tests.harness.scenario import Scenario
@@ -36,6 +38,14 @@ def http_route(sc: Scenario) -> dict[str, Any] | None:
     return got
 
 
+def accept(sc: Scenario) -> None:
+    """The Service is kept while no gateway answered; then a gateway accepts the HTTPRoute."""
+    pending = lambda: (sc.condition("RoutingAccepted") or {}).get("status") == "Unknown"  # noqa: E731
+    wait_for(pending, 10, "RoutingAccepted Unknown")
+    assert sc.stable_service() is not None, "released before the gateway accepted the new one"
+    FakeGatewayController(sc.cluster, sc.namespace, "chat").set_verdict(GatewayVerdict())
+
+
 def weights(sc: Scenario) -> dict[str, int] | None:
     """backendRef name -> weight of the HTTPRoute's rule, once it exists."""
     body = http_route(sc)
@@ -56,6 +66,7 @@ def test_switching_service_to_httproute_deletes_the_stable_service_after_the_swi
     body = http_route(sc)
     assert body is not None
     assert [o["uid"] for o in body["metadata"]["ownerReferences"]] == [uid]
+    accept(sc)
     wait_for(lambda: sc.stable_service() is None, 10, "the stable Service deleted")
     wait_for(lambda: (sc.get_route()["status"].get("activeBackend")) == "vendor", 5, "status")
 
@@ -69,6 +80,7 @@ def test_switching_under_retain_keeps_the_stable_service_without_our_owner_refer
     routing = {**TO_HTTPROUTE, "deletionPolicy": "Retain"}
     sc.patch_route({"spec": {"routing": routing}})
     wait_for(lambda: weights(sc), 15, "the HTTPRoute created")
+    accept(sc)
 
     def released() -> client.V1Service | None:
         svc = sc.stable_service()

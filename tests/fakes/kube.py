@@ -8,7 +8,8 @@ backendRef without a port, a duplicate create), and queues watch events that a t
 a real ``ObjectCache`` when it wants the watch to catch up. It also keeps route status patches,
 posted Events, Secrets and Leases.
 Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
-``status_write_error``, ``status_writes_held``, ``events_held``, ``lease_error``), never
+``status_write_error``, ``status_answer_error``, ``status_writes_held``, ``events_held``,
+``lease_error``, ``delete_error``), never
 methods a test reassigns.
 """
 
@@ -59,6 +60,11 @@ class FakeKube(FakeDiscovery):
         self.fail_status_writes = 0  # how many status patches to fail with a 500
         # While set, every status patch raises it (e.g. a RuntimeError standing for a bug).
         self.status_write_error: BaseException | None = None
+        # While set, every status patch is stored, then raises it: the write landed and its
+        # answer was lost (the connection dropped after the API server committed it).
+        self.status_answer_error: BaseException | None = None
+        # While set, every delete_object raises it (a 403, a webhook refusing the delete).
+        self.delete_error: BaseException | None = None
         # While set, every status patch waits until this asyncio.Event is set (a slow API
         # server, for status writes only); the patch is counted in ``calls`` when it is sent.
         self.status_writes_held: asyncio.Event | None = None
@@ -126,14 +132,29 @@ class FakeKube(FakeDiscovery):
             raise self.patch_error
         return self.mutate((namespace, name), patch, kind=kind)
 
-    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
-        """Delete an object, only while it has ``uid`` (409 otherwise, as the API server)."""
+    async def delete_object(
+        self,
+        kind: ObjectKind,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str | None = None,
+    ) -> None:
+        """Delete an object, only while it has ``uid`` and, when given, ``resource_version``
+        (409 otherwise, as the API server)."""
         self.calls.append("delete")
+        if self.delete_error is not None:
+            raise self.delete_error
         found = self.store(kind).get((namespace, name))
         if found is None:
             return
         if found["metadata"].get("uid") != uid:
             raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
+        have = found["metadata"].get("resourceVersion")
+        if resource_version and have != resource_version:
+            raise ApiError(
+                409, "Conflict", f"Precondition failed: ResourceVersion in precondition: {have}"
+            )
         self.delete((namespace, name), kind=kind)
 
     async def patch_route_status(
@@ -150,6 +171,8 @@ class FakeKube(FakeDiscovery):
             raise ApiError(500, "InternalError", "etcd is having a moment")
         key = (namespace, name)
         self.route_status[key] = merge_patch(self.route_status.get(key, {}), status)
+        if self.status_answer_error is not None:
+            raise self.status_answer_error
         return {"status": copy.deepcopy(self.route_status[key])}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

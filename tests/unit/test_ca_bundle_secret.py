@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 from pathlib import Path
@@ -139,6 +140,15 @@ async def test_a_vanished_process_wide_bundle_is_an_error_not_a_crash(
 ) -> None:
     with pytest.raises(CaBundleError, match=r"--ca-bundle .*gone\.pem"):
         await TrustStore(str(tmp_path / "gone.pem")).context_for(pems[0])
+
+
+async def test_concurrent_misses_on_one_bundle_build_one_context(pems: tuple[str, str]) -> None:
+    # A rotated shared CA: every route misses at once; one build, one context (one pool).
+    store = TrustStore()
+    got = await asyncio.gather(*(store.context_for(pems[0]) for _ in range(8)))
+    assert len({id(context) for context in got}) == 1
+    assert len(store) == 1
+    assert await store.context_for(pems[0]) is got[0]
 
 
 async def test_the_store_is_bounded_least_recently_used_first(pems: tuple[str, str]) -> None:

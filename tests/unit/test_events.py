@@ -7,8 +7,6 @@ makes the API server refuse the repost (409), and the recorder counts that as po
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import re
 from datetime import UTC, datetime
 
@@ -18,7 +16,6 @@ import pytest
 from modelroute.core.types import EventType, RouteRef
 from modelroute.kube.client import ApiError
 from modelroute.kube.events import EventRecorder, decision_name, decision_of, event_body
-from modelroute.kube.reachability import ApiReachability
 from tests.fakes.kube import FakeKube
 
 ROUTE = RouteRef("ai", "chat", "uid-1")
@@ -80,13 +77,13 @@ def test_a_decision_event_is_named_and_others_are_generated() -> None:
 async def test_a_decision_taken_again_after_a_crash_is_posted_once() -> None:
     kube = FakeKube()
     first, second = EventRecorder(kube, "first"), EventRecorder(kube, "second")
-    await first.emit(
+    await first.post(
         ROUTE, EventType.WARNING, "FailedOver", "vendor down", DECIDED_AT, decision=FAILOVER
     )
     # The next process, after a crash before the status write, takes the same failover again
     # (its message may differ: it knows the vendor's failure only from status).
     later = datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC)
-    await second.emit(ROUTE, EventType.WARNING, "FailedOver", "moved off", later, decision=FAILOVER)
+    await second.post(ROUTE, EventType.WARNING, "FailedOver", "moved off", later, decision=FAILOVER)
     assert [e["message"] for e in kube.posted_events] == ["vendor down"]
     assert kube.calls.count("create_event") == 2  # the repost reached the server: refused
 
@@ -100,7 +97,7 @@ async def test_distinct_decisions_are_all_posted() -> None:
         ("FailedOver", "3:inhouse=100"),  # the same move again: a new one
     ]
     for reason, decision in moves:
-        await recorder.emit(ROUTE, EventType.NORMAL, reason, "m", DECIDED_AT, decision=decision)
+        await recorder.post(ROUTE, EventType.NORMAL, reason, "m", DECIDED_AT, decision=decision)
     assert [e["reason"] for e in kube.posted_events] == ["FailedOver", "FailedBack", "FailedOver"]
     assert len({e["metadata"]["name"] for e in kube.posted_events}) == 3
 
@@ -109,7 +106,7 @@ async def test_events_without_a_decision_are_posted_every_time() -> None:
     kube = FakeKube()
     recorder = EventRecorder(kube, "c")
     for _ in range(2):
-        await recorder.emit(ROUTE, EventType.WARNING, "ServiceConflict", "m", DECIDED_AT)
+        await recorder.post(ROUTE, EventType.WARNING, "ServiceConflict", "m", DECIDED_AT)
     assert len(kube.posted_events) == 2
 
 
@@ -118,40 +115,26 @@ async def test_a_conflict_on_a_generated_name_is_logged_not_counted_as_posted(
 ) -> None:
     kube = FakeKube()
     kube.event_error = ApiError(409, "AlreadyExists", "generated name taken")
-    await EventRecorder(kube, "c").emit(ROUTE, EventType.NORMAL, "Resumed", "m", DECIDED_AT)
+    await EventRecorder(kube, "c").post(ROUTE, EventType.NORMAL, "Resumed", "m", DECIDED_AT)
     assert "could not post event Resumed" in caplog.text
 
 
-async def test_an_event_kept_through_an_outage_keeps_its_name_and_time() -> None:
-    """A post whose answer was lost (the API server went away after storing it) is kept and
-    posted again when it is back: the name makes that repost a no-op."""
+async def test_an_unreachable_api_server_is_raised_to_the_caller_who_keeps_the_event() -> None:
+    """The reporter keeps the Event in order and posts it again, with its decision's time and
+    name, once the API server answers: the repost of one whose answer was lost is refused."""
     kube = FakeKube()
-    reach = ApiReachability(functools.partial(kube.api_resources, "v1"), interval=0.25)
-    recorder = EventRecorder(kube, "c", reach)
-    await recorder.emit(
+    recorder = EventRecorder(kube, "c")
+    await recorder.post(
         ROUTE, EventType.WARNING, "FailedOver", "down", DECIDED_AT, decision=FAILOVER
     )
-    stored = kube.posted_events[0]
     kube.event_error = aiohttp.ClientConnectionError("connection reset")
-    recorder.pending.append(stored)  # as if the answer to that post had been lost
-    await recorder.emit(
-        ROUTE,
-        EventType.NORMAL,
-        "FailedBack",
-        "back",
-        DECIDED_AT,
-        decision="2:vendor=100",
-    )
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await recorder.post(
+            ROUTE, EventType.WARNING, "FailedOver", "down", DECIDED_AT, decision=FAILOVER
+        )
     kube.event_error = None
-    await asyncio.sleep(1)
-    assert recorder.pending == []
-    assert [e["reason"] for e in kube.posted_events] == ["FailedOver", "FailedBack"]
-    assert {e["lastTimestamp"] for e in kube.posted_events} == {"2025-01-01T12:00:00Z"}
-    assert {e["firstTimestamp"] for e in kube.posted_events} == {"2025-01-01T12:00:00Z"}
-    await recorder.close()
-    await reach.close()
-
-
-def test_timestamps_are_the_time_given_not_the_time_of_posting() -> None:
-    body = event_body(ROUTE, EventType.NORMAL, "FailedOver", "m", DECIDED_AT, "c", name="n")
-    assert body["firstTimestamp"] == body["lastTimestamp"] == "2025-01-01T12:00:00Z"
+    await recorder.post(
+        ROUTE, EventType.WARNING, "FailedOver", "down", DECIDED_AT, decision=FAILOVER
+    )
+    assert [e["reason"] for e in kube.posted_events] == ["FailedOver"]
+    assert kube.posted_events[0]["lastTimestamp"] == "2025-01-01T12:00:00Z"

@@ -1,10 +1,10 @@
 """ApiReachability on a fake clock: routes that found the API server gone are woken once it
-answers again, nothing is polled while nobody waits, and Events are kept until then."""
+answers again, and nothing is polled while nobody waits; an Event the API server is gone for
+is raised to its caller (which keeps it), one it refuses is dropped."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import UTC, datetime
 
 import aiohttp
@@ -83,32 +83,24 @@ async def test_close_stops_polling_and_wakes_nobody() -> None:
     assert api.calls == calls and not woken.is_set()
 
 
-async def test_an_event_the_api_server_was_gone_for_is_posted_when_it_answers() -> None:
+async def test_an_event_the_api_server_was_gone_for_is_raised_to_the_caller() -> None:
+    # The reporter keeps it, in order with the route's later Events and status (test_report).
     kube = FakeKube()
-    reach = ApiReachability(functools.partial(kube.api_resources, "v1"), interval=0.25)
-    recorder = EventRecorder(kube, "test", reach)
+    recorder = EventRecorder(kube, "test")
     route = RouteRef("ai", "chat", "uid-1")
     kube.event_error = aiohttp.ClientConnectionError("connect call failed")
     stamp = datetime(2025, 1, 1, tzinfo=UTC)
-    await recorder.emit(route, EventType.WARNING, "FailedOver", "vendor down", stamp)
-    await recorder.emit(route, EventType.NORMAL, "FailedBack", "vendor back", stamp)
-    assert kube.posted_events == [] and len(recorder.pending) == 2
-    await asyncio.sleep(5)
-    assert kube.posted_events == []  # still gone: kept, not dropped
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await recorder.post(route, EventType.WARNING, "FailedOver", "vendor down", stamp)
     kube.event_error = None
-    await asyncio.sleep(1)
-    assert [e["reason"] for e in kube.posted_events] == ["FailedOver", "FailedBack"]
-    assert kube.posted_events[0]["lastTimestamp"] == "2025-01-01T00:00:00Z"
-    assert recorder.pending == []
-    await recorder.close()
-    await reach.close()
+    await recorder.post(route, EventType.WARNING, "FailedOver", "vendor down", stamp)
+    assert [e["lastTimestamp"] for e in kube.posted_events] == ["2025-01-01T00:00:00Z"]
 
 
-async def test_an_event_refused_by_the_api_server_is_not_kept() -> None:
+async def test_an_event_refused_by_the_api_server_is_dropped_not_raised() -> None:
     kube = FakeKube()
-    reach = ApiReachability(functools.partial(kube.api_resources, "v1"))
-    recorder = EventRecorder(kube, "test", reach)
+    recorder = EventRecorder(kube, "test")
     kube.event_error = ApiError(422, "Invalid", "bad event")
     now = datetime(2025, 1, 1, tzinfo=UTC)
-    await recorder.emit(RouteRef("ai", "chat", "u"), EventType.NORMAL, "Routed", "m", now)
-    assert recorder.pending == [] and reach.reachable
+    await recorder.post(RouteRef("ai", "chat", "u"), EventType.NORMAL, "Routed", "m", now)
+    assert kube.posted_events == []

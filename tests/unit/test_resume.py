@@ -96,6 +96,10 @@ def test_a_suspended_route_records_the_owed_failover_once_and_nothing_else() -> 
     # Nothing owed, or owed elsewhere than where the plan shows traffic: left as it is.
     assert recorded(taken, on_it, None, NOW) is on_it
     assert recorded(taken, on_it, TrafficSplit.single("alt"), NOW) is on_it
-    # A route suspended before: the move was a hand pin, nothing is owed.
+    # A route suspended before and still: the move was a hand pin, nothing is owed.
     pinned = STATUS.model_copy(update={"conditions": on_it.status.conditions})
-    assert unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS, pinned) is None
+    suspended = SPEC.model_copy(update={"suspend": True})
+    assert unrecorded_failover(suspended, ON_VENDOR, ON_INHOUSE, RECORDS, pinned) is None
+    # Resumed since: the status is one the resumed route's process never replaced, and the
+    # move may be its own failover: owed.
+    assert unrecorded_failover(SPEC, ON_VENDOR, ON_INHOUSE, RECORDS, pinned) == owed

@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from modelroute.control.handover import HandoverEvent
 from modelroute.core.types import (
     DegradedReason,
     IncidentEvent,
@@ -39,7 +40,7 @@ SECTIONS: dict[str, tuple[type[enum.StrEnum], ...]] = {
     "`Degraded` condition reasons": (DegradedReason,),
     "`Reconciling` and `Stalled` (kstatus) reasons": (ReconcilingReason, StalledReason),
     "Probe failure classes": (ProbeFailure,),
-    "Event reasons": (Transition, IncidentEvent),
+    "Event reasons": (Transition, IncidentEvent, HandoverEvent),
 }
 REASON_CELL = re.compile(r"^`([A-Za-z]+)`$")
 

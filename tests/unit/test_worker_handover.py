@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from modelroute.kube.client import ApiError
 from tests.unit.test_worker import NS, STABLE_KEY, World, running_world
 from tests.unit.test_worker_incident import routed_to_vendor, with_spec
 
@@ -84,3 +85,23 @@ async def test_an_object_the_route_does_not_own_is_never_released() -> None:
         assert selector(w, RENAMED_KEY) == {"app": "vendor"}
         assert STABLE_KEY in w.kube.services
         assert w.calls.count("delete") == 0
+
+
+async def test_a_release_that_keeps_failing_backs_off_and_warns_once() -> None:
+    # The ClusterRole lacks delete (an image-only upgrade): 403 on every try.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        w.kube.delete_error = ApiError(403, "Forbidden", "cannot delete services")
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        for at in range(7, 67, 3):  # a reconcile every 3 s for a minute (inhouse flaps)
+            await w.tick(at, vendor=True, inhouse=at % 2 == 0)
+        await w.clock.until(68)
+        assert STABLE_KEY in w.kube.services
+        # At 6 s (first), then 10 s, 20 s, 40 s later: 4, not one per reconcile (20).
+        assert w.calls.count("delete") <= 4
+        assert w.events().count(("Warning", "ReleaseFailed")) == 1
+        w.kube.delete_error = None
+        for at in range(70, 200, 3):
+            await w.tick(at, vendor=True, inhouse=at % 2 == 0)
+        await w.clock.until(201)
+        assert STABLE_KEY not in w.kube.services  # released once it can be

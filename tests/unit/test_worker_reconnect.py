@@ -51,7 +51,7 @@ async def reconnecting_world() -> AsyncIterator[tuple[World, Gone]]:
         caches={SERVICES: ObjectCache(functools.partial(kube.get_object, SERVICES), slim_object)},
         secrets=ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret),
         metrics=(metrics := Metrics()),
-        events=EventRecorder(kube, "test", reach),
+        events=EventRecorder(kube, "test"),
         probes=probes,
         now=clock.now,
         reachability=reach,
@@ -61,7 +61,6 @@ async def reconnecting_world() -> AsyncIterator[tuple[World, Gone]]:
         yield w, api
     finally:
         await w.controller.shutdown()
-        await deps.events.close()
         await reach.close()
 
 

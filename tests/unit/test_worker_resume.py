@@ -97,3 +97,30 @@ async def test_a_move_made_by_hand_while_suspended_and_down_is_shown_but_not_cou
         assert w.status().get("failoverCount", 0) == 0
         assert ("Warning", "FailedOver") not in w.events()
         assert routing_writes(w, since=6) == []
+
+
+async def test_a_failover_made_right_after_resuming_is_recorded_though_status_said_suspended() -> (
+    None
+):
+    # Resumed (generation 3): the process failed over (routing write) and was killed before
+    # its first status write, which still says Suspended. The spec is not suspended, so the
+    # operator may have written routing: the move is its failover, owed, not a hand pin.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=True))
+        await w.clock.until(7)
+        assert w.condition("Ready") == ("False", "Suspended")
+        await w.controller.shutdown()
+        pin = {"metadata": {"annotations": {BACKEND_ANNOTATION: "inhouse"}}}
+        w.kube.mutate(STABLE_KEY, pin | {"spec": {"selector": {"app": "inhouse"}}})
+        w.kube.deliver(w.controller._deps.caches[SERVICES])
+        w.controller = Controller(w.controller._deps)
+        restarted = with_spec(body, 3, suspend=False)
+        restarted["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
+        await w.controller.on_route_event("ADDED", restarted)
+        await w.tick(10, vendor=False, inhouse=True)
+        await w.clock.until(11)
+        assert w.status()["activeBackend"] == "inhouse"
+        assert w.status().get("failoverCount", 0) == 1
+        assert w.events().count(("Warning", "FailedOver")) == 1
+        assert routing_writes(w, since=6) == []

@@ -15,8 +15,10 @@ while a write was in flight is neither skipped (a flap back to the status before
 written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
 have landed: the baseline is then unknown, and the newest status is written whatever it is.
 Events are kept here, in order, until posted (each before the status that follows its decision),
-stamped with when they were decided: none is handed to the Event recorder's own outage queue, from
-which a later Event or the status could overtake it when the API server comes back.
+stamped with when they were decided and logged once, when decided (a post retried through an
+outage does not log it again). At most ``MAX_UNSENT`` per route are kept: beyond that the oldest
+are dropped, with a warning naming how many (an outage long enough for a route to decide that
+many moves has its story in status and metrics already).
 
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
@@ -51,6 +53,8 @@ logger = logging.getLogger("modelroute.control.report")
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
+# Events of one route kept while they cannot be posted; beyond this the oldest are dropped.
+MAX_UNSENT = 100
 # An Event, when it was decided, and what identifies the decision (kube.events.decision_of;
 # None: not a counted move): the next process re-posting it after a crash gets a 409.
 StampedEvent = tuple[PlannedEvent, datetime, str | None]
@@ -113,16 +117,17 @@ class Reporter:
         accepted last, not by the caller against a status it read before its routing await.
         """
         now = self._deps.now()
-        traffic = {t.backend: t.weight for t in desired.traffic}
-        self._events.extend(
-            (event, now, decision_of(event.reason, desired.failover_count, traffic))
-            for event in events
-        )
+        for event in events:
+            self._deps.events.log(self._ref, event.type, event.reason, event.message)
+        self._keep(events, desired, now)
+        before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
         self._classify()
-        if events or (self._due is not None and self._due <= asyncio.get_running_loop().time()):
-            # A decision (Events, a decisive status) does not sit out a backoff of up to 30 s
-            # taken before it: the API server may well be back already.
+        if events or status.decisive(before, desired):
+            # A new decision (Events, a decisive change of the status) does not sit out a
+            # backoff of up to 30 s taken before it: the API server may well be back already.
+            # The same status planned again (every probe) waits for the backoff, or every
+            # reconcile during an outage would retry at once.
             self._back.set()
         if self.pending:
             self._wake.set()
@@ -143,6 +148,24 @@ class Reporter:
         ):
             self._attempted.clear()
             await self._attempted.wait()
+
+    def _keep(
+        self, events: Sequence[PlannedEvent], desired: ModelRouteStatus, now: datetime
+    ) -> None:
+        traffic = {t.backend: t.weight for t in desired.traffic}
+        self._events.extend(
+            (event, now, decision_of(event.reason, desired.failover_count, traffic))
+            for event in events
+        )
+        over = len(self._events) - MAX_UNSENT
+        if over > 0:
+            del self._events[:over]
+            logger.warning(
+                "dropped the %d oldest Events not yet posted (more than %d kept)",
+                over,
+                MAX_UNSENT,
+                extra={"namespace": self._ref.namespace, "route": self._ref.name},
+            )
 
     async def stop(self) -> None:
         """Cancel what is waiting (the next worker of the route plans its status again)."""
@@ -232,8 +255,8 @@ class Reporter:
         deps, ref = self._deps, self._ref
         while self._events:  # each taken off only once posted: a stop() keeps the rest
             event, at, decision = self._events[0]
-            await deps.events.emit(
-                ref, event.type, event.reason, event.message, at, keep=False, decision=decision
+            await deps.events.post(
+                ref, event.type, event.reason, event.message, at, decision=decision
             )
             self._events.pop(0)
         desired = self._desired
@@ -241,8 +264,13 @@ class Reporter:
         if desired is None or due is None or due > asyncio.get_running_loop().time():
             return
         patch = status.wire_patch(self.written, desired)
-        self.uncertain = True  # until the answer: it may land even if the answer never comes
-        answer = await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
+        before, self.uncertain = self.uncertain, True  # until the answer: it may land anyway
+        try:
+            answer = await deps.kube.patch_route_status(ref.namespace, ref.name, patch)
+        except ApiError as exc:
+            if 400 <= exc.status < 500:
+                self.uncertain = before  # refused: the stored status is as it was
+            raise
         deps.metrics.api_writes.labels("modelroutes/status").inc()
         self.written, self.uncertain = _accepted(answer, desired), False
         self._due = None

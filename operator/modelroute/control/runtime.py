@@ -132,7 +132,6 @@ class Runtime:
         for runner in self.runners:
             await runner.cleanup()
         await self.probes.close()
-        await self.deps.events.close()
         if self.deps.reachability is not None:
             await self.deps.reachability.close()
         await self.kube.close()
@@ -229,7 +228,7 @@ def _build_deps(
         caches=caches,
         secrets=secrets,
         metrics=metrics,
-        events=EventRecorder(kube, settings.field_manager, reachability),
+        events=EventRecorder(kube, settings.field_manager),
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,

@@ -69,7 +69,7 @@ class RouteWorker:
             route.ref, deps, written, self._log_crash, unsent, uncertain=unsure
         )
         self._driven: Driven | None = None
-        self._handover = Handover(list(source.routed_before) if source else [])
+        self._handover = Handover(list(source.routed_before) if source else [], deps)
         self._owed: TrafficSplit | None = None  # an unrecorded failover (see resumption)
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -250,17 +250,17 @@ class RouteWorker:
             self.routed = decided.split
         await self._carry_out(decided, driven.spec)
         self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
-        await self._handover.settle(self._deps.kube, self.route.ref, driven, state)
+        await self._handover.settle(self.route.ref, driven, state)
 
     async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
         ref, spec = self.route.ref, driven.spec
         if decided.split is None:
-            return await driven.driver.observe(ref, spec)
+            return self._handover.explain(ref, driven, await driven.driver.observe(ref, spec))
         state = await driven.driver.apply(ref, spec, decided.split)
         if state.wrote:
             self._deps.metrics.api_writes.labels(driven.info.kind.plural).inc()
-        return state
+        return self._handover.explain(ref, driven, state)
 
     async def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
         """After routing: metrics and the next recheck here; Events and the status write are

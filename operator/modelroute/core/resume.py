@@ -50,10 +50,13 @@ def unrecorded_failover(
     preferred backend that is the first healthy one qualifies, so the plan's target is exactly
     where traffic already is and nothing can move it anywhere else.
 
-    A route ``status`` shows suspended was not moved by the operator (it never writes routing
-    while suspended): traffic found elsewhere then was pinned by hand, and is no failover.
+    A route whose ``status`` shows it suspended and whose ``spec`` still is was not moved by
+    the operator (it never writes routing while suspended): traffic found elsewhere then was
+    pinned by hand, and is no failover. A status that says suspended under a spec that is not
+    may be one a resumed route's process never got to replace (it routed, then was killed
+    before its status write): that move is the operator's, and owed.
     """
-    if status is not None and _suspended(status):
+    if status is not None and spec.suspend and _suspended(status):
         return None
     if recorded is None or len(recorded) != 1 or len(observed) != 1:
         return None

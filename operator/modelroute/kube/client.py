@@ -97,9 +97,17 @@ class KubeApi(Protocol):
         """JSON-merge-patch a routing object (urgent)."""
         ...
 
-    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+    async def delete_object(
+        self,
+        kind: ObjectKind,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str | None = None,
+    ) -> None:
         """Delete a routing object the operator no longer routes through, only while it is the
-        object of uid ``uid`` (a precondition); one already gone is no error."""
+        object of uid ``uid`` (and, when given, at ``resource_version``: unchanged since it was
+        read); one already gone is no error."""
         ...
 
     async def patch_route_status(
@@ -231,10 +239,21 @@ class KubeClient:
         path = kind.path(namespace, name)
         return await self.request("PATCH", path, patch, content_type=MERGE_PATCH, urgent=True) or {}
 
-    async def delete_object(self, kind: ObjectKind, namespace: str, name: str, uid: str) -> None:
+    async def delete_object(
+        self,
+        kind: ObjectKind,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str | None = None,
+    ) -> None:
         """Delete a routing object the operator no longer routes through, only while it is the
-        object of uid ``uid`` (a precondition); one already gone is no error."""
-        options = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
+        object of uid ``uid`` (and, when given, at ``resource_version``; both preconditions);
+        one already gone is no error."""
+        preconditions = {"uid": uid}
+        if resource_version:
+            preconditions["resourceVersion"] = resource_version
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": preconditions}
         try:
             await self.request("DELETE", kind.path(namespace, name), options)
         except ApiError as exc:

@@ -1,8 +1,10 @@
-"""One call for the things an admin should see: a structured log line and a Kubernetes Event.
+"""The things an admin should see: a structured log line and a Kubernetes Event.
 
-An Event that cannot be posted because the API server is gone is kept and posted when it
-answers again (its timestamps still say when it happened): a failover during an API server
-restart keeps its Event. Other failures are logged and dropped (Events are not on the hot path).
+The two are separate calls: the route's reporter (``control/report.py``) logs an Event once,
+when it is decided, and posts it when it can. An Event the API server cannot be reached for is
+raised to that caller, which keeps it in order with the route's later Events and status and
+posts it, stamped with when it was decided, once the API server answers again. Other failures
+are logged and dropped (Events are not on the hot path).
 
 A decision Event (a failover, a failback) is posted exactly once, counted on the server: its
 name is derived from the route's uid, the reason and the decision (:func:`decision_name`), the
@@ -14,7 +16,6 @@ API server, is refused with 409 AlreadyExists, which counts as posted. Other Eve
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -26,12 +27,9 @@ import aiohttp
 from modelroute.api.models import GROUP, KIND, VERSION
 from modelroute.core.types import EventType, RouteRef, Transition
 from modelroute.kube.client import ApiError, KubeApi
-from modelroute.kube.reachability import TRANSPORT_FAILURES, ApiReachability
+from modelroute.kube.reachability import TRANSPORT_FAILURES
 
 logger = logging.getLogger("modelroute.kube.events")
-
-# Events kept while the API server is gone; beyond this the oldest are dropped (logged).
-MAX_PENDING = 1000
 
 
 # An Event's name is a DNS subdomain (at most 253 characters): the route's name, a dot, and
@@ -104,18 +102,23 @@ def event_body(
 
 
 class EventRecorder:
-    """Logs and posts Events; a failure to post is logged, never raised (not on the hot path)."""
+    """Logs and posts Events; a failure to post is logged, never raised, except the API
+    server's absence (the caller keeps the Event in order and posts it again)."""
 
-    def __init__(
-        self, kube: KubeApi, component: str, reachability: ApiReachability | None = None
-    ) -> None:
+    def __init__(self, kube: KubeApi, component: str) -> None:
         self._kube = kube
         self._component = component
-        self._reachability = reachability
-        self.pending: list[dict[str, Any]] = []
-        self._flushing: asyncio.Task[None] | None = None
 
-    async def emit(
+    def log(self, route: RouteRef, event_type: EventType, reason: str, message: str) -> None:
+        """The Event's log line (a Warning Event at WARNING level), once per Event."""
+        level = logging.WARNING if event_type is EventType.WARNING else logging.INFO
+        logger.log(
+            level,
+            message,
+            extra={"namespace": route.namespace, "route": route.name, "reason": str(reason)},
+        )
+
+    async def post(
         self,
         route: RouteRef,
         event_type: EventType,
@@ -123,74 +126,25 @@ class EventRecorder:
         message: str,
         now: datetime,
         *,
-        keep: bool = True,
         decision: str | None = None,
     ) -> None:
-        """Log the event and create it on the route. ``now`` is when it happened (the
-        decision's time, not the post's); ``decision`` (:func:`decision_of`) makes it a
-        decision Event, posted at most once whatever the retries and restarts. ``keep=False``:
-        a caller that keeps its own Events in order (the route's reporter) gets the API
-        server's absence raised instead of the Event being kept here, where a later Event or
-        status could overtake it."""
-        level = logging.WARNING if event_type is EventType.WARNING else logging.INFO
-        logger.log(
-            level,
-            message,
-            extra={"namespace": route.namespace, "route": route.name, "reason": str(reason)},
-        )
+        """Create the Event on the route, stamped ``now`` (when it was decided); raises a
+        transport failure (the API server is gone: the caller posts it again when it is back),
+        logs and drops any other. ``decision`` (:func:`decision_of`) makes it a decision Event:
+        a repost of one already there (409) counts as posted."""
         name = decision_name(route, reason, decision) if decision is not None else None
         body = event_body(route, event_type, reason, message, now, self._component, name=name)
-        await self._post(body, keep=keep)
-
-    async def _post(self, body: dict[str, Any], *, keep: bool = True) -> None:
-        namespace = body["metadata"]["namespace"]
-        extra = {"namespace": namespace, "route": body["involvedObject"]["name"]}
+        extra = {"namespace": route.namespace, "route": route.name}
         try:
-            await self._kube.create_event(namespace, body)
+            await self._kube.create_event(route.namespace, body)
+        except TRANSPORT_FAILURES:
+            raise
         except ApiError as exc:
-            if exc.status == 409 and "name" in body["metadata"]:
+            if exc.status == 409 and name is not None:
                 # This decision's Event is there already (posted before a crash, or by a first
                 # attempt whose answer was lost): posted, exactly once.
-                logger.debug("event %s posted already", body["reason"], extra=extra)
+                logger.debug("event %s posted already", reason, extra=extra)
                 return
-            logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
-        except TRANSPORT_FAILURES as exc:
-            if not keep:
-                raise
-            if self._reachability is None:
-                logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
-                return
-            if len(self.pending) >= MAX_PENDING:
-                dropped = self.pending.pop(0)
-                logger.warning("dropped event %s kept too long", dropped["reason"], extra=extra)
-            self.pending.append(body)
-            self._reachability.wake_when_back(self._flush_soon)
-            logger.warning(
-                "API server unreachable: event %s kept until it answers",
-                body["reason"],
-                extra=extra,
-            )
+            logger.warning("could not post event %s: %s", reason, exc, extra=extra)
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
-
-    def _flush_soon(self) -> None:
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self.flush(), name="events-flush")
-
-    async def flush(self) -> None:
-        """Post the Events kept while the API server was gone, oldest first."""
-        while True:
-            pending, self.pending = self.pending, []
-            for body in pending:
-                await self._post(body)
-            # Kept while this ran, with the API server back already (its wake-up came while
-            # this flush ran, and was skipped): go on. Gone again: the next wake-up flushes.
-            reach = self._reachability
-            if not (self.pending and reach is not None and reach.reachable):
-                return
-
-    async def close(self) -> None:
-        """Stop a flush in progress (shutdown); what is still kept is lost with the process."""
-        if self._flushing is not None:
-            self._flushing.cancel()
-            await asyncio.gather(self._flushing, return_exceptions=True)

@@ -18,6 +18,7 @@ set once at start-up, while the prober is per-probe logic.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 import sys
@@ -64,6 +65,9 @@ class TrustStore:
         self._limit = limit
         # A bad bundle is remembered too: it is not parsed again on every probe.
         self._contexts: OrderedDict[bytes, ssl.SSLContext | CaBundleError] = OrderedDict()
+        # Builds in progress, one per digest: concurrent misses (every route of a rotated shared
+        # CA) wait for the same build, not one context (and connection pool) each.
+        self._building: dict[bytes, asyncio.Future[ssl.SSLContext | CaBundleError]] = {}
 
     def __len__(self) -> int:
         return len(self._contexts)
@@ -76,16 +80,32 @@ class TrustStore:
         digest = hashlib.sha256(pem.encode()).digest()
         context = self._contexts.get(digest)
         if context is None:
-            # Loading the system store takes tens of milliseconds: not on the event loop. The
-            # cache itself is only touched here, on the loop.
-            context = await asyncio.to_thread(self._build, pem)
-            self._contexts[digest] = context
-            if len(self._contexts) > self._limit:
-                self._contexts.popitem(last=False)
-        self._contexts.move_to_end(digest)
+            context = await self._built(digest, pem)
+        if digest in self._contexts:
+            self._contexts.move_to_end(digest)
         if isinstance(context, CaBundleError):
             raise context
         return context
+
+    async def _built(self, digest: bytes, pem: str) -> ssl.SSLContext | CaBundleError:
+        """The context of ``digest``, built once however many callers miss it at once (a
+        caller cancelled meanwhile leaves the build to finish and be cached)."""
+        building = self._building.get(digest)
+        if building is None:
+            # Loading the system store takes tens of milliseconds: not on the event loop. The
+            # cache itself is only touched on the loop.
+            building = asyncio.ensure_future(asyncio.to_thread(self._build, pem))
+            self._building[digest] = building
+            building.add_done_callback(functools.partial(self._cache, digest))
+        return await asyncio.shield(building)
+
+    def _cache(self, digest: bytes, done: asyncio.Future[ssl.SSLContext | CaBundleError]) -> None:
+        self._building.pop(digest, None)
+        if done.cancelled() or done.exception() is not None:
+            return
+        self._contexts[digest] = done.result()
+        if len(self._contexts) > self._limit:
+            self._contexts.popitem(last=False)
 
     def _build(self, pem: str) -> ssl.SSLContext | CaBundleError:
         try:

@@ -38,7 +38,7 @@ from modelroute.api.gateway import AIGatewayRouteSpec
 from modelroute.api.models import ModelRouteSpec
 from modelroute.core.types import Problem, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache, ObjectKey
-from modelroute.kube.client import AIGATEWAYROUTES, AISERVICEBACKENDS, ObjectKind
+from modelroute.kube.client import AIGATEWAYROUTES, AISERVICEBACKENDS, HTTPROUTES, ObjectKind
 from modelroute.routing.aigatewayroute_object import (
     AIGatewayRouteReason,
     ai_gateway_route_patch,
@@ -208,4 +208,7 @@ DRIVER = DriverInfo(
     supports_weights=False,
     reads=(AISERVICEBACKENDS,),
     object_name=route_name,
+    name_field="spec.routing.aiGatewayRoute.name",
+    # The AI Gateway's HTTPRoute of the same name (it updates one that exists in place).
+    generates=(HTTPROUTES,),
 )

@@ -84,6 +84,11 @@ class DriverInfo:
     # The name of the route's routing object (of ``kind``, in the route's namespace): when a
     # spec change moves routing to another object, the previous one is released (handover).
     object_name: Callable[[RouteRef, ModelRouteSpec], str] | None = None
+    # The spec field that names it (for messages), e.g. "spec.routing.httpRoute.name".
+    name_field: str = ""
+    # Kinds of the objects a gateway generates from its routing object, named like it (the
+    # Envoy AI Gateway's HTTPRoute of an AIGatewayRoute): a handover never deletes them.
+    generates: tuple[ObjectKind, ...] = field(default=())
 
     @property
     def watched_kinds(self) -> tuple[ObjectKind, ...]:

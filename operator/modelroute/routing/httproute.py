@@ -216,4 +216,5 @@ DRIVER = DriverInfo(
     check=check_spec,
     supports_weights=True,
     object_name=route_name,
+    name_field="spec.routing.httpRoute.name",
 )

@@ -27,6 +27,10 @@ from modelroute.core.types import RouteRef
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelroute-operator"
 ROUTE_LABEL = "modelroute.dev/route"
+# The Envoy AI Gateway marks the HTTPRoute it generates from an AIGatewayRoute with this
+# annotation (Envoy Gateway passes ``gateway.envoyproxy.io/`` annotations on to the xDS route
+# metadata, where the AI Gateway's extension server looks for ``ai-gateway-generated``).
+GENERATED_ANNOTATION = "gateway.envoyproxy.io/ai-gateway-generated"
 
 
 def owner_reference(route: RouteRef) -> dict[str, Any]:
@@ -84,6 +88,12 @@ def ownership(route: RouteRef, obj: dict[str, Any], *, adopt: bool = False) -> s
     if adopt and labels.get(ROUTE_LABEL) and not any(_is_model_route(ref) for ref in refs):
         return "retained"
     return "foreign"
+
+
+def generated_by_a_gateway(obj: dict[str, Any]) -> bool:
+    """True for an object a gateway generated (and so manages), whoever's labels it carries."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return str(annotations.get(GENERATED_ANNOTATION, "")).lower() == "true"
 
 
 def retained_by(obj: dict[str, Any]) -> str:

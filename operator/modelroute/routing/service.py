@@ -134,4 +134,5 @@ DRIVER = DriverInfo(
     check=check_spec,
     supports_weights=False,
     object_name=lambda route, spec: stable(spec).name,
+    name_field="spec.service.name",
 )
