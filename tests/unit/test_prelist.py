@@ -10,7 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 from modelroute.control import prelist
 from modelroute.settings import Settings
 from tests.fakes.openai_backend import FakeBackend
-from tests.unit.test_controller import NS, World, _route, _until, world  # noqa: F401
+from tests.unit import test_controller
+from tests.unit.test_controller import NS, World, _route, _until
+
+world = test_controller.world  # the controller's fixture: FakeKube, real caches and probe hub
 
 
 class Pages:
