@@ -244,7 +244,12 @@ def test_the_startup_handler_registers_watches_for_the_served_kinds_only(
 
     registry = kopf.get_default_registry()
     served = DriverAvailability(("Service",), {"HTTPRoute": NOT_INSTALLED})
-    runtime = SimpleNamespace(watched_kinds=served.watched_kinds)
+    listed: list[bool] = []
+
+    async def start_routes() -> None:  # the start-up list (control.prelist): none here
+        listed.append(True)
+
+    runtime = SimpleNamespace(watched_kinds=served.watched_kinds, start_routes=start_routes)
     started: list[Settings] = []
 
     async def fake_start(settings: Settings) -> Any:
@@ -263,7 +268,7 @@ def test_the_startup_handler_registers_watches_for_the_served_kinds_only(
     assert ("", "services") in after
     assert (HTTPROUTES.group, HTTPROUTES.plural) not in after
     assert len(registry._watching.get_all_handlers()) == len(after)
-    assert memo["runtime"] is runtime and len(started) == 2
+    assert memo["runtime"] is runtime and len(started) == 2 and len(listed) == 2
 
 
 # --- KubeClient.api_resources against a loopback server playing the API server's discovery -------

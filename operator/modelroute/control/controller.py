@@ -28,6 +28,9 @@ class Controller:
         self._deps = deps
         self._workers: dict[RouteKey, RouteWorker] = {}
         self._bodies: dict[RouteKey, str] = {}  # JSON
+        # Routes started from the operator's own start-up list, by uid, until kopf delivers
+        # them (or a later list shows they are gone: see sweep_unconfirmed).
+        self._unconfirmed: dict[RouteKey, str] = {}
         self._leading = leading
         deps.metrics.leader.set(1 if leading else 0)
 
@@ -39,6 +42,12 @@ class Controller:
     async def on_route_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A ModelRoute was listed, added, modified or deleted."""
         route = RouteObject.from_body(body)
+        self._unconfirmed.pop(route.ref.key, None)
+        await self._apply(event_type, route, body)
+
+    async def _apply(
+        self, event_type: str | None, route: RouteObject, body: dict[str, Any]
+    ) -> None:
         if event_type == "DELETED":
             self._bodies.pop(route.ref.key, None)
             await self.remove(route.ref.key, finalize=await self._deleted(route))
@@ -58,6 +67,40 @@ class Controller:
             route.generation,
         ):
             worker.update(route)  # an approval annotation, or a new generation: same spec
+
+    @property
+    def unconfirmed(self) -> int:
+        """How many routes started from the start-up list kopf has not delivered yet."""
+        return len(self._unconfirmed)
+
+    async def adopt_listed(self, bodies: list[dict[str, Any]]) -> None:
+        """Start the routes of the operator's own start-up list at once: kopf hands its list
+        over one object at a time, on a loop the started routes share (13-42 s for 1,000).
+        kopf's later delivery of the same route is then a no-op (same uid, spec, generation)."""
+        for i, body in enumerate(bodies):
+            route = RouteObject.from_body(body)
+            await self._apply(None, route, body)
+            self._unconfirmed[route.ref.key] = route.ref.uid
+            if i % 50 == 49:
+                await asyncio.sleep(0)  # the probe loops already started get their turn
+
+    async def sweep_unconfirmed(self, bodies: list[dict[str, Any]]) -> None:
+        """``bodies``: a ModelRoute list taken after the start-up one. A started route kopf has
+        not delivered and this list lacks was deleted (or relabelled away) in between, maybe
+        before kopf listed: kopf will never say so, so it is removed as if DELETED."""
+        present = {
+            (m.get("namespace", ""), m.get("name", "")): m.get("uid")
+            for b in bodies
+            if (m := b.get("metadata") or {})
+        }
+        for key in list(self._unconfirmed):
+            uid = self._unconfirmed.get(key)  # kopf may have delivered it meanwhile
+            if uid is None or present.get(key) == uid:
+                continue  # delivered, or still there: kopf delivers it (listed or watched)
+            body = self._bodies.get(key)
+            if body is not None:
+                await self.on_route_event("DELETED", json.loads(body))
+            self._unconfirmed.pop(key, None)
 
     async def _deleted(self, route: RouteObject) -> bool:
         """Whether a DELETED route is gone, or only left this shard (relabelled: the API server's

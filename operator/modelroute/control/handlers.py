@@ -33,6 +33,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["runtime"] = runtime
     for kind in runtime.watched_kinds:
         watch(kind)
+    await runtime.start_routes()  # before kopf lists: see modelroute.control.prelist
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
+from modelroute.control import prelist
 from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
 from modelroute.control.heap import HeapKeeper
@@ -61,6 +62,7 @@ class Runtime:
     elector: asyncio.Task[None] | None = None
     heap: asyncio.Task[None] | None = None
     scrape: MetricsEndpoint | None = None
+    recheck: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -115,9 +117,16 @@ class Runtime:
         """The kinds to watch for routing drivers: only those of the drivers it serves."""
         return self.drivers.watched_kinds
 
+    async def start_routes(self) -> None:
+        """List the routes and start them now, not as kopf hands them over (control.prelist)."""
+        get = functools.partial(self.kube.request, "GET")
+        self.recheck = await prelist.start_listed(self.controller, get, self.settings)
+
     async def stop(self) -> None:
         """Stop the workers, endpoints and connections."""
         self.ready = False
+        if self.recheck is not None:
+            self.recheck.cancel()
         # What the routes owe (a failback's status, its Event) goes out before the Lease does.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_grace_seconds / 2):

@@ -1,0 +1,104 @@
+"""The start-up list (control.prelist): routes start before kopf hands them over, kopf's
+delivery of them is a no-op, and a route deleted before kopf listed is not kept running."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from modelroute.control import prelist
+from modelroute.settings import Settings
+from tests.fakes.openai_backend import FakeBackend
+from tests.unit import test_controller
+from tests.unit.test_controller import NS, World, _route, _until
+
+world = test_controller.world  # the controller's fixture: FakeKube, real caches and probe hub
+
+
+class Pages:
+    """A fake GET of the ModelRoute collection, in pages of ``size``; records the queries."""
+
+    def __init__(self, items: list[dict[str, Any]], size: int = 500) -> None:
+        self.items, self.size, self.paths = items, size, list[str]()
+
+    async def __call__(self, path: str) -> dict[str, Any] | None:
+        self.paths.append(path)
+        start = int(parse_qs(urlsplit(path).query).get("continue", ["0"])[0])
+        end = start + self.size
+        token = str(end) if end < len(self.items) else ""
+        return {"items": self.items[start:end], "metadata": {"continue": token}}
+
+
+def _named(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}"}}
+
+
+async def test_lists_every_page_of_each_namespace_with_the_shard_selector() -> None:
+    get = Pages([_named(f"r{i}") for i in range(5)], size=2)
+    settings = Settings(namespaces=("ai", "ml"), label_selector="shard=a")
+    items = await prelist.list_routes(get, settings)
+    assert len(items) == 10  # the fake serves the same five in each namespace
+    assert len(get.paths) == 6  # three pages each
+    first = urlsplit(get.paths[0])
+    assert first.path == "/apis/modelroute.dev/v1alpha1/namespaces/ai/modelroutes"
+    assert parse_qs(first.query) == {"limit": ["500"], "labelSelector": ["shard=a"]}
+    assert parse_qs(urlsplit(get.paths[1]).query)["continue"] == ["2"]
+
+
+async def test_lists_cluster_wide_without_namespaces() -> None:
+    get = Pages([])
+    assert await prelist.list_routes(get, Settings()) == []
+    assert urlsplit(get.paths[0]).path == "/apis/modelroute.dev/v1alpha1/modelroutes"
+    assert "labelSelector" not in get.paths[0]
+
+
+async def test_listed_routes_start_at_once_and_kopf_delivery_is_a_no_op(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        task = await prelist.start_listed(world.controller, Pages([body]), Settings())
+        assert task is not None
+        worker = world.controller.workers[(NS, "chat")]
+        assert world.controller.unconfirmed == 1
+        await _until(lambda: world.status().get("activeBackend") == "vendor")
+        # kopf's listed copy (older resourceVersion, same spec): the same worker carries on.
+        await world.controller.on_route_event(None, copy.deepcopy(body))
+        assert world.controller.workers[(NS, "chat")] is worker
+        assert world.controller.unconfirmed == 0
+        task.cancel()  # it would end at its next look (nothing left to check)
+
+
+async def test_a_route_deleted_before_kopf_listed_is_removed(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await world.controller.adopt_listed([_route(vendor.url, inhouse.url)])
+        assert (NS, "chat") in world.controller.workers
+        # kopf lists without it and never says DELETED; the next list of our own lacks it.
+        await prelist.recheck(world.controller, Pages([]), Settings(), every=0.0)
+        assert world.controller.workers == {}
+        assert world.controller.unconfirmed == 0
+
+
+async def test_a_listed_route_still_there_waits_for_kopf(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await world.controller.adopt_listed([body])
+        await world.controller.sweep_unconfirmed([copy.deepcopy(body)])
+        assert (NS, "chat") in world.controller.workers
+        assert world.controller.unconfirmed == 1
+        # Recreated under the same name: the old route's worker goes, kopf starts the new one.
+        recreated = copy.deepcopy(body)
+        recreated["metadata"]["uid"] = "uid-2"
+        await world.controller.sweep_unconfirmed([recreated])
+        assert world.controller.workers == {}
+        await world.controller.on_route_event(None, recreated)
+        assert world.controller.workers[(NS, "chat")].route.ref.uid == "uid-2"
+
+
+async def test_a_route_kopf_delivered_is_left_to_kopf(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await world.controller.adopt_listed([body])
+        await world.controller.on_route_event(None, copy.deepcopy(body))
+        # Deleted after kopf listed: kopf's watch says DELETED; a list of ours drops nothing.
+        await world.controller.sweep_unconfirmed([])
+        assert (NS, "chat") in world.controller.workers
