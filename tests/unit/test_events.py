@@ -155,3 +155,34 @@ async def test_an_event_kept_through_an_outage_keeps_its_name_and_time() -> None
 def test_timestamps_are_the_time_given_not_the_time_of_posting() -> None:
     body = event_body(ROUTE, EventType.NORMAL, "FailedOver", "m", DECIDED_AT, "c", name="n")
     assert body["firstTimestamp"] == body["lastTimestamp"] == "2025-01-01T12:00:00Z"
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_a_throttled_decision_event_is_raised_to_its_retrying_caller(status: int) -> None:
+    """A named Event is safe to post again (a repeat gets 409): the reporter retries it."""
+    kube = FakeKube()
+    kube.event_error = ApiError(status, "ServiceUnavailable", "try later")
+    recorder = EventRecorder(kube, "c")
+    with pytest.raises(ApiError):
+        await recorder.emit(
+            ROUTE, EventType.WARNING, "FailedOver", "m", DECIDED_AT, keep=False, decision=FAILOVER
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "keep", "decision"),
+    [
+        pytest.param(403, False, FAILOVER, id="permanent"),
+        pytest.param(503, False, None, id="unnamed: a repost could duplicate it"),
+        pytest.param(503, True, FAILOVER, id="kept-by-the-recorder"),
+    ],
+)
+async def test_other_failed_events_are_logged_not_raised(
+    status: int, keep: bool, decision: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube = FakeKube()
+    kube.event_error = ApiError(status, "Forbidden", "no")
+    await EventRecorder(kube, "c").emit(
+        ROUTE, EventType.WARNING, "FailedOver", "m", DECIDED_AT, keep=keep, decision=decision
+    )
+    assert "could not post event FailedOver" in caplog.text

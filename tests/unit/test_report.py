@@ -15,6 +15,7 @@ import pytest
 from modelroute.api.status import BackendStatus, ModelRouteStatus, TrafficWeight
 from modelroute.control.report import Reporter
 from modelroute.core.types import EventType, PlannedEvent, RouteRef
+from modelroute.kube.client import ApiError
 from tests.fakes.kube import FakeKube
 from tests.unit.test_worker import ROUTE_KEY, Clock
 from tests.unit.test_worker_reconnect import Gone, reconnecting_world
@@ -173,4 +174,25 @@ async def test_a_decision_event_reposted_after_a_crash_is_posted_once() -> None:
         assert len(named) == 1
         assert "name" in named[0]["metadata"]  # a fixed name: the repost got a 409
         assert s.kube.calls.count("create_event") == 2
+        assert s.stored() == "inhouse"
+
+
+async def test_a_decision_event_throttled_by_the_server_is_retried_then_status_follows() -> None:
+    async with reporter(on("vendor")) as s:
+        s.kube.event_error = ApiError(429, "TooManyRequests", "slow down")
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(2)
+        assert s.kube.posted_events == [] and s.stored() == "vendor"  # Event first, always
+        s.kube.event_error = None
+        await s.clock.until(10)
+        assert [e["reason"] for e in s.kube.posted_events] == ["FailedOver"]
+        assert s.stored() == "inhouse"
+
+
+async def test_a_decision_event_refused_for_good_is_dropped_and_status_follows() -> None:
+    async with reporter(on("vendor")) as s:
+        s.kube.event_error = ApiError(403, "Forbidden", "events is forbidden")
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(5)
+        assert s.kube.calls.count("create_event") == 1 and s.kube.posted_events == []
         assert s.stored() == "inhouse"

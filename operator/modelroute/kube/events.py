@@ -131,7 +131,7 @@ class EventRecorder:
         decision Event, posted at most once whatever the retries and restarts. ``keep=False``:
         a caller that keeps its own Events in order (the route's reporter) gets the API
         server's absence raised instead of the Event being kept here, where a later Event or
-        status could overtake it."""
+        status could overtake it, and for a decision Event a 429 or 5xx answer too."""
         level = logging.WARNING if event_type is EventType.WARNING else logging.INFO
         logger.log(
             level,
@@ -153,6 +153,8 @@ class EventRecorder:
                 # attempt whose answer was lost): posted, exactly once.
                 logger.debug("event %s posted already", body["reason"], extra=extra)
                 return
+            if not keep and "name" in body["metadata"] and _transient(exc):
+                raise  # a named Event is safe to post again (a repeat gets 409): caller retries
             logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
         except TRANSPORT_FAILURES as exc:
             if not keep:
@@ -194,3 +196,8 @@ class EventRecorder:
         if self._flushing is not None:
             self._flushing.cancel()
             await asyncio.gather(self._flushing, return_exceptions=True)
+
+
+def _transient(exc: ApiError) -> bool:
+    """Throttled or a server-side failure: the same post may succeed later."""
+    return exc.status == 429 or exc.status >= 500
