@@ -368,15 +368,27 @@ async def test_the_first_miss_lists_the_namespace_once_for_every_route() -> None
     assert lister.calls == ["ai"] and fetch.calls == []
 
 
-async def test_once_listed_a_miss_is_a_known_absence() -> None:
+async def test_a_miss_after_the_list_is_read_once_then_known() -> None:
     cache, fetch, lister = listing({KEY: svc()})
     cache.subscribe(ROUTE_A, [KEY, OTHER])
     assert await cache.get(OTHER) is None
-    assert await cache.get(("ai", "never-subscribed")) is None
+    assert await cache.get(OTHER) is None  # the absence is cached for a subscriber
     assert cache.complete("ai") and not cache.complete("other-namespace")
-    assert fetch.calls == [] and lister.calls == ["ai"]
+    assert fetch.calls == [OTHER] and lister.calls == ["ai"]
     cache.observe("ADDED", svc("vendor-egress", rv=9))  # created later: the watch says so
     assert await cache.get(OTHER) == slim_object(svc("vendor-egress", rv=9))
+
+
+async def test_an_object_created_after_the_list_is_found_before_its_watch_event() -> None:
+    """kubectl apply of a target Service and a new ModelRoute: the route asks for the Service
+    while its ADDED event is still on the way; it must not be reported missing."""
+    cache, fetch, lister = listing({KEY: svc()})
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is not None  # lists "ai"
+    fetch.objects[OTHER] = svc("vendor-egress", rv=9)
+    cache.subscribe(ROUTE_B, [OTHER])
+    assert await cache.get(OTHER) == slim_object(svc("vendor-egress", rv=9))
+    assert fetch.calls == [OTHER] and lister.calls == ["ai"]
 
 
 async def test_watch_events_before_any_subscription_are_kept() -> None:
@@ -391,10 +403,44 @@ async def test_watch_events_before_any_subscription_are_kept() -> None:
 async def test_a_deleted_unsubscribed_object_is_forgotten() -> None:
     cache, fetch, _ = listing({KEY: svc()})
     await cache.get(OTHER)  # lists "ai"
+    del fetch.objects[KEY]
     cache.observe("DELETED", svc())
     cache.subscribe(ROUTE_A, [KEY])
-    assert await cache.get(KEY) is None  # known gone: not read, not the stale copy
-    assert fetch.calls == [] and len(cache) == 0
+    assert await cache.get(KEY) is None  # read again, not the stale copy
+    assert fetch.calls == [OTHER, KEY] and len(cache) == 0
+
+
+async def test_a_list_whose_waiters_were_cancelled_still_ends() -> None:
+    """A route's worker stopped mid-LIST (spec change, deletion) must not leave the LIST
+    pending for good: the next miss lists again after a failure, and deletions seen during
+    the LIST are not recorded forever."""
+    cache, _, lister = listing({KEY: svc()})
+    lister.gate, lister.error = asyncio.Event(), aiohttp.ClientConnectionError("refused")
+    cache.subscribe(ROUTE_A, [KEY])
+    waiter = asyncio.create_task(cache.get(KEY))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    cache.observe("DELETED", svc("gone", rv=7))  # recorded: the LIST is in flight
+    lister.gate.set()
+    for _ in range(5):  # the LIST's task ends and its done-callback runs
+        await asyncio.sleep(0)
+    for i in range(100):
+        cache.observe("DELETED", svc(f"gone-{i}", rv=100 + i))
+    assert not cache._listing and not cache._deleted  # the leak itself (private state)
+    lister.error = None
+    assert await cache.get(KEY) is not None
+    assert lister.calls == ["ai", "ai"]  # the failed LIST was not taken for a pending one
+
+
+async def test_once_objects_are_left_out_a_miss_is_read_without_a_list() -> None:
+    """Cluster-wide with more objects than the bound: a LIST could keep nothing more."""
+    cache, fetch, lister = listing({KEY: svc()}, keep=1)
+    cache.observe(None, svc("a"))
+    cache.observe(None, svc("b"))  # beyond the bound: left out
+    cache.subscribe(ROUTE_A, [KEY])
+    assert await cache.get(KEY) is not None
+    assert lister.calls == [] and fetch.calls == [KEY]
 
 
 async def test_a_deletion_during_the_list_beats_the_list() -> None:
@@ -449,6 +495,19 @@ async def test_an_object_a_route_stops_depending_on_stays_known() -> None:
     cache.subscribe(ROUTE_B, [KEY])
     assert await cache.get(KEY) == slim_object(svc(rv=6, app="v1"))
     assert fetch.calls == []
+
+
+def test_secrets_no_route_needs_are_never_copied() -> None:
+    slimmed: list[dict[str, Any]] = []
+
+    def slim(body: dict[str, Any]) -> dict[str, Any]:
+        slimmed.append(body)
+        return slim_secret(body)
+
+    cache, _ = make(slim=slim)
+    for event in (None, "ADDED", "MODIFIED"):
+        cache.observe(event, {"metadata": {"namespace": "ai", "name": "key"}, "data": {"k": "c2"}})
+    assert slimmed == [] and len(cache) == 0
 
 
 async def test_without_a_list_nothing_unsubscribed_is_kept_and_misses_are_read() -> None:

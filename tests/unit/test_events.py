@@ -138,3 +138,38 @@ async def test_an_unreachable_api_server_is_raised_to_the_caller_who_keeps_the_e
     )
     assert [e["reason"] for e in kube.posted_events] == ["FailedOver"]
     assert kube.posted_events[0]["lastTimestamp"] == "2025-01-01T12:00:00Z"
+
+
+def test_timestamps_are_the_time_given_not_the_time_of_posting() -> None:
+    body = event_body(ROUTE, EventType.NORMAL, "FailedOver", "m", DECIDED_AT, "c", name="n")
+    assert body["firstTimestamp"] == body["lastTimestamp"] == "2025-01-01T12:00:00Z"
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_a_throttled_decision_event_is_raised_to_its_retrying_caller(status: int) -> None:
+    """A named Event is safe to post again (a repeat gets 409): the reporter retries it."""
+    kube = FakeKube()
+    kube.event_error = ApiError(status, "ServiceUnavailable", "try later")
+    recorder = EventRecorder(kube, "c")
+    with pytest.raises(ApiError):
+        await recorder.post(
+            ROUTE, EventType.WARNING, "FailedOver", "m", DECIDED_AT, decision=FAILOVER
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "decision"),
+    [
+        pytest.param(403, FAILOVER, id="permanent"),
+        pytest.param(503, None, id="unnamed: a repost could duplicate it"),
+    ],
+)
+async def test_other_failed_events_are_logged_not_raised(
+    status: int, decision: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube = FakeKube()
+    kube.event_error = ApiError(status, "Forbidden", "no")
+    await EventRecorder(kube, "c").post(
+        ROUTE, EventType.WARNING, "FailedOver", "m", DECIDED_AT, decision=decision
+    )
+    assert "could not post event FailedOver" in caplog.text

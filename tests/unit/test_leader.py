@@ -191,3 +191,49 @@ async def test_a_lease_without_the_annotation_is_trusted(caplog: pytest.LogCaptu
         await asyncio.sleep(0.1)
     assert caplog.records == [] and not b.elector.leading
     await b.stop()
+
+
+class _StuckLeaseKube(FakeKube):
+    """A client whose Lease requests hang once ``stuck`` is set (a hung connection, or a
+    request waiting for a lane slot that never comes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stuck = False
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.stuck:
+            await asyncio.Event().wait()
+        return await super().get_lease(namespace, name)
+
+
+@pytest.mark.looptime
+async def test_a_leader_whose_renewal_hangs_steps_down_by_the_deadline() -> None:
+    kube = _StuckLeaseKube()
+    stopped, stopped_at = asyncio.Event(), list[float]()
+
+    async def started() -> None:
+        pass
+
+    async def stop() -> None:
+        stopped_at.append(asyncio.get_running_loop().time())
+        stopped.set()
+
+    config = LeaseConfig(namespace="ops", name="mr", identity="a")  # 15 s lease, 10 s deadline
+    elector = LeaderElector(
+        kube, config, now=lambda: datetime.now(UTC), on_started=started, on_stopped=stop
+    )
+    task = asyncio.create_task(elector.run())
+    await _until(lambda: elector.leading)
+    loop = asyncio.get_running_loop()
+    renewed_at = loop.time()
+    kube.stuck = True
+    try:
+        await asyncio.wait_for(stopped.wait(), 60)
+    finally:
+        kube.stuck = False  # the release on the way out must not hang too
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # Within the deadline of the last renewal (plus at most one renew period before the
+    # first hung attempt), well before the 15 s lease lets another replica take over.
+    assert stopped_at[0] - renewed_at <= config.renew_deadline_seconds + config.renew_seconds

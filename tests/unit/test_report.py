@@ -258,3 +258,24 @@ async def test_events_kept_through_an_outage_are_bounded_newest_kept() -> None:
         await s.clock.until(60)
         posted = [e["reason"] for e in s.kube.posted_events]
         assert posted == [f"Move{n}" for n in range(20, MAX_UNSENT + 20)]
+
+
+async def test_a_decision_event_throttled_by_the_server_is_retried_then_status_follows() -> None:
+    async with reporter(on("vendor")) as s:
+        s.kube.event_error = ApiError(429, "TooManyRequests", "slow down")
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(2)
+        assert s.kube.posted_events == [] and s.stored() == "vendor"  # Event first, always
+        s.kube.event_error = None
+        await s.clock.until(10)
+        assert [e["reason"] for e in s.kube.posted_events] == ["FailedOver"]
+        assert s.stored() == "inhouse"
+
+
+async def test_a_decision_event_refused_for_good_is_dropped_and_status_follows() -> None:
+    async with reporter(on("vendor")) as s:
+        s.kube.event_error = ApiError(403, "Forbidden", "events is forbidden")
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(5)
+        assert s.kube.calls.count("create_event") == 1 and s.kube.posted_events == []
+        assert s.stored() == "inhouse"

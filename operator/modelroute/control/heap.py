@@ -14,46 +14,55 @@ of a reference cycle: a deleted route's worker (its tasks and callbacks refer ba
 until the next unfreeze. So every ``unfreeze_seconds`` everything is unfrozen again, and the
 next full collection, which Python runs by itself, visits the whole heap once and reclaims
 those cycles (then it is frozen again).
+
+The freeze runs from a ``gc.callbacks`` hook at the end ("stop") of each full collection:
+right then nothing unreachable is left, so no garbage is frozen with the live objects (a
+freeze a few seconds later also froze cyclic garbage made meanwhile, kept up to the hour).
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-#: How often (seconds) the keeper looks for a full collection that happened since its last look.
-CHECK_SECONDS = 5.0
+from typing import Any
 
 
 @dataclass
 class HeapKeeper:
-    """Freezes the heap after each full collection; unfreezes it every ``unfreeze_seconds``."""
+    """Freezes the heap right after each full collection; at the first full collection once
+    ``unfreeze_seconds`` have passed since the last unfreeze, unfreezes it instead."""
 
     unfreeze_seconds: float
-    # The gc module's functions (injectable for tests).
-    full_collections: Callable[[], int] = field(default=lambda: gc.get_stats()[2]["collections"])
+    # The clock and the gc module's functions (injectable for tests).
+    clock: Callable[[], float] = time.monotonic
     freeze: Callable[[], None] = gc.freeze
     unfreeze: Callable[[], None] = gc.unfreeze
-    _seen: int = 0
+    callbacks: list[Any] = field(default_factory=lambda: gc.callbacks)  # where it hooks in
     _unfrozen_at: float | None = None
 
-    def tick(self, now: float) -> None:
-        """One look: freeze after a full collection, unfreeze when the period is over."""
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        """The gc callback: acts only when a full (generation 2) collection has ended."""
+        if phase != "stop" or info.get("generation") != 2:
+            return
+        now = self.clock()
         if self._unfrozen_at is None:
             self._unfrozen_at = now
-        collections = self.full_collections()
         if now - self._unfrozen_at >= self.unfreeze_seconds:
+            # The next full collection visits everything (and frees cycles frozen while alive).
             self.unfreeze()
             self._unfrozen_at = now
-        elif collections != self._seen:
+        else:
             self.freeze()
-        self._seen = collections
 
-    async def run(self) -> None:
-        """Look every CHECK_SECONDS until cancelled."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(CHECK_SECONDS)
-            self.tick(loop.time())
+    def install(self) -> None:
+        """Start keeping the heap (idempotent)."""
+        self._unfrozen_at = self.clock()
+        if self not in self.callbacks:
+            self.callbacks.append(self)
+
+    def uninstall(self) -> None:
+        """Stop, and hand every frozen object back to the collector."""
+        self.callbacks[:] = [cb for cb in self.callbacks if cb is not self]
+        self.unfreeze()

@@ -60,7 +60,7 @@ class Runtime:
     drivers: DriverAvailability
     ready: bool = False
     elector: asyncio.Task[None] | None = None
-    heap: asyncio.Task[None] | None = None
+    heap: HeapKeeper | None = None
     scrape: MetricsEndpoint | None = None
     recheck: asyncio.Task[None] | None = None
 
@@ -98,8 +98,8 @@ class Runtime:
                 _elector(settings, kube, controller).run(), name="leader-election"
             )
         if settings.gc_freeze:
-            keeper = HeapKeeper(settings.gc_unfreeze_seconds)
-            runtime.heap = asyncio.create_task(keeper.run(), name="heap-keeper")
+            runtime.heap = HeapKeeper(settings.gc_unfreeze_seconds)
+            runtime.heap.install()
         runtime.scrape = MetricsEndpoint(
             functools.partial(_sampled_parts, metrics),
             min_interval_s=settings.metrics_min_render_interval_seconds,
@@ -137,7 +137,7 @@ class Runtime:
             await asyncio.gather(self.elector, return_exceptions=True)
         await self.controller.shutdown()
         if self.heap is not None:
-            self.heap.cancel()
+            self.heap.uninstall()
         for runner in self.runners:
             await runner.cleanup()
         await self.probes.close()

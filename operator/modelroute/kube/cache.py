@@ -8,8 +8,9 @@ never read the API server every interval.
 A cache given ``list_namespace`` answers the first miss in a namespace with one LIST of the
 namespace, and keeps what it lists and what the watch delivers even when no route has
 subscribed to it yet (slimmed, at most ``keep_unsubscribed`` objects; those ``owned`` by the
-operator always), dropping it on DELETED. Once a namespace is listed and nothing was left out,
-a miss there is a known absence, never read. Why: a (re)started operator read every route's
+operator always), dropping it on DELETED. A miss after the LIST is still read once: an object
+created after the LIST was served may not have reached the watch yet (a Service applied with
+its route); a subscribed miss is then cached. Why: a (re)started operator read every route's
 object one by one (1,045 GETs at 1,000 routes, queued behind the start-up status writes), as
 the objects of kopf's initial list arrived before the routes had subscribed and were dropped.
 """
@@ -86,7 +87,8 @@ class ObjectCache:
         self.lists = 0
 
     def complete(self, namespace: str) -> bool:
-        """True when every object of ``namespace`` is known: a miss there is an absence."""
+        """True when ``namespace`` was listed and nothing was left out: every object that
+        existed when the LIST was served is known (a miss is still read once, see ``get``)."""
         return namespace in self._listed and not self._left_out
 
     def subscribe(self, route: RouteKey, keys: Iterable[ObjectKey]) -> None:
@@ -113,29 +115,29 @@ class ObjectCache:
             del self._subscribers[key]
             entry = self._entries.pop(key, None)
             if entry is not None:
-                self._keep_unsubscribed(key, entry)  # already slim; still in the watch
+                self._keep_unsubscribed(key, entry, slimmed=True)  # still in the watch
 
-    def _keep_unsubscribed(self, key: ObjectKey, slim: dict[str, Any]) -> None:
-        if len(self._unsubscribed) < self._keep or self._owned(slim):
+    def _keep_unsubscribed(
+        self, key: ObjectKey, body: dict[str, Any], *, slimmed: bool = False
+    ) -> None:
+        # The bound is checked before slimming: a Secret not kept is never copied.
+        if len(self._unsubscribed) < self._keep or self._owned(body):
             self._unsubscribed.add(key)
-            self._entries[key] = slim
+            self._entries[key] = body if slimmed else self._slim(body)
         else:
             self._left_out = True
 
     async def get(self, key: ObjectKey) -> dict[str, Any] | None:
-        """The cached object; on a miss, its namespace is listed once (or, without a list, the
-        object is read once)."""
+        """The cached object; on a miss, its namespace is listed once, and an object the LIST
+        did not bring is read (created since, its watch event still on the way)."""
         if key in self._entries:
             return self._entries[key]
         namespace = key[0]
-        if self._list is not None and namespace not in self._listed:
+        # Once objects were left out, a LIST keeps nothing more: the misses are read alone.
+        if self._list is not None and namespace not in self._listed and not self._left_out:
             await self._list_once(namespace)
             if key in self._entries:
                 return self._entries[key]
-        if self.complete(namespace):
-            if key in self._subscribers:
-                self._entries[key] = None
-            return None
         self.fetches += 1
         body = await self._fetch(*key)
         # A watch event may have filled the entry while the read was in flight: keep it.
@@ -150,13 +152,19 @@ class ObjectCache:
         if task is None:
             task = asyncio.create_task(self._list_all(namespace), name=f"list:{namespace}")
             self._listing[namespace] = task
+            # Ended here, not by a waiter: every waiter may have been cancelled meanwhile.
+            task.add_done_callback(lambda done: self._listed_out(namespace, done))
         try:
             await asyncio.shield(task)
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("could not list %s: %s", namespace, exc, extra={"namespace": namespace})
-        finally:
-            if task.done():
-                self._listing.pop(namespace, None)
+
+    def _listed_out(self, namespace: str, task: asyncio.Task[None]) -> None:
+        if self._listing.get(namespace) is task:
+            del self._listing[namespace]
+        self._deleted = {k: v for k, v in self._deleted.items() if k[0] != namespace}
+        if not task.cancelled():
+            task.exception()  # its waiters log it; with none left it is not worth a traceback
 
     async def _list_all(self, namespace: str) -> None:
         items = await self._list(namespace) if self._list is not None else []
@@ -171,7 +179,6 @@ class ObjectCache:
             else:
                 self._observe_unsubscribed("ADDED", key, body)
         self._listed.add(namespace)
-        self._deleted = {k: v for k, v in self._deleted.items() if k[0] != namespace}
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> set[RouteKey]:
         """Apply one watch event; return the routes to wake (those that depend on the object,
@@ -203,7 +210,7 @@ class ObjectCache:
                 self._unsubscribed.discard(key)
                 del self._entries[key]
         elif key not in self._unsubscribed:
-            self._keep_unsubscribed(key, self._slim(body))
+            self._keep_unsubscribed(key, body)
         elif _resource_version(body) >= _resource_version(self._entries[key]):
             self._entries[key] = self._slim(body)
 

@@ -131,7 +131,8 @@ class EventRecorder:
         """Create the Event on the route, stamped ``now`` (when it was decided); raises a
         transport failure (the API server is gone: the caller posts it again when it is back),
         logs and drops any other. ``decision`` (:func:`decision_of`) makes it a decision Event:
-        a repost of one already there (409) counts as posted."""
+        a repost of one already there (409) counts as posted, and a 429 or 5xx answer is raised
+        too (the caller retries: safe, a repeat gets 409)."""
         name = decision_name(route, reason, decision) if decision is not None else None
         body = event_body(route, event_type, reason, message, now, self._component, name=name)
         extra = {"namespace": route.namespace, "route": route.name}
@@ -145,6 +146,13 @@ class EventRecorder:
                 # attempt whose answer was lost): posted, exactly once.
                 logger.debug("event %s posted already", reason, extra=extra)
                 return
+            if name is not None and _transient(exc):
+                raise  # a named Event is safe to post again (a repeat gets 409): caller retries
             logger.warning("could not post event %s: %s", reason, exc, extra=extra)
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-            logger.warning("could not post event %s: %s", body["reason"], exc, extra=extra)
+            logger.warning("could not post event %s: %s", reason, exc, extra=extra)
+
+
+def _transient(exc: ApiError) -> bool:
+    """Throttled or a server-side failure: the same post may succeed later."""
+    return exc.status == 429 or exc.status >= 500

@@ -8,8 +8,6 @@ import contextlib
 
 # Requests in flight to the API server at once (the connection pool has as many).
 MAX_IN_FLIGHT = 20
-# After a routing write ends, other requests wait this long (seconds) for the next one.
-URGENT_LINGER_SECONDS = 0.1
 
 
 class Lanes:
@@ -24,19 +22,10 @@ class Lanes:
     each status write comes back as a watch event the operator processes on the same loop.
     Holding the rest until the burst of routing writes is through keeps both off its critical
     path. Only the order changes: every request is still sent.
-
-    The rest also waits ``linger`` seconds after a routing write ends: in a restarted
-    operator the routes decide one after another while it starts (issue 13, scenario 5: 665
-    routing writes over 31 s at 1,000 routes), so the routing writes trickle in with gaps
-    between them, and each gap let start-up status writes and Events through, whose answers
-    and watch echoes the same event loop then processes between the routing writes.
     """
 
-    def __init__(self, limit: int, linger: float = URGENT_LINGER_SECONDS) -> None:
+    def __init__(self, limit: int) -> None:
         self._free = limit
-        self._linger = linger
-        self._quiet_at = 0.0  # loop time before which the rest waits (a routing write ended)
-        self._timer: asyncio.TimerHandle | None = None
         self._urgent_in_flight = 0
         self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
             collections.deque(),  # urgent: routing writes
@@ -51,14 +40,12 @@ class Lanes:
             if urgent:
                 self._take(urgent=True)
                 return
-            if not normal_queue and not self._urgent_in_flight and self._quiet():
+            if not normal_queue and not self._urgent_in_flight:
                 self._take(urgent=False)
                 return
         queue = urgent_queue if urgent else normal_queue
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.append(future)
-        if not urgent:
-            self._dispatch_when_quiet()  # held by the linger alone: nothing else will dispatch
         try:
             await future
         except asyncio.CancelledError:
@@ -73,12 +60,8 @@ class Lanes:
         """Free the slot taken by ``acquire(urgent)`` and hand slots to the next waiters."""
         if urgent:
             self._urgent_in_flight -= 1
-            self._quiet_at = asyncio.get_running_loop().time() + self._linger
         self._free += 1
         self._dispatch()
-
-    def _quiet(self) -> bool:
-        return asyncio.get_running_loop().time() >= self._quiet_at
 
     def _take(self, *, urgent: bool) -> None:
         self._free -= 1
@@ -90,25 +73,11 @@ class Lanes:
         while self._free > 0:
             if (future := _next_live(urgent_queue)) is not None:
                 self._take(urgent=True)
-            elif self._urgent_in_flight:
-                return
-            elif not self._quiet():
-                self._dispatch_when_quiet()
-                return
-            elif (future := _next_live(normal_queue)) is None:
+            elif self._urgent_in_flight or (future := _next_live(normal_queue)) is None:
                 return
             else:
                 self._take(urgent=False)
             future.set_result(None)  # the slot passes straight to this waiter
-
-    def _dispatch_when_quiet(self) -> None:
-        if self._timer is None and self._waiting[1]:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(self._quiet_at, self._on_quiet)
-
-    def _on_quiet(self) -> None:
-        self._timer = None
-        self._dispatch()
 
 
 def _next_live(queue: collections.deque[asyncio.Future[None]]) -> asyncio.Future[None] | None:

@@ -100,7 +100,7 @@ class LeaderElector:
         clock = asyncio.get_running_loop().time
         try:
             while True:
-                held = await self._try_once()
+                held = await self._attempt(clock())
                 if held:
                     self._last_renewed = clock()
                 if held and not self.leading:
@@ -116,6 +116,19 @@ class LeaderElector:
             if self.leading:
                 await self._step_down("shutting down")
                 await self._release()
+
+    async def _attempt(self, now: float) -> bool | None:
+        """``_try_once`` bounded by the renew deadline: a request stuck in the client (a
+        hung connection, a full request lane) counts as "could not renew", so a leader that
+        cannot renew always steps down before another replica may take over."""
+        timeout = self._config.renew_deadline_seconds
+        if self.leading and self._last_renewed is not None:
+            timeout = max(0.0, self._last_renewed + timeout - now)
+        try:
+            return await asyncio.wait_for(self._try_once(), timeout)
+        except TimeoutError:
+            logger.warning("lease: no answer within the renew deadline")
+            return None
 
     def _expired(self, spec: dict[str, Any] | None) -> bool:
         now = asyncio.get_running_loop().time()
