@@ -102,3 +102,19 @@ async def test_a_route_kopf_delivered_is_left_to_kopf(world: World) -> None:
         # Deleted after kopf listed: kopf's watch says DELETED; a list of ours drops nothing.
         await world.controller.sweep_unconfirmed([])
         assert (NS, "chat") in world.controller.workers
+
+
+async def test_a_standby_that_starts_leading_still_sweeps_a_route_deleted_before_kopf_listed(
+    world: World,
+) -> None:
+    # A rolling update: the new pod lists as a standby, a route is deleted before kopf lists,
+    # the old pod hands the Lease over: taking the lead must not confirm the listed routes.
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await world.controller.stop_leading()
+        await world.controller.adopt_listed([_route(vendor.url, inhouse.url)])
+        assert world.controller.workers == {}
+        await world.controller.start_leading()
+        assert (NS, "chat") in world.controller.workers
+        assert world.controller.unconfirmed == 1
+        await prelist.recheck(world.controller, Pages([]), Settings(), every=0.0)
+        assert world.controller.workers == {}

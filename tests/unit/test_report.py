@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from modelroute.api.status import BackendStatus, ModelRouteStatus, TrafficWeight
-from modelroute.control.report import MAX_UNSENT, Reporter
+from modelroute.control.report import MAX_EVENT_ATTEMPTS, MAX_UNSENT, Reporter
 from modelroute.core.types import EventType, PlannedEvent, RouteRef
 from modelroute.kube.client import ApiError
 from tests.fakes.kube import FakeKube
@@ -279,3 +279,15 @@ async def test_a_decision_event_refused_for_good_is_dropped_and_status_follows()
         await s.clock.until(5)
         assert s.kube.calls.count("create_event") == 1 and s.kube.posted_events == []
         assert s.stored() == "inhouse"
+
+
+async def test_an_event_refused_again_and_again_is_dropped_and_the_status_written() -> None:
+    # The Events API answers 500 for good (an etcd out of space, a failing webhook on Events):
+    # the failover's status must not wait on its Event forever.
+    async with reporter(on("vendor")) as s:
+        s.kube.event_error = ApiError(500, "InternalError", "etcdserver: mvcc: database space")
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(60)
+        assert s.kube.calls.count("create_event") == MAX_EVENT_ATTEMPTS
+        assert s.stored() == "inhouse"
+        await asyncio.wait_for(s.reporter.drain(), 1)

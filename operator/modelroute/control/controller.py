@@ -197,8 +197,11 @@ class Controller:
         """This replica now holds the Lease: start a worker for every route seen."""
         self._leading = True
         self._deps.metrics.leader.set(1)
-        for body in list(self._bodies.values()):
-            await self.on_route_event(None, json.loads(body))
+        for text in list(self._bodies.values()):
+            # Not on_route_event: only kopf's own delivery confirms a route of the start-up
+            # list (a route deleted before kopf listed must still be swept).
+            body = json.loads(text)
+            await self._apply(None, RouteObject.from_body(body), body)
 
     async def stop_leading(self) -> None:
         """Another replica may take over: stop every worker (route bodies are kept)."""

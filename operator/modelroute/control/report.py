@@ -15,10 +15,9 @@ while a write was in flight is neither skipped (a flap back to the status before
 written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
 have landed: the baseline is then unknown, and the newest status is written whatever it is.
 Events are kept here, in order, until posted (each before the status that follows its decision),
-stamped with when they were decided and logged once, when decided (a post retried through an
-outage does not log it again). At most ``MAX_UNSENT`` per route are kept: beyond that the oldest
-are dropped, with a warning naming how many (an outage long enough for a route to decide that
-many moves has its story in status and metrics already).
+stamped with when they were decided and logged once, when decided. At most ``MAX_UNSENT`` per
+route are kept (beyond that the oldest are dropped, with a warning), and an Event the API server
+refuses ``MAX_EVENT_ATTEMPTS`` times is dropped: what follows it must not wait on it forever.
 
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
@@ -33,10 +32,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 import aiohttp
-import pydantic
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
@@ -55,6 +52,8 @@ _RETRY_MAX_SECONDS = 30.0
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
 # Events of one route kept while they cannot be posted; beyond this the oldest are dropped.
 MAX_UNSENT = 100
+# Refusals (429, 5xx) of one Event before it is dropped and what follows it is sent.
+MAX_EVENT_ATTEMPTS = 3
 # An Event, when it was decided, and what identifies the decision (kube.events.decision_of;
 # None: not a counted move): the next process re-posting it after a crash gets a 409.
 StampedEvent = tuple[PlannedEvent, datetime, str | None]
@@ -94,6 +93,7 @@ class Reporter:
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
         self._attempted = asyncio.Event()  # set after each send attempt and when _run ends
+        self._event_attempts = 0  # refusals of the first unsent Event so far
 
     @property
     def unsent(self) -> list[StampedEvent]:
@@ -219,7 +219,7 @@ class Reporter:
                 self._attempted.set()
                 self._classify()  # against the baseline as it now stands
                 logger.warning(
-                    "status write failed, retrying in %.0fs: %s",
+                    "could not write the route's Events or status, retrying in %.0fs: %s",
                     retry,
                     exc,
                     extra={"namespace": self._ref.namespace, "route": self._ref.name},
@@ -251,14 +251,34 @@ class Reporter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
+    async def _post(self, entry: StampedEvent) -> None:
+        """Post one Event; an API server refusing it (429, 5xx) is retried, but at most
+        MAX_EVENT_ATTEMPTS times: the status and later Events must not wait on it forever."""
+        event, at, decision = entry
+        try:
+            await self._deps.events.post(
+                self._ref, event.type, event.reason, event.message, at, decision=decision
+            )
+        except ApiError as exc:
+            self._event_attempts += 1
+            if self._event_attempts < MAX_EVENT_ATTEMPTS:
+                raise
+            logger.warning(
+                "dropped event %s after %d refusals: %s",
+                event.reason,
+                self._event_attempts,
+                exc,
+                extra={"namespace": self._ref.namespace, "route": self._ref.name},
+            )
+        self._event_attempts = 0
+
     async def _flush(self) -> None:
         deps, ref = self._deps, self._ref
         while self._events:  # each taken off only once posted: a stop() keeps the rest
-            event, at, decision = self._events[0]
-            await deps.events.post(
-                ref, event.type, event.reason, event.message, at, decision=decision
-            )
-            self._events.pop(0)
+            entry = self._events[0]
+            await self._post(entry)
+            if self._events and self._events[0] is entry:  # not dropped by _keep meanwhile
+                self._events.pop(0)
         desired = self._desired
         due = self._due
         if desired is None or due is None or due > asyncio.get_running_loop().time():
@@ -272,20 +292,8 @@ class Reporter:
                 self.uncertain = before  # refused: the stored status is as it was
             raise
         deps.metrics.api_writes.labels("modelroutes/status").inc()
-        self.written, self.uncertain = _accepted(answer, desired), False
+        self.written, self.uncertain = status.accepted(answer, desired), False
         self._due = None
         # A newer status may have come while this one was being written: judge it against
         # what the server accepted.
         self._classify()
-
-
-def _accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus:
-    """The status the API server stored, from its answer to the write (``sent`` if it did not
-    say: a client that returns no body)."""
-    stored = answer.get("status") if isinstance(answer, dict) else None
-    if not isinstance(stored, dict):
-        return sent
-    try:
-        return ModelRouteStatus.model_validate(stored)
-    except pydantic.ValidationError:
-        return sent

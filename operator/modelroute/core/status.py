@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import pydantic
+
 from modelroute.api.models import ModelRouteSpec, ProbeSpec
 from modelroute.api.status import BackendStatus, ConditionStatus, ModelRouteStatus, TrafficWeight
 from modelroute.core import conditions, cost, health, policy
@@ -201,3 +203,15 @@ def build_invalid_status(
     # Nothing is probed while the spec is invalid, so no drill runs either.
     update = {"observed_generation": generation, "conditions": conds, "drill": None}
     return previous.model_copy(update=update)
+
+
+def accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus:
+    """The status the API server stored, from its answer to a status write (``sent`` if it did
+    not say: a client that returns no body) (pure)."""
+    stored = answer.get("status") if isinstance(answer, dict) else None
+    if not isinstance(stored, dict):
+        return sent
+    try:
+        return ModelRouteStatus.model_validate(stored)
+    except pydantic.ValidationError:
+        return sent

@@ -268,8 +268,9 @@ class KubeClient:
         return await self.request("PATCH", path, {"status": status}, content_type=MERGE_PATCH) or {}
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A coordination.k8s.io/v1 Lease, or None if it does not exist."""
-        return await self.request("GET", LEASES.path(namespace, name))
+        """A coordination.k8s.io/v1 Lease, or None if it does not exist (urgent: see
+        :meth:`replace_lease`)."""
+        return await self.request("GET", LEASES.path(namespace, name), urgent=True)
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Lease (409 if another replica created it first)."""
@@ -278,8 +279,10 @@ class KubeClient:
     async def replace_lease(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        """Replace a Lease; with metadata.resourceVersion set, 409 if it changed meanwhile."""
-        return await self.request("PUT", LEASES.path(namespace, name), body) or {}
+        """Replace a Lease; with metadata.resourceVersion set, 409 if it changed meanwhile.
+        Urgent: a renewal queued behind a mass failover's statuses and Events would miss the
+        renew deadline, and the leader would step down in the middle of the failover."""
+        return await self.request("PUT", LEASES.path(namespace, name), body, urgent=True) or {}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
