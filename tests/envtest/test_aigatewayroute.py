@@ -711,9 +711,9 @@ def test_chat_ai_as_the_chart_service_account_under_only_its_rbac(
                 custom.list_namespaced_custom_object,
                 group, version, routes_ns, "backendsecuritypolicies",
             )  # fmt: skip
-            assert forbidden(
+            assert forbidden(  # granted in the watched namespace only (handover)
                 custom.delete_namespaced_custom_object,
-                group, version, routes_ns, AIGATEWAYROUTES.plural, ROUTE_NAME,
+                group, version, release_ns, AIGATEWAYROUTES.plural, ROUTE_NAME,
             )  # fmt: skip
             assert forbidden(
                 custom.list_namespaced_custom_object,

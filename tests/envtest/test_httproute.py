@@ -606,7 +606,9 @@ def test_chat_gw_as_the_chart_service_account_under_only_its_rbac(
             if crd.audit_log is not None:
                 assert writes_outside(crd, identity, started) == []
 
-            # Outside the chart's RBAC: the gateway's status, deleting, the backendRefs' kinds.
+            # Outside the chart's RBAC: the gateway's status, deleting outside the watched
+            # namespace (inside it, delete is granted: a driver switch releases the old object),
+            # the backendRefs' kinds.
             custom = client.CustomObjectsApi(crd.api_client(identity))
             group, version, plural = HTTPROUTE
             verdict = {"status": {"parents": []}}
@@ -618,7 +620,7 @@ def test_chat_gw_as_the_chart_service_account_under_only_its_rbac(
                 custom.delete_namespaced_custom_object,
                 group,
                 version,
-                routes_ns,
+                release_ns,
                 plural,
                 ROUTE_NAME,
             )
