@@ -147,7 +147,13 @@ class RecordingKube(KubeClient):
         self._objects: dict[str, dict[str, Any]] = {}
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        urgent: bool = False,
     ) -> dict[str, Any] | None:
         self.calls.append((method, path))
         if method == "GET":
