@@ -75,19 +75,26 @@ async def test_a_suspended_route_shows_an_unrecorded_failover_and_records_it_onc
         assert routing_writes(w, since=6) == []
 
 
+async def suspended_then_moved_to_inhouse(w: Any) -> dict[str, Any]:
+    """Route on vendor, suspended (status written), the process stopped, the Service moved to
+    inhouse while no process ran, and a new controller: returns the route's body."""
+    body = await routed_to_vendor(w)
+    await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=True))
+    await w.clock.until(7)
+    assert w.condition("Ready") == ("False", "Suspended")
+    await w.controller.shutdown()
+    pin = {"metadata": {"annotations": {BACKEND_ANNOTATION: "inhouse"}}}
+    w.kube.mutate(STABLE_KEY, pin | {"spec": {"selector": {"app": "inhouse"}}})
+    w.kube.deliver(w.controller._deps.caches[SERVICES])
+    w.controller = Controller(w.controller._deps)
+    return body
+
+
 async def test_a_move_made_by_hand_while_suspended_and_down_is_shown_but_not_counted() -> None:
     # Suspended before the restart: the operator never writes routing while suspended, so a
     # move it finds then is an admin's pin, shown as it is, never counted as a failover.
     async with running_world() as w:
-        body = await routed_to_vendor(w)
-        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=True))
-        await w.clock.until(7)
-        assert w.condition("Ready") == ("False", "Suspended")
-        await w.controller.shutdown()
-        pin = {"metadata": {"annotations": {BACKEND_ANNOTATION: "inhouse"}}}
-        w.kube.mutate(STABLE_KEY, pin | {"spec": {"selector": {"app": "inhouse"}}})
-        w.kube.deliver(w.controller._deps.caches[SERVICES])
-        w.controller = Controller(w.controller._deps)
+        body = await suspended_then_moved_to_inhouse(w)
         restarted = with_spec(body, 2, suspend=True)
         restarted["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
         await w.controller.on_route_event("ADDED", restarted)
@@ -106,15 +113,7 @@ async def test_a_failover_made_right_after_resuming_is_recorded_though_status_sa
     # its first status write, which still says Suspended. The spec is not suspended, so the
     # operator may have written routing: the move is its failover, owed, not a hand pin.
     async with running_world() as w:
-        body = await routed_to_vendor(w)
-        await w.controller.on_route_event("MODIFIED", with_spec(body, 2, suspend=True))
-        await w.clock.until(7)
-        assert w.condition("Ready") == ("False", "Suspended")
-        await w.controller.shutdown()
-        pin = {"metadata": {"annotations": {BACKEND_ANNOTATION: "inhouse"}}}
-        w.kube.mutate(STABLE_KEY, pin | {"spec": {"selector": {"app": "inhouse"}}})
-        w.kube.deliver(w.controller._deps.caches[SERVICES])
-        w.controller = Controller(w.controller._deps)
+        body = await suspended_then_moved_to_inhouse(w)
         restarted = with_spec(body, 3, suspend=False)
         restarted["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
         await w.controller.on_route_event("ADDED", restarted)
