@@ -44,7 +44,7 @@ from modelroute.probing.answers import (
 )
 from modelroute.probing.dialects import Call, Dialect, TokenLimit, dialect_for
 from modelroute.probing.errors import error_message, error_reason
-from modelroute.probing.session import new_session
+from modelroute.probing.session import new_session, proxy_route
 
 __all__ = ["ProbeResult", "ProbeTarget", "new_session", "probe"]
 
@@ -191,12 +191,15 @@ def _headers(ctx: _Context) -> dict[str, str]:
 
 async def _request(ctx: _Context, call: Call) -> Reply:
     # Redirects are not followed: a 3xx is an answer (HTTP) or a captive portal (the others).
+    proxy, proxy_auth = proxy_route(ctx.session, ctx.target.url)
     async with ctx.session.request(
         call.method,
         ctx.target.url + call.path,
         headers=_headers(ctx),
         json=call.payload,
         allow_redirects=False,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
         # True: the session's context. aiohttp pools connections per context, so a connection
         # verified against one backend's CA is never reused for a probe that trusts less.
         ssl=ctx.target.ssl_context or True,

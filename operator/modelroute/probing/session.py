@@ -10,9 +10,11 @@ set once at start-up, while the prober is per-probe logic.
   own PEM on top of both, for that backend's probes only: :class:`TrustStore` builds one
   context per distinct bundle (by content hash, so a rotated CA gets a new one and routes with
   the same CA share one, and its pooled connections).  Verification is never switched off.
-- **Proxy.** ``trust_env=True``: ``HTTPS_PROXY``/``HTTP_PROXY`` (and lower-case forms) send
-  probes through an egress proxy (CONNECT for ``https://``, absolute URI for ``http://``), and
-  ``NO_PROXY`` names the hosts reached directly (host suffixes, e.g. ``.svc,.cluster.local``).
+- **Proxy.** ``HTTPS_PROXY``/``HTTP_PROXY`` (and lower-case forms) send probes through an
+  egress proxy (CONNECT for ``https://``, absolute URI for ``http://``), and ``NO_PROXY`` names
+  the hosts reached directly (host suffixes, e.g. ``.svc,.cluster.local``). Read once here
+  (:class:`~modelroute.probing.proxy.EnvProxies`, see :func:`proxy_route`), not by aiohttp's
+  ``trust_env`` on every request.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ import functools
 import hashlib
 import ssl
 import sys
+import weakref
 from collections import OrderedDict
 from typing import Final
 
 import aiohttp
 
-__all__ = ["CaBundleError", "TrustStore", "new_session", "ssl_context"]
+from modelroute.probing.proxy import DIRECT, EnvProxies, Route
+
+__all__ = ["CaBundleError", "TrustStore", "new_session", "proxy_route", "ssl_context"]
 
 # aiohttp warns (DeprecationWarning) about enable_cleanup_closed on Pythons whose asyncio no
 # longer leaks aborted TLS transports (https://github.com/python/cpython/pull/118960).
@@ -39,6 +44,9 @@ _NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
 #: Distinct per-backend CA bundles kept as SSL contexts; beyond it the least recently used is
 #: rebuilt on its next probe (a context is a system-store load: ~80 ms of CPU, ~0.8 MiB).
 MAX_TRUST_CONTEXTS: Final = 64
+
+#: The proxy settings each session of :func:`new_session` was made with.
+_PROXIES: weakref.WeakKeyDictionary[aiohttp.ClientSession, EnvProxies] = weakref.WeakKeyDictionary()
 
 
 class CaBundleError(ValueError):
@@ -133,7 +141,8 @@ def new_session(
 
     No cookies (a backend must not steer later probes), no ``raise_for_status`` (status codes
     are probe results), and no session timeout: :func:`~modelroute.probing.prober.probe`
-    bounds each probe itself.  Raises :class:`CaBundleError` for an unusable ``ca_bundle``.
+    bounds each probe itself.  The proxy settings are read now (see :func:`proxy_route`).
+    Raises :class:`CaBundleError` for an unusable ``ca_bundle``.
     """
     connector = aiohttp.TCPConnector(
         limit=connection_limit,
@@ -142,10 +151,20 @@ def new_session(
         enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
         ssl=ssl_context(ca_bundle),
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
         timeout=aiohttp.ClientTimeout(),
-        trust_env=True,
+        trust_env=False,  # the proxy settings are read once, above each request: proxy_route
     )
+    _PROXIES[session] = EnvProxies()
+    return session
+
+
+def proxy_route(session: aiohttp.ClientSession, base_url: str) -> Route:
+    """The egress proxy for a probe of ``base_url`` on ``session``: the environment's as
+    :func:`new_session` read it, or :data:`~modelroute.probing.proxy.DIRECT` (also for a
+    session made elsewhere, which takes no proxy settings from the environment)."""
+    proxies = _PROXIES.get(session)
+    return proxies.route(base_url) if proxies else DIRECT
