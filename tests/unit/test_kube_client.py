@@ -26,6 +26,8 @@ async def api() -> AsyncIterator[tuple[KubeClient, Seen]]:
             {
                 "method": request.method,
                 "path": request.path,
+                "raw_path": request.raw_path,
+                "raw_body": body,
                 "query": dict(request.query),
                 "headers": dict(request.headers),
                 "body": json.loads(body) if body else None,
@@ -102,6 +104,34 @@ async def test_writes_carry_the_field_manager_and_content_type(
     assert seen[1]["path"] == "/apis/modelroute.dev/v1alpha1/namespaces/ai/modelroutes/chat/status"
     assert seen[1]["body"] == {"status": {"activeBackend": "vendor"}}
     assert seen[2]["headers"]["Content-Type"] == "application/json"
+
+
+async def test_bodies_are_compact_utf8_json_and_paths_go_as_quoted(
+    api: tuple[KubeClient, Seen],
+) -> None:
+    client, seen = api
+    await client.create_event("ai", {"message": "café down", "count": 1})
+    await client.get_object(ObjectKind("", "v1", "configmaps", "ConfigMap"), "a i", "x%y")
+    assert seen[0]["raw_body"] == '{"message":"café down","count":1}'
+    assert seen[0]["body"] == {"message": "café down", "count": 1}
+    # Quoted once by ObjectKind.path, and not again on the way out.
+    assert seen[1]["raw_path"] == "/api/v1/namespaces/a%20i/configmaps/x%25y"
+    assert seen[1]["path"] == "/api/v1/namespaces/a i/configmaps/x%y"
+
+
+async def test_a_rotated_token_is_sent_from_the_next_request_on(
+    api: tuple[KubeClient, Seen],
+) -> None:
+    client, seen = api
+    await client.get_object(SERVICES, "ai", "chat-llm")
+    await client.patch_object(SERVICES, "ai", "chat-llm", {})
+    client._transport._credentials.token = "r0tat3d"  # as Credentials.authorization refreshes it
+    await client.get_object(SERVICES, "ai", "chat-llm")
+    await client.patch_object(SERVICES, "ai", "chat-llm", {})
+    tokens = [s["headers"]["Authorization"] for s in seen]
+    assert tokens == ["Bearer t0k3n"] * 2 + ["Bearer r0tat3d"] * 2
+    assert "Content-Type" not in seen[2]["headers"]  # a GET's headers are not a PATCH's
+    assert seen[3]["headers"]["Content-Type"] == "application/merge-patch+json"
 
 
 async def test_errors_become_api_errors_with_reason(api: tuple[KubeClient, Seen]) -> None:

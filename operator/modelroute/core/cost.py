@@ -16,6 +16,7 @@ from typing import Final
 from modelroute.api.models import ModelRouteSpec, ProbeType
 from modelroute.api.probe import GENERATING_TYPES
 from modelroute.api.status import ProbeCost
+from modelroute.core.memo import IdentityMemo
 
 SECONDS_PER_DAY: Final = 86_400
 #: Estimated input tokens of one generating probe: "ping" in the chat template.
@@ -30,6 +31,12 @@ def tokens_per_probe(probe_type: ProbeType) -> int:
 
 
 def probe_cost(spec: ModelRouteSpec) -> ProbeCost:
+    """Probes per day and their estimated tokens (see :func:`_probe_cost`), once per spec
+    object: every plan of a route asks again with the same spec."""
+    return _per_spec(spec, None)
+
+
+def _probe_cost(spec: ModelRouteSpec, _: None) -> ProbeCost:
     """Probes per day and their estimated tokens, over every backend's cheap and deep probe.
 
     Each backend counts on its own, as if no probe were shared with another route, and a
@@ -48,3 +55,6 @@ def probe_cost(spec: ModelRouteSpec) -> ProbeCost:
             requests += deep_per_day
             tokens += deep_per_day * tokens_per_probe(deep.type.probe_type)
     return ProbeCost(requests_per_day=round(requests), estimated_tokens_per_day=round(tokens))
+
+
+_per_spec = IdentityMemo(_probe_cost)

@@ -44,7 +44,12 @@ def with_incident_controls(given: PlanInput, routing_plan: RoutingPlan) -> Plan:
     else:
         decided = routing_plan(given)
         resumed = _resumed(given.previous, decided.status)
-        decided = dataclasses.replace(decided, events=(*decided.events, *resumed))
+        if resumed:
+            decided = dataclasses.replace(decided, events=(*decided.events, *resumed))
+    if given.spec.drill is None and given.previous.drill is None and decided.status.drill is None:
+        # No drill, none to end: _with_drill would hand ``decided`` back unchanged (a plan per
+        # route on a mass failover: the copy was a tenth of plan()).
+        return decided
     return _with_drill(given, decided)
 
 

@@ -97,8 +97,7 @@ def _routing_plan(given: PlanInput) -> Plan:
     # A backend whose staged failback was aborted stabilizes again from the abort.
     records = ramp.restarted(given.records, given.previous.failback_aborted)
     decision = policy.decide(given.spec, records, active, given.now, failback_approved=approved)
-    verdict, problem = _standing_verdict(given)
-    given = dataclasses.replace(given, verdict=verdict, problem=problem)
+    given = _standing_verdict(given)
     step = _ramp_step(given, progress, records, decision, active)
     split = step.split if step is not None else _split(given.spec, decision, active)
     achieved = given.problem is None or (split is not None and given.carried == split)
@@ -161,22 +160,23 @@ def _primary(routed: TrafficSplit | None) -> str | None:
     return routed.primary if routed is not None else None
 
 
-def _standing_verdict(given: PlanInput) -> tuple[Verdict | None, Problem | None]:
-    """The gateway's last word stands until it answers for the object as it is now.
+def _standing_verdict(given: PlanInput) -> PlanInput:
+    """``given`` with the gateway's last word standing until it answers for the object as it is
+    now (itself, not a copy, in the usual case: no verdict, or a fresh one).
 
     Every routing write makes a new generation that no gateway has judged yet: showing Unknown
     (and Ready=True) until it does would flap the conditions on every failover.
     """
     verdict = given.verdict
     if verdict is None or verdict.status != ConditionStatus.UNKNOWN:
-        return verdict, given.problem
+        return given
     last = get_condition(given.previous.conditions, ConditionType.ROUTING_ACCEPTED)
     if last is None or last.status is ConditionStatus.UNKNOWN:
-        return verdict, given.problem
-    kept = Verdict(last.status, last.reason, last.message)
-    if last.status is ConditionStatus.FALSE and given.problem is None:
-        return kept, Problem(ReadyReason.GATEWAY_REJECTED, last.message)
-    return kept, given.problem
+        return given
+    kept, problem = Verdict(last.status, last.reason, last.message), given.problem
+    if last.status is ConditionStatus.FALSE and problem is None:
+        problem = Problem(ReadyReason.GATEWAY_REJECTED, last.message)
+    return dataclasses.replace(given, verdict=kept, problem=problem)
 
 
 def _ramp_step(

@@ -17,6 +17,7 @@ import pydantic
 from modelroute.api.models import ModelRouteSpec, ProbeSpec
 from modelroute.api.status import BackendStatus, ConditionStatus, ModelRouteStatus, TrafficWeight
 from modelroute.core import conditions, cost, health, policy
+from modelroute.core.memo import IdentityMemo
 from modelroute.core.types import (
     ConditionType,
     DecisionReason,
@@ -111,11 +112,15 @@ def build_status(
         last_failover_time=now if moved else previous.last_failover_time,
         failover_count=previous.failover_count + (1 if moved else 0),
         failback_approval=failback_approval,
-        backends=[health.to_status(name, records[name]) for name in known],
+        backends=[_backend_status(name, records[name]) for name in known],
         traffic=[TrafficWeight(backend=b, weight=w) for b, w in (traffic or {}).items()],
         conditions=conds,
         probe_cost=cost.probe_cost(spec),
     )
+
+
+# Routes whose backends took one shared probe hold one record object: one entry for them all.
+_backend_status = IdentityMemo(health.to_status, limit=4096)
 
 
 def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str, Any]:
@@ -125,11 +130,19 @@ def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str,
     them skips pydantic's serializer (most of a plan's cost when it ran twice per plan).
     """
     fields = dict(status.__dict__)
-    probes = {b.name: spec.effective_probe(b) for b in spec.backends} if spec is not None else {}
+    probes = _effective_probes(spec, None) if spec is not None else {}
     fields["backends"] = [
         _backend_material(entry, probes.get(entry.name)) for entry in status.backends
     ]
     return fields
+
+
+def _probes_by_backend(spec: ModelRouteSpec, _: None) -> dict[str, ProbeSpec]:
+    return {b.name: spec.effective_probe(b) for b in spec.backends}
+
+
+# Per spec object (a worker's spec lives until the spec changes): asked twice per plan.
+_effective_probes = IdentityMemo(_probes_by_backend)
 
 
 def _backend_material(entry: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:

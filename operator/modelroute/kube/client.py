@@ -7,16 +7,15 @@ flight are bounded by ``lanes``, routing writes first. Every write carries the f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
-
-import aiohttp
+from urllib.parse import quote
 
 from modelroute.api.models import GROUP, KIND, PLURAL, VERSION
 from modelroute.kube.credentials import Credentials
 from modelroute.kube.lanes import MAX_IN_FLIGHT, Lanes
+from modelroute.kube.transport import ApiError as ApiError  # defined there, raised by requests
+from modelroute.kube.transport import Transport
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -54,16 +53,6 @@ AIGATEWAYROUTES = ObjectKind(
 AISERVICEBACKENDS = ObjectKind(
     "aigateway.envoyproxy.io", "v1beta1", "aiservicebackends", "AIServiceBackend"
 )
-
-
-class ApiError(Exception):
-    """A non-2xx answer from the API server."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 class KubeApi(Protocol):
@@ -141,24 +130,12 @@ class KubeClient:
     def __init__(
         self, credentials: Credentials, *, field_manager: str, timeout_seconds: float = 30.0
     ) -> None:
-        self._credentials = credentials
-        self._field_manager = field_manager
-        self._write_query = "?" + urlencode({"fieldManager": field_manager})
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
+        self._transport = Transport(credentials, field_manager, timeout_seconds)
         self._lanes = Lanes(MAX_IN_FLIGHT)
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._credentials.ssl_context, limit=MAX_IN_FLIGHT)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
+        await self._transport.close()
 
     async def request(
         self,
@@ -172,39 +149,13 @@ class KubeClient:
         """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures.
 
         ``urgent`` requests (routing writes) are sent before any other request still waiting
-        for one of the in-flight slots."""
+        for one of the in-flight slots. ``path`` (and its query) must be URL-quoted already, as
+        :meth:`ObjectKind.path` and :func:`urllib.parse.urlencode` make it: it is sent as is."""
         await self._lanes.acquire(urgent)
         try:
-            return await self._send(method, path, body, content_type)
+            return await self._transport.send(method, path, body, content_type)
         finally:
             self._lanes.release(urgent)
-
-    async def _send(
-        self, method: str, path: str, body: Any, content_type: str
-    ) -> dict[str, Any] | None:
-        headers = {"Accept": "application/json"}
-        auth = self._credentials.authorization()
-        if auth:
-            headers["Authorization"] = auth
-        data = None
-        url = self._credentials.server + path
-        if method != "GET":
-            # Built once, not per request: aiohttp's query building was 6 % of the operator's
-            # CPU in a mass failover (py-spy, bench mass).
-            url += self._write_query
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body)
-        async with self._http().request(method, url, data=data, headers=headers) as response:
-            # Read the body whatever the framing: the API server answers chunked at times.
-            payload = _json_object(await response.text())
-            if response.status == 404 and method == "GET":
-                return None
-            if response.status >= 400:
-                message = payload.get("message", response.reason or "")
-                reason = payload.get("reason", response.reason or "")
-                raise ApiError(response.status, str(reason), str(message))
-            return payload
 
     # --- typed helpers -------------------------------------------------------------------
 
@@ -287,12 +238,3 @@ class KubeClient:
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
         return await self.request("POST", EVENTS.path(namespace), body) or {}
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    # A proxy in front of the API server may answer with HTML: that is no object, not a crash.
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
