@@ -5,7 +5,7 @@ from __future__ import annotations
 from modelroute.core.memo import IdentityMemo
 
 
-def test_the_same_objects_are_answered_once_equal_copies_again() -> None:
+def test_the_same_object_with_an_equal_value_is_answered_once() -> None:
     calls: list[tuple[str, ...]] = []
 
     def joined(a: tuple[str, ...], b: str) -> str:
@@ -13,13 +13,14 @@ def test_the_same_objects_are_answered_once_equal_copies_again() -> None:
         return b.join(a)
 
     memo = IdentityMemo(joined)
-    names, sep = ("vendor", "inhouse"), "/"
-    assert memo(names, sep) == "vendor/inhouse"
-    assert memo(names, sep) == "vendor/inhouse"
+    names = ("vendor", "inhouse")
+    assert memo(names, "/") == "vendor/inhouse"
+    assert memo(names, "".join(["/"])) == "vendor/inhouse"  # b by value
     assert len(calls) == 1
+    assert memo(names, ",") == "vendor,inhouse"  # another value: asked again
     copy = tuple(list(names))  # equal, not the same object: asked again
-    assert memo(copy, sep) == "vendor/inhouse"
-    assert len(calls) == 2
+    assert memo(copy, "/") == "vendor/inhouse"
+    assert len(calls) == 3
 
 
 def test_an_entry_keeps_its_arguments_so_an_id_is_never_mistaken() -> None:

@@ -112,15 +112,19 @@ def build_status(
         last_failover_time=now if moved else previous.last_failover_time,
         failover_count=previous.failover_count + (1 if moved else 0),
         failback_approval=failback_approval,
-        backends=[_backend_status(name, records[name]) for name in known],
+        backends=[_backend_status(records[name], name) for name in known],
         traffic=[TrafficWeight(backend=b, weight=w) for b, w in (traffic or {}).items()],
         conditions=conds,
         probe_cost=cost.probe_cost(spec),
     )
 
 
+def _to_status(record: health.HealthRecord, name: str) -> BackendStatus:
+    return health.to_status(name, record)
+
+
 # Routes whose backends took one shared probe hold one record object: one entry for them all.
-_backend_status = IdentityMemo(health.to_status, limit=4096)
+_backend_status = IdentityMemo(_to_status, limit=4096)
 
 
 def material(status: ModelRouteStatus, spec: ModelRouteSpec | None) -> dict[str, Any]:
