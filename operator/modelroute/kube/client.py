@@ -7,6 +7,7 @@ flight are bounded by ``lanes``, routing writes first. Every write carries the f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -37,8 +38,14 @@ class ObjectKind:
     def path(self, namespace: str, name: str | None = None) -> str:
         """The REST path of the collection in ``namespace``, or of one object in it."""
         prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        path = f"{prefix}/namespaces/{quote(namespace)}/{self.plural}"
-        return f"{path}/{quote(name)}" if name else path
+        path = f"{prefix}/namespaces/{_quoted(namespace)}/{self.plural}"
+        return f"{path}/{_quoted(name)}" if name else path
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(segment: str) -> str:
+    # Names repeat (one per route, every request of a route): quoted once, not per request.
+    return quote(segment)
 
 
 SERVICES = ObjectKind("", "v1", "services", "Service")
