@@ -126,7 +126,9 @@ class Runtime:
         """Stop the workers, endpoints and connections."""
         self.ready = False
         if self.recheck is not None:
+            # Awaited: a re-list in flight must not outlive the connections closed below.
             self.recheck.cancel()
+            await asyncio.gather(self.recheck, return_exceptions=True)
         # What the routes owe (a failback's status, its Event) goes out before the Lease does.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_grace_seconds / 2):
