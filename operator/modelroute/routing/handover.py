@@ -9,7 +9,8 @@ previous one is released, the same way for every driver (each names its object t
 
 - ``deletionPolicy: Delete``: deleted, only while it is the object the route owns (its
   ownerReference names the route; the delete has uid and resourceVersion preconditions, so an
-  object changed since it was read is not deleted);
+  object changed since it was read is not deleted: the 409 is decided again, once, on a fresh
+  read of the same object, so a label or annotation written meanwhile is no failure);
 - ``deletionPolicy: Retain``: kept, pointing where it last pointed, with the route's
   ownerReference dropped (as when the route is deleted under Retain);
 - an object the route does not own (foreign, or already retained) is never touched;
@@ -33,7 +34,7 @@ from typing import Any
 
 from modelroute.api.models import DeletionPolicy, ModelRouteSpec
 from modelroute.core.types import Problem, RouteRef
-from modelroute.kube.client import KubeApi, ObjectKind
+from modelroute.kube.client import ApiError, KubeApi, ObjectKind
 from modelroute.routing.base import DriverInfo, RoutingState
 from modelroute.routing.ownership import (
     generated_by_a_gateway,
@@ -100,14 +101,32 @@ def explain(
 
 async def release(kube: KubeApi, route: RouteRef, old: Routed, new: Routed) -> None:
     """Release ``old``'s routing object under ``new``'s deletion policy (see the module doc).
-    Raises the API's failures: the caller tries again on its next reconcile."""
+    Raises the API's failures: the caller tries again on its next reconcile. A write refused
+    because the object changed since it was read (409) is decided again, once, on a fresh read
+    of the same object (same uid): a label or status written meanwhile is no failure."""
     name = old.name(route)
     if name is None or not moved(route, old, new):
         return
-    kind = old.info.kind
-    current = await kube.get_object(kind, route.namespace, name)
+    current = await kube.get_object(old.info.kind, route.namespace, name)
+    try:
+        await _release_as_read(kube, route, old, new, current)
+    except ApiError as exc:
+        if exc.status != 409 or current is None:
+            raise
+        uid = current.get("metadata", {}).get("uid")
+        fresh = await kube.get_object(old.info.kind, route.namespace, name)
+        if fresh is not None and fresh.get("metadata", {}).get("uid") == uid:
+            await _release_as_read(kube, route, old, new, fresh)
+
+
+async def _release_as_read(
+    kube: KubeApi, route: RouteRef, old: Routed, new: Routed, current: dict[str, Any] | None
+) -> None:
+    """Release ``current``, ``old``'s routing object as read; each write holds only while the
+    object is still as read (uid and resourceVersion)."""
     if current is None or ownership(route, current) != "owned":
         return  # gone already, or not ours to release
+    kind, name = old.info.kind, str(old.name(route))
     meta = current.get("metadata", {})
     extra = {"namespace": route.namespace, "route": route.name, "object": f"{kind.plural}/{name}"}
     generated = old.key(route) in new.generated(route)
