@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from modelroute.kube.client import ApiError
+from modelroute.settings import Settings
 from tests.unit.test_worker import NS, STABLE_KEY, World, running_world
 from tests.unit.test_worker_incident import routed_to_vendor, with_spec
 
@@ -105,3 +106,17 @@ async def test_a_release_that_keeps_failing_backs_off_and_warns_once() -> None:
             await w.tick(at, vendor=True, inhouse=at % 2 == 0)
         await w.clock.until(201)
         assert STABLE_KEY not in w.kube.services  # released once it can be
+
+
+async def test_the_release_backoff_follows_its_settings() -> None:
+    settings = Settings(release_retry_first_seconds=30.0, release_retry_max_seconds=30.0)
+    async with running_world(settings) as w:
+        body = await routed_to_vendor(w)
+        w.kube.delete_error = ApiError(403, "Forbidden", "cannot delete services")
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        for at in range(7, 67, 3):  # a reconcile every 3 s for a minute
+            await w.tick(at, vendor=True, inhouse=at % 2 == 0)
+        await w.clock.until(68)
+        # At 6 s, then one reconcile at least 30 s later: 2 (the default 10 s backoff: 3).
+        assert w.calls.count("delete") == 2
+        assert w.events().count(("Warning", "ReleaseFailed")) == 1

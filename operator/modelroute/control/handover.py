@@ -19,10 +19,6 @@ from modelroute.routing.handover import Routed, explain, moved, release
 logger = logging.getLogger("modelroute.control.handover")
 
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, OSError)
-# Backoff (seconds) of a release that keeps failing (a 403: the ClusterRole lacks delete after
-# an image-only upgrade; a webhook refusing it): not a GET, DELETE and WARNING per reconcile.
-RETRY_FIRST_SECONDS = 10.0
-RETRY_MAX_SECONDS = 600.0
 
 
 class HandoverEvent(enum.StrEnum):
@@ -77,7 +73,11 @@ class Handover:
     async def _failed(self, route: RouteRef, old: Routed, exc: BaseException) -> None:
         """Back off; the first failure in a row is a Warning Event, every one a log line."""
         self._failures += 1
-        delay = min(RETRY_FIRST_SECONDS * 2 ** (self._failures - 1), RETRY_MAX_SECONDS)
+        # Backoff of a release that keeps failing (a 403: the ClusterRole lacks delete after an
+        # image-only upgrade; a webhook refusing it): not a GET, DELETE and Warning per reconcile.
+        settings = self._deps.settings
+        first, most = settings.release_retry_first_seconds, settings.release_retry_max_seconds
+        delay = min(first * 2 ** (self._failures - 1), most)
         now = self._deps.now()
         self._retry_at = now + timedelta(seconds=delay)
         extra = {"namespace": route.namespace, "route": route.name}

@@ -231,7 +231,8 @@ def _build_deps(
         now=utc_now,
         start_jitter_seconds=settings.probe_start_jitter_seconds,
         max_retry_after_seconds=settings.max_retry_after_seconds,
-        trust=TrustStore(settings.ca_bundle),  # backends' caBundleSecretRef, on top of it
+        # Backends' caBundleSecretRef, on top of it.
+        trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),
     )
     deps = Deps(
         settings=settings,

@@ -1,4 +1,4 @@
-"""Runtime.stop: nothing it started outlives it (the start-up re-list among them)."""
+"""The Runtime: its parts follow the settings, and nothing it started outlives its stop()."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import asyncio
 from typing import Any, cast
 
 from modelroute.control.discovery import DriverAvailability
-from modelroute.control.runtime import Runtime
+from modelroute.control.runtime import Runtime, _build_deps
 from modelroute.kube.client import KubeClient
+from modelroute.metrics import Metrics
 from modelroute.settings import Settings
-from tests.unit import test_controller
+from tests.fakes.kube import FakeKube
+from tests.unit import test_ca_bundle_secret, test_controller
 from tests.unit.test_controller import World
 
 world = test_controller.world  # the controller's fixture: FakeKube, real caches and probe hub
+pems = test_ca_bundle_secret.pems  # two CA certificates, PEM
 
 
 class ClosingKube:
@@ -53,3 +56,21 @@ async def test_stop_waits_for_the_start_up_recheck_before_closing_the_client(
     assert runtime.recheck.done()
     assert seen == {"client closed while it ran": False}
     assert kube.closed
+
+
+async def test_the_probe_trust_store_keeps_as_many_contexts_as_its_setting(
+    pems: tuple[str, str],
+) -> None:
+    settings = Settings(max_trust_contexts=1)
+    kube = cast(KubeClient, FakeKube())
+    deps, probes = _build_deps(settings, kube, Metrics(), DriverAvailability())
+    try:
+        trust = probes._trust  # the hub's store of caBundleSecretRef contexts
+        first = await trust.context_for(pems[0])
+        await trust.context_for(pems[1])
+        assert len(trust) == 1
+        assert await trust.context_for(pems[0]) is not first  # dropped, so built again
+    finally:
+        await probes.close()
+        if deps.reachability is not None:
+            await deps.reachability.close()
