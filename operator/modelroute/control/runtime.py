@@ -231,8 +231,7 @@ def _build_deps(
         now=utc_now,
         start_jitter_seconds=settings.probe_start_jitter_seconds,
         max_retry_after_seconds=settings.max_retry_after_seconds,
-        # Backends' caBundleSecretRef, on top of it.
-        trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),
+        trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),  # caBundleSecretRef
     )
     deps = Deps(
         settings=settings,

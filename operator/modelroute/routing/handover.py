@@ -32,7 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from modelroute import routing
 from modelroute.api.models import DeletionPolicy, ModelRouteSpec
+from modelroute.api.status import RoutingObjectRef
 from modelroute.core.types import Problem, RouteRef
 from modelroute.kube.client import ApiError, KubeApi, ObjectKind
 from modelroute.routing.base import DriverInfo, RoutingState
@@ -50,14 +52,39 @@ ROUTE_CONFLICT = "RouteConflict"
 
 @dataclass(frozen=True)
 class Routed:
-    """A route's routing object as one spec of it names it: its driver and that spec."""
+    """A route's routing object as one spec of it names it: its driver and that spec; or, read
+    back from ``status.previousRouting`` after a restart, its driver and its name (no spec)."""
 
     info: DriverInfo
-    spec: ModelRouteSpec
+    spec: ModelRouteSpec | None
+    named: str | None = None  # the name as recorded, when there is no spec
 
     def name(self, route: RouteRef) -> str | None:
         """The routing object's name; None when the driver does not name it."""
-        return None if self.info.object_name is None else self.info.object_name(route, self.spec)
+        if self.named is not None:
+            return self.named
+        if self.info.object_name is None or self.spec is None:
+            return None
+        return self.info.object_name(route, self.spec)
+
+    def ref(self, route: RouteRef) -> RoutingObjectRef | None:
+        """The routing object as ``status.previousRouting`` records it."""
+        name, kind = self.name(route), self.info.kind
+        return (
+            None
+            if name is None
+            else RoutingObjectRef(api_version=kind.api_version, kind=kind.kind, name=name)
+        )
+
+    @classmethod
+    def recorded(cls, ref: RoutingObjectRef) -> Routed | None:
+        """The routing object ``ref`` (from the status) names; None for a kind no driver
+        routes through (a driver removed since)."""
+        for name in routing.names():
+            info = routing.info(name)
+            if (info.kind.api_version, info.kind.kind) == (ref.api_version, ref.kind):
+                return cls(info, None, ref.name)
+        return None
 
     def key(self, route: RouteRef) -> tuple[str, str] | None:
         """(kind plural with group, name) of the routing object; None when the driver does not
@@ -135,7 +162,8 @@ async def _release_as_read(
         await _disown(kube, kind, route.namespace, name, meta, heir)
         logger.info("previous routing object is a gateway's now: kept, not ours", extra=extra)
         return
-    if new.spec.routing.deletion_policy is DeletionPolicy.RETAIN:
+    # ``new`` is the current object, always with its spec (a missing one keeps, never deletes).
+    if new.spec is None or new.spec.routing.deletion_policy is DeletionPolicy.RETAIN:
         await _disown(kube, kind, route.namespace, name, meta, None)
         logger.info("previous routing object retained, without its ownerReference", extra=extra)
         return
