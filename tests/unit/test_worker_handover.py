@@ -127,23 +127,27 @@ async def test_the_release_backoff_follows_its_settings() -> None:
 STABLE_REF = {"apiVersion": "v1", "kind": "Service", "name": STABLE_KEY[1]}
 
 
+async def renamed_then_restarted(w: World, body: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Rename the Service (its release fails: still to do), then kill the process; the next
+    one, started on ``spec``, knows the old Service only from the route's status."""
+    w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")
+    await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+    await w.clock.until(8)
+    assert selector(w, RENAMED_KEY) == {"app": "vendor"}
+    assert STABLE_KEY in w.kube.services
+    assert w.kube.route_status[ROUTE_KEY]["previousRouting"] == [STABLE_REF]
+    await w.controller.shutdown()
+    w.kube.delete_error = None
+    w.controller = Controller(w.controller._deps)
+    restarted = copy.deepcopy(spec)
+    restarted["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
+    await w.controller.on_route_event("ADDED", restarted)
+
+
 async def test_a_restart_before_the_release_still_releases_the_previous_object() -> None:
     async with running_world() as w:
         body = await routed_to_vendor(w)
-        w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")
-        moved = renamed(body, 2)
-        await w.controller.on_route_event("MODIFIED", moved)
-        await w.clock.until(8)
-        assert selector(w, RENAMED_KEY) == {"app": "vendor"}
-        assert STABLE_KEY in w.kube.services  # the release failed: still to do
-        assert w.kube.route_status[ROUTE_KEY]["previousRouting"] == [STABLE_REF]
-        # The process dies; the next one knows the old object only from the status.
-        await w.controller.shutdown()
-        w.kube.delete_error = None
-        w.controller = Controller(w.controller._deps)
-        restarted = copy.deepcopy(moved)
-        restarted["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
-        await w.controller.on_route_event("ADDED", restarted)
+        await renamed_then_restarted(w, body, renamed(body, 2))
         await w.tick(10, vendor=True, inhouse=True)
         await w.clock.until(11)
         assert STABLE_KEY not in w.kube.services
@@ -172,17 +176,7 @@ async def test_a_release_done_at_once_never_records_the_previous_object() -> Non
 async def test_a_switch_back_to_the_recorded_object_does_not_release_it() -> None:
     async with running_world() as w:
         body = await routed_to_vendor(w)
-        w.kube.delete_error = ApiError(403, "Forbidden", "cannot delete services")
-        moved = renamed(body, 2)
-        await w.controller.on_route_event("MODIFIED", moved)
-        await w.clock.until(8)
-        assert w.kube.route_status[ROUTE_KEY]["previousRouting"] == [STABLE_REF]
-        await w.controller.shutdown()
-        w.kube.delete_error = None
-        w.controller = Controller(w.controller._deps)
-        back = with_spec(body, 3)  # named chat-stable again
-        back["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
-        await w.controller.on_route_event("ADDED", back)
+        await renamed_then_restarted(w, body, with_spec(body, 3))  # chat-llm again
         await w.tick(10, vendor=True, inhouse=True)
         await w.clock.until(11)
         assert selector(w, STABLE_KEY) == {"app": "vendor"}
