@@ -2,7 +2,7 @@
 carries the traffic (see :mod:`modelroute.routing.handover`).
 
 What is still to release is recorded in ``status.previousRouting``, written with the status
-(:meth:`Handover.recorded`), so an operator restarted between the switch and the release
+(:meth:`Handover.stamp`), so an operator restarted between the switch and the release
 releases it too; the field is unset once everything is released. A release that fails is a
 ``ReleaseFailed`` Warning, posted by the route's reporter like every other Event.
 """
