@@ -67,6 +67,19 @@ class Settings:
     # route at start-up). The routing write and Events never wait for it. 0: no wait (the
     # first status, Ready=False AwaitingFirstProbes, is written at once).
     first_status_hold_seconds: float = 0.0
+    # Events of one route kept while they cannot be posted (an API server outage); beyond
+    # this the oldest are dropped, with a warning.
+    max_unsent_events: int = 100
+    # Refusals (429, 5xx) of one Event before it is dropped and what follows it is sent.
+    max_event_attempts: int = 3
+    # Backoff (seconds) of releasing a route's previous routing object after a driver switch
+    # or rename that keeps failing (a 403: the ClusterRole lacks delete): the first retry after
+    # release_retry_first_seconds, doubling up to release_retry_max_seconds.
+    release_retry_first_seconds: float = 10.0
+    release_retry_max_seconds: float = 600.0
+    # Distinct backend CA bundles (caBundleSecretRef) kept as SSL contexts; beyond it the least
+    # recently used is rebuilt on its next probe (each ~80 ms of CPU, ~0.8 MiB).
+    max_trust_contexts: int = 64
     # Freeze the long-lived heap after each full garbage collection, so later collections
     # visit only newer objects (control.heap); everything is unfrozen, and reference cycles of
     # deleted routes collected, every gc_unfreeze_seconds. False: Python's plain collector.

@@ -1251,6 +1251,7 @@ async def handover(c: Contract) -> None:
     c.kube.reset()
     await release(c.kube, c.route, old, Routed(c.info, new_spec))
     c.no_write("not owned any more (retained): never touched")
+    assert old.spec is not None
     c.spec = old.spec
     await c.sync()
     await c.apply(first)  # owned again (Delete)

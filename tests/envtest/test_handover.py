@@ -91,3 +91,22 @@ def test_switching_under_retain_keeps_the_stable_service_without_our_owner_refer
     assert kept.spec.cluster_ip == before.spec.cluster_ip
     assert sc.routed_to() == "vendor-egress"  # where it last pointed
     assert http_route(sc) is not None
+
+
+def test_an_operator_killed_before_the_release_leaves_it_to_the_next_one(
+    scenario: Scenario, operator: OperatorProcess
+) -> None:
+    # The switch is written, the gateway has not answered yet: the Service is still to release,
+    # and only the route's status says so when the operator dies.
+    sc = scenario
+    stable = sc.route["spec"]["service"]["name"]
+    sc.patch_route({"spec": {"routing": TO_HTTPROUTE}})
+    wait_for(lambda: weights(sc), 15, "the HTTPRoute created")
+    recorded = [{"apiVersion": "v1", "kind": "Service", "name": stable}]
+    previous = lambda: sc.get_route()["status"].get("previousRouting")  # noqa: E731
+    wait_for(lambda: previous() == recorded, 10, "status.previousRouting written")
+    operator.kill()
+    operator.start()
+    accept(sc)
+    wait_for(lambda: sc.stable_service() is None, 15, "the stable Service deleted")
+    wait_for(lambda: previous() is None, 10, "status.previousRouting unset")

@@ -129,6 +129,44 @@ async def test_the_delete_holds_only_while_the_object_is_as_read() -> None:
     assert KEY in kube.store(HTTPROUTES)
 
 
+class ChangedOnce(FakeKube):
+    """An object labelled by someone else right after the first read only."""
+
+    async def get_object(
+        self, kind: ObjectKind, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        read = await super().get_object(kind, namespace, name)
+        if self.calls.count("get") <= 1:
+            self.mutate((namespace, name), {"metadata": {"labels": {"team": "b"}}}, kind=kind)
+        return read
+
+
+async def test_a_conflict_is_decided_again_on_a_fresh_read_of_the_same_object() -> None:
+    kube = ChangedOnce(default_kind=HTTPROUTES)
+    kube.seed(ours(HTTPROUTES))
+    await release(kube, ROUTE, http(), aigw_renamed())  # no 409: read again, deleted
+    assert kube.calls.count("delete") == 2
+    assert KEY not in kube.store(HTTPROUTES)
+
+
+async def test_a_conflict_with_an_object_recreated_under_the_name_leaves_it() -> None:
+    class Recreated(FakeKube):
+        async def get_object(
+            self, kind: ObjectKind, namespace: str, name: str
+        ) -> dict[str, Any] | None:
+            read = await super().get_object(kind, namespace, name)
+            if self.calls.count("get") <= 1:
+                self.delete((namespace, name), kind=kind)
+                self.seed(ours(HTTPROUTES))  # another uid, same name
+            return read
+
+    kube = Recreated(default_kind=HTTPROUTES)
+    kube.seed(ours(HTTPROUTES))
+    await release(kube, ROUTE, http(), aigw_renamed())
+    assert kube.calls.count("delete") == 1  # the one refused: not the object it read
+    assert KEY in kube.store(HTTPROUTES)
+
+
 def aigw_renamed() -> Routed:
     routing = {"aiGatewayRoute": {"name": "chat-v2", "parentRefs": [GATEWAY]}}
     return Routed(aigatewayroute.DRIVER, spec("AIGatewayRoute", **routing))

@@ -4,8 +4,11 @@ delivery of them is a no-op, and a route deleted before kopf listed is not kept 
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from modelroute.control import prelist
 from modelroute.settings import Settings
@@ -118,3 +121,45 @@ async def test_a_standby_that_starts_leading_still_sweeps_a_route_deleted_before
         assert world.controller.unconfirmed == 1
         await prelist.recheck(world.controller, Pages([]), Settings(), every=0.0)
         assert world.controller.workers == {}
+
+
+class Failing(Pages):
+    """A fake GET that raises ``error`` on its first ``times`` calls, then lists."""
+
+    def __init__(self, items: list[dict[str, Any]], error: Exception, times: int = 1) -> None:
+        super().__init__(items)
+        self.error, self.times = error, times
+
+    async def __call__(self, path: str) -> dict[str, Any] | None:
+        if self.times > 0:
+            self.times -= 1
+            self.paths.append(path)
+            raise self.error
+        return await super().__call__(path)
+
+
+async def test_a_bug_in_a_recheck_is_logged_and_the_next_round_still_sweeps(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        await world.controller.adopt_listed([_route(vendor.url, inhouse.url)])
+        get = Failing([], KeyError("items"))
+        with caplog.at_level(logging.ERROR, logger="modelroute.control.prelist"):
+            await prelist.recheck(world.controller, get, Settings(), every=0.0)
+        assert world.controller.workers == {}  # swept by the round after the failure
+        failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(failed) == 1 and failed[0].exc_info is not None  # with its traceback
+
+
+async def test_rechecks_end_after_a_bounded_number_of_lists_naming_the_routes(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        body = _route(vendor.url, inhouse.url)
+        await world.controller.adopt_listed([body])
+        get = Pages([copy.deepcopy(body)])  # still there, and kopf never delivers it
+        with caplog.at_level(logging.WARNING, logger="modelroute.control.prelist"):
+            await prelist.recheck(world.controller, get, Settings(), every=0.0, rounds=3)
+        assert len(get.paths) == 3
+        assert (NS, "chat") in world.controller.workers  # left running, for kopf
+        assert f"{NS}/chat" in caplog.text and "after 3 lists" in caplog.text

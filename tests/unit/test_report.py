@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ import aiohttp
 import pytest
 
 from modelroute.api.status import BackendStatus, ModelRouteStatus, TrafficWeight
-from modelroute.control.report import MAX_EVENT_ATTEMPTS, MAX_UNSENT, Reporter
+from modelroute.control.report import Reporter
 from modelroute.core.types import EventType, PlannedEvent, RouteRef
 from modelroute.kube.client import ApiError
+from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
 from tests.unit.test_worker import ROUTE_KEY, Clock
 from tests.unit.test_worker_reconnect import Gone, reconnecting_world
@@ -56,7 +58,9 @@ class Setup:
 
 
 @contextlib.asynccontextmanager
-async def reporter(written: ModelRouteStatus) -> AsyncIterator[Setup]:
+async def reporter(
+    written: ModelRouteStatus, settings: Settings | None = None
+) -> AsyncIterator[Setup]:
     """A Reporter of the route whose status ``written`` is stored, in test_worker_reconnect's
     world (FakeKube, a reachability poll, the API server there until the test says not)."""
     crashed: list[BaseException] = []
@@ -68,7 +72,10 @@ async def reporter(written: ModelRouteStatus) -> AsyncIterator[Setup]:
     async with reconnecting_world() as (w, api):
         api.back = True
         w.kube.route_status[ROUTE_KEY] = written.to_wire()
-        made = Reporter(REF, w.controller._deps, written, done)
+        deps = w.controller._deps
+        if settings is not None:
+            deps = dataclasses.replace(deps, settings=settings)
+        made = Reporter(REF, deps, written, done)
         try:
             yield Setup(w.clock, w.kube, made, api)
         finally:
@@ -246,8 +253,11 @@ async def test_a_refused_write_leaves_the_baseline_known() -> None:
         assert not s.reporter.pending
 
 
+MAX_UNSENT = 7  # settings.max_unsent_events, not its default: the setting is what counts
+
+
 async def test_events_kept_through_an_outage_are_bounded_newest_kept() -> None:
-    async with reporter(on("vendor")) as s:
+    async with reporter(on("vendor"), Settings(max_unsent_events=MAX_UNSENT)) as s:
         s.api.back = False
         s.kube.event_error = s.kube.status_write_error = GONE
         for n in range(MAX_UNSENT + 20):
@@ -281,10 +291,13 @@ async def test_a_decision_event_refused_for_good_is_dropped_and_status_follows()
         assert s.stored() == "inhouse"
 
 
+MAX_EVENT_ATTEMPTS = 5  # settings.max_event_attempts, not its default
+
+
 async def test_an_event_refused_again_and_again_is_dropped_and_the_status_written() -> None:
     # The Events API answers 500 for good (an etcd out of space, a failing webhook on Events):
     # the failover's status must not wait on its Event forever.
-    async with reporter(on("vendor")) as s:
+    async with reporter(on("vendor"), Settings(max_event_attempts=MAX_EVENT_ATTEMPTS)) as s:
         s.kube.event_error = ApiError(500, "InternalError", "etcdserver: mvcc: database space")
         s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
         await s.clock.until(60)

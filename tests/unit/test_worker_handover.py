@@ -8,10 +8,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import aiohttp
 import pytest
 
+from modelroute.control.controller import Controller
 from modelroute.kube.client import ApiError
-from tests.unit.test_worker import NS, STABLE_KEY, World, running_world
+from modelroute.settings import Settings
+from tests.unit.test_worker import NS, ROUTE_KEY, STABLE_KEY, World, running_world
 from tests.unit.test_worker_incident import routed_to_vendor, with_spec
 
 pytestmark = pytest.mark.looptime
@@ -105,3 +108,90 @@ async def test_a_release_that_keeps_failing_backs_off_and_warns_once() -> None:
             await w.tick(at, vendor=True, inhouse=at % 2 == 0)
         await w.clock.until(201)
         assert STABLE_KEY not in w.kube.services  # released once it can be
+
+
+async def test_the_release_backoff_follows_its_settings() -> None:
+    settings = Settings(release_retry_first_seconds=30.0, release_retry_max_seconds=30.0)
+    async with running_world(settings) as w:
+        body = await routed_to_vendor(w)
+        w.kube.delete_error = ApiError(403, "Forbidden", "cannot delete services")
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        for at in range(7, 67, 3):  # a reconcile every 3 s for a minute
+            await w.tick(at, vendor=True, inhouse=at % 2 == 0)
+        await w.clock.until(68)
+        # At 6 s, then one reconcile at least 30 s later: 2 (the default 10 s backoff: 3).
+        assert w.calls.count("delete") == 2
+        assert w.events().count(("Warning", "ReleaseFailed")) == 1
+
+
+STABLE_REF = {"apiVersion": "v1", "kind": "Service", "name": STABLE_KEY[1]}
+
+
+async def renamed_then_restarted(w: World, body: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Rename the Service (its release fails: still to do), then kill the process; the next
+    one, started on ``spec``, knows the old Service only from the route's status."""
+    w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")
+    await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+    await w.clock.until(8)
+    assert selector(w, RENAMED_KEY) == {"app": "vendor"}
+    assert STABLE_KEY in w.kube.services
+    assert w.kube.route_status[ROUTE_KEY]["previousRouting"] == [STABLE_REF]
+    await w.controller.shutdown()
+    w.kube.delete_error = None
+    w.controller = Controller(w.controller._deps)
+    restarted = copy.deepcopy(spec)
+    restarted["status"] = copy.deepcopy(w.kube.route_status[ROUTE_KEY])
+    await w.controller.on_route_event("ADDED", restarted)
+
+
+async def test_a_restart_before_the_release_still_releases_the_previous_object() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        await renamed_then_restarted(w, body, renamed(body, 2))
+        await w.tick(10, vendor=True, inhouse=True)
+        await w.clock.until(11)
+        assert STABLE_KEY not in w.kube.services
+        assert "previousRouting" not in w.kube.route_status[ROUTE_KEY]  # cleared once released
+
+
+async def test_a_release_done_at_once_never_records_the_previous_object() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        sent: list[dict[str, Any]] = []
+        write = w.kube.patch_route_status
+
+        async def recorded(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+            sent.append(status)
+            return await write(namespace, name, status)
+
+        w.kube.patch_route_status = recorded  # type: ignore[method-assign]
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(8)
+        assert STABLE_KEY not in w.kube.services
+        assert sent, "the new spec's status was not written"
+        # Released before the status went out: no write carries the field.
+        assert [p for p in sent if "previousRouting" in p] == []
+
+
+async def test_a_switch_back_to_the_recorded_object_does_not_release_it() -> None:
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        await renamed_then_restarted(w, body, with_spec(body, 3))  # chat-llm again
+        await w.tick(10, vendor=True, inhouse=True)
+        await w.clock.until(11)
+        assert selector(w, STABLE_KEY) == {"app": "vendor"}
+        assert "previousRouting" not in w.kube.route_status[ROUTE_KEY]
+
+
+async def test_a_release_failed_event_lost_to_an_outage_is_posted_when_the_api_is_back() -> None:
+    # Posted by the route's reporter like every other Event: retried, never lost.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        w.kube.delete_error = ApiError(403, "Forbidden", "cannot delete services")
+        w.kube.event_error = aiohttp.ClientConnectionError("connect call failed")
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(8)
+        assert ("Warning", "ReleaseFailed") not in w.events()
+        w.kube.event_error = None
+        await w.clock.until(40)
+        assert w.events().count(("Warning", "ReleaseFailed")) == 1

@@ -117,6 +117,14 @@ class DrillStatus(ApiModel):
     )
 
 
+class RoutingObjectRef(ApiModel):
+    """A routing object an earlier spec routed through (a driver switch or a rename)."""
+
+    api_version: str = Field(description="apiVersion of the object, e.g. v1.")
+    kind: str = Field(description="Kind of the object, e.g. Service.")
+    name: str = Field(description="Name of the object, in the route's namespace.")
+
+
 class ModelRouteStatus(ApiModel):
     """Observed state of a ModelRoute, written only when it changes."""
 
@@ -151,4 +159,11 @@ class ModelRouteStatus(ApiModel):
     )
     drill: DrillStatus | None = Field(
         default=None, description="The failover drill under way (spec.drill), if any."
+    )
+    previous_routing: list[RoutingObjectRef] | None = Field(
+        default=None,
+        description="Routing objects earlier specs routed through (a driver switch or a "
+        "rename) that the operator has still to release: deleted under deletionPolicy Delete, "
+        "kept without the route's ownerReference under Retain, once the current object carries "
+        "the traffic. Kept here so a restarted operator releases them too; unset once released.",
     )

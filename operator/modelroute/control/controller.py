@@ -73,6 +73,11 @@ class Controller:
         """How many routes started from the start-up list kopf has not delivered yet."""
         return len(self._unconfirmed)
 
+    @property
+    def unconfirmed_names(self) -> list[str]:
+        """``namespace/name`` of the routes counted by :attr:`unconfirmed`, sorted."""
+        return sorted(f"{ns}/{name}" for ns, name in self._unconfirmed)
+
     async def adopt_listed(self, bodies: list[dict[str, Any]]) -> None:
         """Start the routes of the operator's own start-up list at once: kopf hands its list
         over one object at a time, on a loop the started routes share (13-42 s for 1,000).

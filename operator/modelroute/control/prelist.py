@@ -8,7 +8,10 @@ scenario 5). One LIST of our own, read in the start-up handler, starts them all 
 
 The catch is a route deleted between this list and kopf's: kopf lists without it and never
 reports its deletion. So until kopf has delivered every route started here, the routes are
-listed again now and then; one a later list lacks is removed as if DELETED.
+listed again now and then; one a later list lacks is removed as if DELETED. The lists back
+off (10 s, doubling up to 60 s) and end after ``RECHECK_ROUNDS`` with a warning naming the
+routes kopf never delivered: a failure that is not the API's is logged with its traceback and
+the next round tries again, it never ends the check silently.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ from modelroute.settings import Settings
 
 logger = logging.getLogger("modelroute.control.prelist")
 
-# Seconds between the lists that look for routes deleted while kopf was listing.
+# Seconds before the first list that looks for routes deleted while kopf was listing; each
+# later one waits twice as long, up to RECHECK_MAX_SECONDS.
 RECHECK_SECONDS = 10.0
+RECHECK_MAX_SECONDS = 60.0
+# Lists after which the routes kopf has still not delivered are left to kopf (about 18 min:
+# several times kopf's own LIST timeout, kopf_request_timeout_seconds). A route still listed
+# each time exists: only a route kopf never delivers at all keeps this going, and that is
+# worth a warning, not a LIST of every route forever.
+RECHECK_ROUNDS = 20
 PAGE = 500
 
 GetFn = Callable[[str], Awaitable[dict[str, Any] | None]]  # a GET of an API path
@@ -74,17 +84,38 @@ async def start_listed(
 
 
 async def recheck(
-    controller: Controller, get: GetFn, settings: Settings, every: float = RECHECK_SECONDS
+    controller: Controller,
+    get: GetFn,
+    settings: Settings,
+    every: float = RECHECK_SECONDS,
+    rounds: int = RECHECK_ROUNDS,
 ) -> None:
     """Until kopf has delivered every route started from the list: list again, and drop the
-    routes that are gone."""
-    while controller.unconfirmed:
-        await asyncio.sleep(every)
+    routes that are gone. Waits ``every`` seconds, doubled each time (capped); gives up with a
+    warning naming the routes after ``rounds`` lists."""
+    delay = every
+    for _ in range(rounds):
+        if not controller.unconfirmed:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECHECK_MAX_SECONDS)
         if not controller.unconfirmed:
             return
         try:
             bodies = await list_routes(get, settings)
+            await controller.sweep_unconfirmed(bodies)
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("could not list ModelRoutes again: %s", exc)
-            continue
-        await controller.sweep_unconfirmed(bodies)
+        except Exception:
+            # A bug here must not end the check silently (a deleted route would run forever):
+            # say so with the traceback, and try again at the next round.
+            logger.exception("checking the start-up list against the routes failed")
+    if controller.unconfirmed:
+        names = controller.unconfirmed_names
+        logger.warning(
+            "kopf has not delivered %d routes started from the start-up list after %d lists; "
+            "no longer checking whether they were deleted (a restart does): %s",
+            len(names),
+            rounds,
+            ", ".join(names[:20]) + (", ..." if len(names) > 20 else ""),
+        )

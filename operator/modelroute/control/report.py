@@ -15,9 +15,10 @@ while a write was in flight is neither skipped (a flap back to the status before
 written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
 have landed: the baseline is then unknown, and the newest status is written whatever it is.
 Events are kept here, in order, until posted (each before the status that follows its decision),
-stamped with when they were decided and logged once, when decided. At most ``MAX_UNSENT`` per
-route are kept (beyond that the oldest are dropped, with a warning), and an Event the API server
-refuses ``MAX_EVENT_ATTEMPTS`` times is dropped: what follows it must not wait on it forever.
+stamped with when they were decided and logged once, when decided. At most
+``settings.max_unsent_events`` per route are kept (beyond that the oldest are dropped, with a
+warning), and an Event the API server refuses ``settings.max_event_attempts`` times is
+dropped: what follows it must not wait on it forever.
 
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
@@ -50,10 +51,6 @@ logger = logging.getLogger("modelroute.control.report")
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
-# Events of one route kept while they cannot be posted; beyond this the oldest are dropped.
-MAX_UNSENT = 100
-# Refusals (429, 5xx) of one Event before it is dropped and what follows it is sent.
-MAX_EVENT_ATTEMPTS = 3
 # An Event, when it was decided, and what identifies the decision (kube.events.decision_of;
 # None: not a counted move): the next process re-posting it after a crash gets a 409.
 StampedEvent = tuple[PlannedEvent, datetime, str | None]
@@ -157,13 +154,14 @@ class Reporter:
             (event, now, decision_of(event.reason, desired.failover_count, traffic))
             for event in events
         )
-        over = len(self._events) - MAX_UNSENT
+        kept = self._deps.settings.max_unsent_events
+        over = len(self._events) - kept
         if over > 0:
             del self._events[:over]
             logger.warning(
                 "dropped the %d oldest Events not yet posted (more than %d kept)",
                 over,
-                MAX_UNSENT,
+                kept,
                 extra={"namespace": self._ref.namespace, "route": self._ref.name},
             )
 
@@ -253,7 +251,8 @@ class Reporter:
 
     async def _post(self, entry: StampedEvent) -> None:
         """Post one Event; an API server refusing it (429, 5xx) is retried, but at most
-        MAX_EVENT_ATTEMPTS times: the status and later Events must not wait on it forever."""
+        ``settings.max_event_attempts`` times: the status and later Events must not wait on it
+        forever."""
         event, at, decision = entry
         try:
             await self._deps.events.post(
@@ -261,7 +260,7 @@ class Reporter:
             )
         except ApiError as exc:
             self._event_attempts += 1
-            if self._event_attempts < MAX_EVENT_ATTEMPTS:
+            if self._event_attempts < self._deps.settings.max_event_attempts:
                 raise
             logger.warning(
                 "dropped event %s after %d refusals: %s",

@@ -126,7 +126,9 @@ class Runtime:
         """Stop the workers, endpoints and connections."""
         self.ready = False
         if self.recheck is not None:
+            # Awaited: a re-list in flight must not outlive the connections closed below.
             self.recheck.cancel()
+            await asyncio.gather(self.recheck, return_exceptions=True)
         # What the routes owe (a failback's status, its Event) goes out before the Lease does.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_grace_seconds / 2):
@@ -229,7 +231,7 @@ def _build_deps(
         now=utc_now,
         start_jitter_seconds=settings.probe_start_jitter_seconds,
         max_retry_after_seconds=settings.max_retry_after_seconds,
-        trust=TrustStore(settings.ca_bundle),  # backends' caBundleSecretRef, on top of it
+        trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),  # caBundleSecretRef
     )
     deps = Deps(
         settings=settings,

@@ -69,7 +69,7 @@ class RouteWorker:
             route.ref, deps, written, self._log_crash, unsent, uncertain=unsure
         )
         self._driven: Driven | None = None
-        self._handover = Handover(list(source.routed_before) if source else [], deps)
+        self._handover = Handover.start(route.status, deps, source)
         self._owed: TrafficSplit | None = None  # an unrecorded failover (see resumption)
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -248,9 +248,10 @@ class RouteWorker:
             decided = after_routing_write(decided, given.now, written_at)
         if decided.split is not None and (state.problem is None or state.split == decided.split):
             self.routed = decided.split
+        warned = await self._handover.settle(self.route.ref, driven, state)  # before status
+        decided = dataclasses.replace(decided, events=(*decided.events, *warned))
         await self._carry_out(decided, driven.spec)
         self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
-        await self._handover.settle(self.route.ref, driven, state)
 
     async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
@@ -272,8 +273,8 @@ class RouteWorker:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
         # Kept before the Events and the write: a failure in either must not lose a counted
         # move on the retry.
-        self._previous = decided.status
-        self.reporter.submit(decided.events, decided.status, spec)
+        self._previous = status = self._handover.stamp(ref, self._driven, decided.status)
+        self.reporter.submit(decided.events, status, spec)
         self._schedule_recheck(decided.recheck_at)
 
     async def _carry_out_invalid(

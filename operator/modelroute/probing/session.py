@@ -31,6 +31,7 @@ from typing import Final
 import aiohttp
 
 from modelroute.probing.proxy import DIRECT, EnvProxies, Route
+from modelroute.settings import Settings
 
 __all__ = ["CaBundleError", "TrustStore", "new_session", "proxy_route", "ssl_context"]
 
@@ -41,9 +42,9 @@ _NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
 )
 
 
-#: Distinct per-backend CA bundles kept as SSL contexts; beyond it the least recently used is
-#: rebuilt on its next probe (a context is a system-store load: ~80 ms of CPU, ~0.8 MiB).
-MAX_TRUST_CONTEXTS: Final = 64
+#: Distinct per-backend CA bundles kept as SSL contexts by default (the operator passes its
+#: ``max_trust_contexts`` setting, whose default this is).
+MAX_TRUST_CONTEXTS: Final = Settings.max_trust_contexts
 
 #: The proxy settings each session of :func:`new_session` was made with.
 _PROXIES: weakref.WeakKeyDictionary[aiohttp.ClientSession, EnvProxies] = weakref.WeakKeyDictionary()

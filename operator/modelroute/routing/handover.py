@@ -9,7 +9,8 @@ previous one is released, the same way for every driver (each names its object t
 
 - ``deletionPolicy: Delete``: deleted, only while it is the object the route owns (its
   ownerReference names the route; the delete has uid and resourceVersion preconditions, so an
-  object changed since it was read is not deleted);
+  object changed since it was read is not deleted: the 409 is decided again, once, on a fresh
+  read of the same object, so a label or annotation written meanwhile is no failure);
 - ``deletionPolicy: Retain``: kept, pointing where it last pointed, with the route's
   ownerReference dropped (as when the route is deleted under Retain);
 - an object the route does not own (foreign, or already retained) is never touched;
@@ -31,9 +32,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from modelroute import routing
 from modelroute.api.models import DeletionPolicy, ModelRouteSpec
+from modelroute.api.status import RoutingObjectRef
 from modelroute.core.types import Problem, RouteRef
-from modelroute.kube.client import KubeApi, ObjectKind
+from modelroute.kube.client import ApiError, KubeApi, ObjectKind
 from modelroute.routing.base import DriverInfo, RoutingState
 from modelroute.routing.ownership import (
     generated_by_a_gateway,
@@ -49,14 +52,39 @@ ROUTE_CONFLICT = "RouteConflict"
 
 @dataclass(frozen=True)
 class Routed:
-    """A route's routing object as one spec of it names it: its driver and that spec."""
+    """A route's routing object as one spec of it names it: its driver and that spec; or, read
+    back from ``status.previousRouting`` after a restart, its driver and its name (no spec)."""
 
     info: DriverInfo
-    spec: ModelRouteSpec
+    spec: ModelRouteSpec | None
+    named: str | None = None  # the name as recorded, when there is no spec
 
     def name(self, route: RouteRef) -> str | None:
         """The routing object's name; None when the driver does not name it."""
-        return None if self.info.object_name is None else self.info.object_name(route, self.spec)
+        if self.named is not None:
+            return self.named
+        if self.info.object_name is None or self.spec is None:
+            return None
+        return self.info.object_name(route, self.spec)
+
+    def ref(self, route: RouteRef) -> RoutingObjectRef | None:
+        """The routing object as ``status.previousRouting`` records it."""
+        name, kind = self.name(route), self.info.kind
+        return (
+            None
+            if name is None
+            else RoutingObjectRef(api_version=kind.api_version, kind=kind.kind, name=name)
+        )
+
+    @classmethod
+    def recorded(cls, ref: RoutingObjectRef) -> Routed | None:
+        """The routing object ``ref`` (from the status) names; None for a kind no driver
+        routes through (a driver removed since)."""
+        for name in routing.names():
+            info = routing.info(name)
+            if (info.kind.api_version, info.kind.kind) == (ref.api_version, ref.kind):
+                return cls(info, None, ref.name)
+        return None
 
     def key(self, route: RouteRef) -> tuple[str, str] | None:
         """(kind plural with group, name) of the routing object; None when the driver does not
@@ -100,14 +128,32 @@ def explain(
 
 async def release(kube: KubeApi, route: RouteRef, old: Routed, new: Routed) -> None:
     """Release ``old``'s routing object under ``new``'s deletion policy (see the module doc).
-    Raises the API's failures: the caller tries again on its next reconcile."""
+    Raises the API's failures: the caller tries again on its next reconcile. A write refused
+    because the object changed since it was read (409) is decided again, once, on a fresh read
+    of the same object (same uid): a label or status written meanwhile is no failure."""
     name = old.name(route)
     if name is None or not moved(route, old, new):
         return
-    kind = old.info.kind
-    current = await kube.get_object(kind, route.namespace, name)
+    current = await kube.get_object(old.info.kind, route.namespace, name)
+    try:
+        await _release_as_read(kube, route, old, new, current)
+    except ApiError as exc:
+        if exc.status != 409 or current is None:
+            raise
+        uid = current.get("metadata", {}).get("uid")
+        fresh = await kube.get_object(old.info.kind, route.namespace, name)
+        if fresh is not None and fresh.get("metadata", {}).get("uid") == uid:
+            await _release_as_read(kube, route, old, new, fresh)
+
+
+async def _release_as_read(
+    kube: KubeApi, route: RouteRef, old: Routed, new: Routed, current: dict[str, Any] | None
+) -> None:
+    """Release ``current``, ``old``'s routing object as read; each write holds only while the
+    object is still as read (uid and resourceVersion)."""
     if current is None or ownership(route, current) != "owned":
         return  # gone already, or not ours to release
+    kind, name = old.info.kind, str(old.name(route))
     meta = current.get("metadata", {})
     extra = {"namespace": route.namespace, "route": route.name, "object": f"{kind.plural}/{name}"}
     generated = old.key(route) in new.generated(route)
@@ -116,7 +162,8 @@ async def release(kube: KubeApi, route: RouteRef, old: Routed, new: Routed) -> N
         await _disown(kube, kind, route.namespace, name, meta, heir)
         logger.info("previous routing object is a gateway's now: kept, not ours", extra=extra)
         return
-    if new.spec.routing.deletion_policy is DeletionPolicy.RETAIN:
+    # ``new`` is the current object, always with its spec (a missing one keeps, never deletes).
+    if new.spec is None or new.spec.routing.deletion_policy is DeletionPolicy.RETAIN:
         await _disown(kube, kind, route.namespace, name, meta, None)
         logger.info("previous routing object retained, without its ownerReference", extra=extra)
         return

@@ -1,0 +1,76 @@
+"""The Runtime: its parts follow the settings, and nothing it started outlives its stop()."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from modelroute.control.discovery import DriverAvailability
+from modelroute.control.runtime import Runtime, _build_deps
+from modelroute.kube.client import KubeClient
+from modelroute.metrics import Metrics
+from modelroute.settings import Settings
+from tests.fakes.kube import FakeKube
+from tests.unit import test_ca_bundle_secret, test_controller
+from tests.unit.test_controller import World
+
+world = test_controller.world  # the controller's fixture: FakeKube, real caches and probe hub
+pems = test_ca_bundle_secret.pems  # two CA certificates, PEM
+
+
+class ClosingKube:
+    """The API client's close, recorded (stop() closes it last)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_stop_waits_for_the_start_up_recheck_before_closing_the_client(
+    world: World,
+) -> None:
+    kube = ClosingKube()
+    seen: dict[str, Any] = {}
+
+    async def recheck() -> None:
+        try:
+            await asyncio.Event().wait()  # a re-list in flight
+        finally:
+            await asyncio.sleep(0.2)  # its request unwinding, on the client
+            seen["client closed while it ran"] = kube.closed
+
+    runtime = Runtime(
+        settings=Settings(),
+        controller=world.controller,
+        deps=world.controller._deps,  # the fixture's own deps
+        kube=cast(KubeClient, kube),
+        probes=world.hub,
+        runners=[],
+        drivers=DriverAvailability(),
+    )
+    runtime.recheck = asyncio.create_task(recheck())
+    await asyncio.sleep(0)
+    await runtime.stop()
+    assert runtime.recheck.done()
+    assert seen == {"client closed while it ran": False}
+    assert kube.closed
+
+
+async def test_the_probe_trust_store_keeps_as_many_contexts_as_its_setting(
+    pems: tuple[str, str],
+) -> None:
+    settings = Settings(max_trust_contexts=1)
+    kube = cast(KubeClient, FakeKube())
+    deps, probes = _build_deps(settings, kube, Metrics(), DriverAvailability())
+    try:
+        trust = probes._trust  # the hub's store of caBundleSecretRef contexts
+        first = await trust.context_for(pems[0])
+        await trust.context_for(pems[1])
+        assert len(trust) == 1
+        assert await trust.context_for(pems[0]) is not first  # dropped, so built again
+    finally:
+        await probes.close()
+        if deps.reachability is not None:
+            await deps.reachability.close()
