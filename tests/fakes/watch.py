@@ -29,6 +29,7 @@ class FakeWatch:
     def __init__(self) -> None:
         self.history: list[tuple[ObjectKind, int, str, dict[str, Any]]] = []
         self.watch_calls: list[tuple[str, str]] = []  # ("list" | "watch", resourceVersion)
+        self.watch_call_times: list[float] = []  # on the loop's clock
         self.watch_error: BaseException | None = None
         self.gone_as_event = False
         self.compacted = 0  # a watch from a resourceVersion below this gets 410
@@ -81,11 +82,15 @@ class FakeWatch:
 
     # The WatchApi calls.
 
+    def _called(self, call: str, version: str) -> None:
+        self.watch_calls.append((call, version))
+        self.watch_call_times.append(asyncio.get_running_loop().time())
+
     async def list_page(
         self, kind: ObjectKind, namespace: str | None, *, limit: int, token: str = ""
     ) -> dict[str, Any]:
         """A page of the stored objects, in key order; the token is the next page's offset."""
-        self.watch_calls.append(("list", token))
+        self._called("list", token)
         if self.watch_error is not None:
             raise self.watch_error
         keys = sorted(k for k in self.objects_of(kind) if namespace in (None, k[0]))
@@ -101,7 +106,7 @@ class FakeWatch:
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Replay the history after ``resource_version``, then follow it until ``timeout_s``,
         ``end_watches`` or ``drop_watches``."""
-        self.watch_calls.append(("watch", resource_version))
+        self._called("watch", resource_version)
         if self.watch_error is not None:
             raise self.watch_error
         if int(resource_version) < self.compacted:
