@@ -191,6 +191,21 @@ async def test_connection_errors_back_off_and_log_once_per_outage(
     assert len([m for m in lines if "resumed" in m]) == 1
 
 
+async def test_a_watch_that_ends_at_once_is_not_reopened_in_a_busy_loop(
+    kube: FakeKube, watches: Watches
+) -> None:
+    watches.start(SERVICES, (), Recorder())
+    await settle()
+    start, calls = asyncio.get_running_loop().time(), len(kube.watch_calls)
+    for _ in range(5):
+        kube.end_watches()  # ended with nothing in it, right after it opened
+        await asyncio.sleep(0.1)
+    # Not five watches in half a second: the next one waited for the retry delay, and stays.
+    assert len(kube.watch_calls) - calls == 1
+    assert kube.watch_call_times[calls] - start == pytest.approx(0.5, abs=0.01)
+    assert kube.open_watches == 1
+
+
 async def test_an_unreadable_event_relists(kube: FakeKube, watches: Watches) -> None:
     kube.seed(service("a"))
     seen = Recorder()

@@ -51,6 +51,11 @@ class _Gone(Exception):
     """The watch's resourceVersion is too old (410): relist."""
 
 
+class _Hasty(Exception):
+    """The server ended a watch at once with nothing in it: wait before the next one, so a
+    misbehaving server (or proxy) is not asked again and again in a busy loop."""
+
+
 class WatchLoop:
     """List-then-watch of one kind in one namespace (None: cluster-wide)."""
 
@@ -88,6 +93,9 @@ class WatchLoop:
                     self._recovered()
                 await self._watch()
                 delay = self._config.retry_first_s
+            except _Hasty:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_max_s)
             except _Gone:
                 logger.info("watch of %s expired (410 Gone): relisting", self.name)
                 self.resource_version = ""
@@ -137,9 +145,13 @@ class WatchLoop:
                 raise _Gone from exc
             raise
         self._recovered()
+        opened, count = asyncio.get_running_loop().time(), 0
         async with contextlib.aclosing(events):
             async for event in events:
                 self._on_event(event)
+                count += 1
+        if not count and asyncio.get_running_loop().time() - opened < 1.0:
+            raise _Hasty
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
