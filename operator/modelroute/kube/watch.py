@@ -131,7 +131,7 @@ class WatchLoop:
             gone = {"metadata": {"namespace": namespace, "name": name, "resourceVersion": version}}
             self._emit("DELETED", gone)
         self._known = seen
-        self.resource_version = version
+        self.resource_version = version or "0"  # none given: from the server's cache ("any")
         self.lists += 1
 
     async def _watch(self) -> None:
