@@ -102,10 +102,16 @@ class Settings:
     leader_election_lease_seconds: int = 15
     leader_election_renew_deadline_seconds: float = 10.0
     leader_election_retry_seconds: float = 2.0
-    # kopf watch timeouts (seconds): the server ends a watch after server_timeout; the client
-    # gives up after client_timeout if the server went silent.
+    # Watch timeouts (seconds), of kopf's watch of ModelRoutes and of the operator's own watches
+    # of routing objects and Secrets (kube.watch): the server ends a watch after server_timeout;
+    # the client gives up after client_timeout if the server went silent.
     watch_server_timeout_seconds: int = 300
     watch_client_timeout_seconds: int = 330
+    # The operator's own watches retry a failed LIST or WATCH (API server unreachable) after
+    # watch_retry_first_seconds, doubling up to watch_retry_max_seconds: short, so the caches
+    # catch up within seconds of the API server's return.
+    watch_retry_first_seconds: float = 0.5
+    watch_retry_max_seconds: float = 4.0
     # Minimum level of kopf's own log messages posted as Kubernetes Events.
     kopf_posting_level: int = logging.WARNING
     # Log format: "json" (structured, one object per line) or "text".

@@ -24,9 +24,11 @@ from modelroute.kube.cache import ObjectCache, ObjectKey
 from modelroute.kube.client import SECRETS, SERVICES, ApiError, ObjectKind
 from tests.fakes.discovery import FakeDiscovery
 from tests.fakes.schema_defaults import SCHEMA_DEFAULTS
+from tests.fakes.watch import FakeWatch
 
 if TYPE_CHECKING:
     from modelroute.kube.client import KubeApi
+    from modelroute.kube.stream import WatchApi
 
 
 def merge_patch(current: Any, patch: Any) -> Any:
@@ -42,7 +44,7 @@ def merge_patch(current: Any, patch: Any) -> Any:
     return result
 
 
-class FakeKube(FakeDiscovery):
+class FakeKube(FakeDiscovery, FakeWatch):
     """In-memory objects with API-server defaults and validation; counts the driver's calls.
 
     ``default_kind`` is the kind that ``seed``, ``mutate``, ``delete`` and ``services`` act on
@@ -50,7 +52,8 @@ class FakeKube(FakeDiscovery):
     """
 
     def __init__(self, default_kind: ObjectKind = SERVICES) -> None:
-        super().__init__()  # discovery: a bare cluster, plus the default kind
+        FakeDiscovery.__init__(self)  # discovery: a bare cluster, plus the default kind
+        FakeWatch.__init__(self)  # LIST and WATCH of what is stored (tests.fakes.watch)
         self.serve(default_kind)
         self.default_kind = default_kind
         self.objects: dict[ObjectKind, dict[ObjectKey, dict[str, Any]]] = {}
@@ -87,6 +90,10 @@ class FakeKube(FakeDiscovery):
     def store(self, kind: ObjectKind | None = None) -> dict[ObjectKey, dict[str, Any]]:
         """The stored objects of ``kind`` (``default_kind`` when None)."""
         return self.objects.setdefault(kind or self.default_kind, {})
+
+    def objects_of(self, kind: ObjectKind) -> dict[ObjectKey, dict[str, Any]]:
+        """What a LIST of ``kind`` answers (Secrets come from ``secrets``)."""
+        return self.secrets if kind == SECRETS else self.store(kind)
 
     @property
     def services(self) -> dict[ObjectKey, dict[str, Any]]:
@@ -263,6 +270,8 @@ class FakeKube(FakeDiscovery):
         """Someone deletes an object; the watch tells when delivered."""
         gone = self.store(kind).pop(key)
         self.events.append(("DELETED", copy.deepcopy(gone)))
+        gone["metadata"]["resourceVersion"] = str(next(self._revision))  # the deletion's own
+        self.record(kind or self.default_kind, "DELETED", gone)
 
     def deliver(self, cache: ObjectCache) -> None:
         """The watch catches up: hand every queued event to the cache."""
@@ -294,6 +303,7 @@ class FakeKube(FakeDiscovery):
         self.store(kind)[key] = body
         if watched:
             self.events.append((event, copy.deepcopy(body)))
+        self.record(kind, event, body)
         return copy.deepcopy(body)
 
     def _service_defaults(self, old: dict[str, Any] | None, spec: dict[str, Any]) -> None:
@@ -321,3 +331,4 @@ class FakeKube(FakeDiscovery):
 if TYPE_CHECKING:
     # The fake must keep up with the boundary it stands in for: mypy fails here if it drifts.
     _conforms: KubeApi = FakeKube()
+    _conforms_watch: WatchApi = FakeKube()

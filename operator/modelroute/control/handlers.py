@@ -3,11 +3,11 @@
 Only on-event handlers are used, so kopf writes nothing to the watched objects (no finalizers,
 no progress or last-handled annotations): at steady state the operator writes nothing at all.
 
-The routing drivers' kinds are registered by the start-up handler, once the runtime knows which
-drivers it serves: only those kinds are watched. kopf resolves the resources to watch after
-every start-up handler has finished (its resource observer waits for them), and with CRD
-scanning off it never looks again, so a kind the cluster lacks, or one this operator has no
-RBAC for (a driver not enabled in the chart), is never listed or watched at all.
+kopf watches only ModelRoutes. The routing drivers' kinds and Secrets are watched by the
+operator's own list-then-watch loops (modelroute.kube.watch, started by the runtime), which
+cost far less per event than kopf's machinery; only the kinds of the drivers it serves are
+watched, so a kind the cluster lacks, or one this operator has no RBAC for (a driver not enabled
+in the chart), is never listed or watched at all.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import kopf
 
 from modelroute.api.models import GROUP, PLURAL, VERSION
 from modelroute.control.runtime import Runtime
-from modelroute.kube.client import ObjectKind
 from modelroute.settings import Settings, apply_to_kopf
 
 
@@ -31,8 +30,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.diffbase_storage = NoDiffBase()
     runtime = await Runtime.start(operator_settings)
     memo["runtime"] = runtime
-    for kind in runtime.watched_kinds:
-        watch(kind)
     await runtime.start_routes()  # before kopf lists: see modelroute.control.prelist
 
 
@@ -74,28 +71,3 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def modelroute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A ModelRoute was listed, added, changed or deleted."""
     await memo["runtime"].controller.on_route_event(event.get("type"), event["object"])
-
-
-_watched: set[ObjectKind] = set()
-
-
-def watch(kind: ObjectKind) -> None:
-    """Register a watch of ``kind`` (once): its events go to the caches of the routes that need
-    them. Called from ``start``, before kopf resolves what to watch."""
-    if kind in _watched:
-        return  # a retried start-up handler registers nothing twice
-    _watched.add(kind)
-
-    async def object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-        memo["runtime"].controller.on_object_event(kind, event.get("type"), event["object"])
-
-    object_event.__name__ = object_event.__qualname__ = f"{kind.plural}_event"
-    kopf.on.event(kind.group, kind.version, kind.plural, id=f"{kind.plural}.{kind.group}")(
-        object_event
-    )
-
-
-@kopf.on.event("", "v1", "secrets")
-async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A Secret changed; only the ones routes reference are kept."""
-    memo["runtime"].controller.on_secret_event(event.get("type"), event["object"])

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
-from modelroute.control import prelist
+from modelroute.control import prelist, watching
 from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
 from modelroute.control.heap import HeapKeeper
@@ -30,11 +30,12 @@ from modelroute.kube.credentials import load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.kube.reachability import ApiReachability
+from modelroute.kube.watch import Watches
 from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.hub import ProbeHub
 from modelroute.probing.session import TrustStore
-from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL
+from modelroute.routing.ownership import made_by_operator
 from modelroute.settings import Settings
 from modelroute.version import version
 
@@ -63,6 +64,7 @@ class Runtime:
     heap: HeapKeeper | None = None
     scrape: MetricsEndpoint | None = None
     recheck: asyncio.Task[None] | None = None
+    watches: Watches | None = None  # of routing objects and Secrets, for the caches
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -118,13 +120,17 @@ class Runtime:
         return self.drivers.watched_kinds
 
     async def start_routes(self) -> None:
-        """List the routes and start them now, not as kopf hands them over (control.prelist)."""
+        """Start the listed routes now, not as kopf hands them over (control.prelist); then
+        the caches' watches (control.watching)."""
         get = functools.partial(self.kube.request, "GET")
         self.recheck = await prelist.start_listed(self.controller, get, self.settings)
+        self.watches = watching.start(self.settings, self.watched_kinds, self.controller)
 
     async def stop(self) -> None:
         """Stop the workers, endpoints and connections."""
         self.ready = False
+        if self.watches is not None:
+            await self.watches.stop()  # no event reaches the caches once shutdown began
         if self.recheck is not None:
             # Awaited: a re-list in flight must not outlive the connections closed below.
             self.recheck.cancel()
@@ -213,7 +219,7 @@ def _build_deps(
             slim_object,
             list_namespace=functools.partial(_urgent_list, kube, kind),
             keep_unsubscribed=MAX_UNSUBSCRIBED,
-            owned=_made_by_operator,
+            owned=made_by_operator,
         )
         for kind in drivers.watched_kinds
     }
@@ -267,10 +273,6 @@ async def _urgent_list(kube: KubeClient, kind: ObjectKind, namespace: str) -> li
         token = (page.get("metadata") or {}).get("continue") or ""
         if not token:
             return items
-
-
-def _made_by_operator(body: dict[str, Any]) -> bool:
-    return (body.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
 def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:

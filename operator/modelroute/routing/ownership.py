@@ -90,6 +90,11 @@ def ownership(route: RouteRef, obj: dict[str, Any], *, adopt: bool = False) -> s
     return "foreign"
 
 
+def made_by_operator(obj: dict[str, Any]) -> bool:
+    """True for an object this operator created (its managed-by label)."""
+    return (obj.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
 def generated_by_a_gateway(obj: dict[str, Any]) -> bool:
     """True for an object a gateway generated (and so manages), whoever's labels it carries."""
     annotations = obj.get("metadata", {}).get("annotations") or {}

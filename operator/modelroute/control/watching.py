@@ -1,0 +1,61 @@
+"""The watches that feed the caches: every routing kind served, and Secrets (kube.watch).
+
+They replace kopf's on-event handlers for those kinds (see the module docstring of
+:mod:`modelroute.kube.watch` for why); ModelRoutes stay with kopf. Same scope as kopf's
+watches: the operator's namespaces, or cluster-wide when none is set.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from modelroute.kube.client import SECRETS, ObjectKind
+from modelroute.kube.credentials import load_credentials
+from modelroute.kube.stream import WatchApi, WatchClient
+from modelroute.kube.watch import WatchConfig, Watches
+from modelroute.settings import Settings
+
+
+class Consumer(Protocol):
+    """Where the events go (the controller: it feeds the caches and wakes routes)."""
+
+    def on_object_event(
+        self, kind: ObjectKind, event_type: str | None, body: dict[str, Any]
+    ) -> None:
+        """An event of a routing kind."""
+        ...
+
+    def on_secret_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """An event of a Secret."""
+        ...
+
+
+def start(
+    settings: Settings,
+    kinds: Iterable[ObjectKind],
+    consumer: Consumer,
+    api: WatchApi | None = None,
+) -> Watches:
+    """Start a list-then-watch of each of ``kinds`` and of Secrets, delivering to
+    ``consumer``, through ``api`` (None: a :class:`WatchClient` with the operator's
+    credentials, closed by :meth:`Watches.stop`)."""
+    client = None
+    if api is None:
+        api = client = WatchClient(
+            load_credentials(settings.kubeconfig),
+            request_timeout_s=settings.api_timeout_seconds,
+            idle_timeout_s=settings.watch_client_timeout_seconds,
+        )
+    config = WatchConfig(
+        server_timeout_s=settings.watch_server_timeout_seconds,
+        retry_first_s=settings.watch_retry_first_seconds,
+        retry_max_s=settings.watch_retry_max_seconds,
+    )
+    watches = Watches(api, config, close=client.close if client is not None else None)
+    for kind in kinds:
+        deliver = functools.partial(consumer.on_object_event, kind)
+        watches.start(kind, settings.namespaces, deliver)
+    watches.start(SECRETS, settings.namespaces, consumer.on_secret_event)
+    return watches
