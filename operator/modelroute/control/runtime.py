@@ -12,13 +12,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from modelroute.control import prelist, watching
+from modelroute.control.cachereads import urgent_get, urgent_list
 from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
 from modelroute.control.heap import HeapKeeper
@@ -215,9 +214,9 @@ def _build_deps(
     # route's object one by one. A read that precedes a routing write is urgent.
     caches = {
         kind: ObjectCache(
-            functools.partial(_urgent_get, kube, kind),
+            functools.partial(urgent_get, kube, kind),
             slim_object,
-            list_namespace=functools.partial(_urgent_list, kube, kind),
+            list_namespace=functools.partial(urgent_list, kube, kind),
             keep_unsubscribed=MAX_UNSUBSCRIBED,
             owned=made_by_operator,
         )
@@ -252,27 +251,6 @@ def _build_deps(
         reachability=reachability,
     )
     return deps, probes
-
-
-async def _urgent_get(
-    kube: KubeClient, kind: ObjectKind, namespace: str, name: str
-) -> dict[str, Any] | None:
-    """A routing object (or its target) read on a cache miss: the routing write waits on it, so
-    it goes in the routing writes' lane, never behind status writes and Events."""
-    return await kube.request("GET", kind.path(namespace, name), urgent=True)
-
-
-async def _urgent_list(kube: KubeClient, kind: ObjectKind, namespace: str) -> list[dict[str, Any]]:
-    """Every object of ``kind`` in ``namespace``, in pages of 500 (urgent, as above)."""
-    items: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        query = urlencode({"limit": 500, **({"continue": token} if token else {})})
-        page = await kube.request("GET", f"{kind.path(namespace)}?{query}", urgent=True) or {}
-        items.extend(page.get("items") or [])
-        token = (page.get("metadata") or {}).get("continue") or ""
-        if not token:
-            return items
 
 
 def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:
