@@ -84,7 +84,7 @@ class Candidate:
 
 
 async def _until(predicate: Callable[[], object]) -> None:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):  # a hang guard only: wide, for a loaded CI machine
         while not predicate():  # noqa: ASYNC110  (state in fakes; nothing to wait on)
             await asyncio.sleep(0.01)
 

@@ -64,7 +64,7 @@ class Inbox:
         self.results.append(result)
         self._event.set()
 
-    async def wait(self, count: int, within: float = 5.0) -> None:
+    async def wait(self, count: int, within: float = 30.0) -> None:  # a hang guard only
         async with asyncio.timeout(within):
             while len(self.results) < count:
                 self._event.clear()
