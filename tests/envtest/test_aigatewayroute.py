@@ -182,7 +182,7 @@ def fail_over_to_claude(sc: AIGatewayScenario) -> float:
     mark = len(sc.watch.history)
     faulted = time.monotonic()  # before the switch: the stricter measurement
     sc.openai.set_fault(Fault.REFUSED)
-    seen = sc.watch.wait_for(ON_CLAUDE, within(FAILOVER_BOUND) + 5, after=mark)
+    seen = sc.watch.wait_for(ON_CLAUDE, FAILOVER_BOUND + 5, after=mark)
     took = seen.at - faulted
     assert [s.priorities for s in sc.watch.history[mark:]] == [ON_CLAUDE], "not one patch"
     assert stored_refs(sc) == expected_refs("claude")
@@ -205,7 +205,7 @@ def fail_over_to_inhouse(sc: AIGatewayScenario) -> float:
     mark = len(sc.watch.history)
     faulted = time.monotonic()
     sc.claude.set_fault(Fault.OUTAGE)  # Anthropic's 529 overloaded_error
-    seen = sc.watch.wait_for(ON_INHOUSE, within(FAILOVER_BOUND) + 5, after=mark)
+    seen = sc.watch.wait_for(ON_INHOUSE, FAILOVER_BOUND + 5, after=mark)
     took = seen.at - faulted
     assert [s.priorities for s in sc.watch.history[mark:]] == [ON_INHOUSE], "not one patch"
     refs = stored_refs(sc)
@@ -225,7 +225,7 @@ def fail_back_to_openai(sc: AIGatewayScenario) -> float:
     mark = len(sc.watch.history)
     cleared = time.monotonic()
     sc.openai.clear_fault()
-    seen = sc.watch.wait_for(ON_OPENAI, within(FAILBACK_BOUND) + 10, after=mark)
+    seen = sc.watch.wait_for(ON_OPENAI, FAILBACK_BOUND + 10, after=mark)
     took = seen.at - cleared
     assert [s.priorities for s in sc.watch.history[mark:]] == [ON_OPENAI], "not one patch"
     assert stored_refs(sc) == expected_refs("openai")
