@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_backend import Fault
+from tests.harness.bounds import within
 from tests.harness.kube import wait_for
 from tests.harness.operator import OperatorProcess
 from tests.harness.prometheus import (
@@ -132,7 +133,7 @@ def test_failover_alert_fires_on_a_real_prometheus_and_every_dashboard_query_has
             f"failover (for {FOR_SECONDS:g} s, scrape {SCRAPE_SECONDS:g} s, "
             f"evaluation {EVAL_SECONDS:g} s: bound {bound:.2f} s)"
         )
-        assert delay <= bound
+        assert delay <= within(bound)
         assert "(traffic is on inhouse)" in alert["annotations"]["description"]
         probes = wait_for(
             lambda: firing(prom, "ModelRouteProbesFailing", route="chat", backend="vendor"),

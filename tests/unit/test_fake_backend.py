@@ -251,9 +251,11 @@ async def test_stop_is_prompt_with_hung_request_in_flight(
     await b.start()
     await b.set_fault(Fault.HANG)
     pending = asyncio.ensure_future(_get(session, f"{b.url}/v1/models"))
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(30):  # until the request is parked inside the server
+        while b.requests_total == 0:  # noqa: ASYNC110  (a counter in the fake; no event)
+            await asyncio.sleep(0.01)
     assert not pending.done()
-    assert b.requests_total == 1  # the request really is parked inside the server
+    assert b.requests_total == 1
 
     started = time.monotonic()
     await asyncio.wait_for(b.stop(), 5)
