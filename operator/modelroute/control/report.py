@@ -235,7 +235,8 @@ class Reporter:
         if reach is not None and isinstance(exc, TRANSPORT_FAILURES):
             reach.wake_when_back(self._back.set)  # the same bound method: registered once
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._back.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can drop a cancel (3.11)
+                await self._back.wait()
 
     async def _until_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -247,7 +248,8 @@ class Reporter:
             if delay <= 0:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _post(self, entry: StampedEvent) -> None:
         """Post one Event; an API server refusing it (429, 5xx) is retried, but at most

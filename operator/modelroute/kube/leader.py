@@ -125,7 +125,10 @@ class LeaderElector:
         if self.leading and self._last_renewed is not None:
             timeout = max(0.0, self._last_renewed + timeout - now)
         try:
-            return await asyncio.wait_for(self._try_once(), timeout)
+            # Not wait_for: on 3.11 it drops a cancel that lands as the attempt finishes, and
+            # a cancelled elector would go on renewing the Lease.
+            async with asyncio.timeout(timeout):
+                return await self._try_once()
         except TimeoutError:
             logger.warning("lease: no answer within the renew deadline")
             return None
