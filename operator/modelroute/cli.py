@@ -164,7 +164,7 @@ def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=_DEFAULTS.first_status_hold_seconds,
         help="longest wait of a new route's first status for every backend's first probe "
-        "verdict: one write instead of one per backend (default %(default)s; 0: no wait)",
+        "verdict: one write instead of one per backend (default %(default)s: no wait)",
     )
     parser.add_argument(
         "--ca-bundle",

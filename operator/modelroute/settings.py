@@ -65,10 +65,8 @@ class Settings:
     # Longest wait (seconds) of a new route's first status write for every backend's first
     # probe verdict: one write with all of them instead of one as each arrives (up to four per
     # route at start-up). The routing write and Events never wait for it. 0: no wait (the
-    # first status, Ready=False AwaitingFirstProbes, is written at once). 5 s by default: a
-    # route without status reads as InProgress (kstatus) as AwaitingFirstProbes does, and at
-    # 10,000 routes the per-verdict writes were 7,700 of the start-up's 37,700 writes.
-    first_status_hold_seconds: float = 5.0
+    # first status, Ready=False AwaitingFirstProbes, is written at once).
+    first_status_hold_seconds: float = 0.0
     # Freeze the long-lived heap after each full garbage collection, so later collections
     # visit only newer objects (control.heap); everything is unfrozen, and reference cycles of
     # deleted routes collected, every gc_unfreeze_seconds. False: Python's plain collector.

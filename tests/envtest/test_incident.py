@@ -178,8 +178,7 @@ def test_kstatus_while_awaiting_probes_and_for_an_invalid_spec(
     waiting["spec"]["probe"]["timeoutSeconds"] = 20
     sc.route = waiting
     sc.create_route()
-    # Written once the first-status hold (5 s by default) gives up on the vendor's verdict.
-    wait_for(lambda: ready_reason(sc) == "AwaitingFirstProbes", 20, "AwaitingFirstProbes")
+    wait_for(lambda: ready_reason(sc) == "AwaitingFirstProbes", 10, "AwaitingFirstProbes")
     assert kinds(sc) == (("True", "AwaitingFirstProbes"), ("False", "NotStalled"))
     assert readers(sc.get_route()) == ("InProgress", "Progressing")
     sc.vendor.clear_fault()

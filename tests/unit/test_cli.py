@@ -297,11 +297,10 @@ def test_a_negative_status_deferral_is_refused(capsys: pytest.CaptureFixture[str
     assert "--status-defer-seconds must be at least 0" in capsys.readouterr().err
 
 
-def test_first_status_hold_seconds_is_a_flag_of_five_seconds_by_default(
+def test_first_status_hold_seconds_is_a_flag_off_by_default(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert parse_args([])[0].first_status_hold_seconds == 5.0
-    assert parse_args(["--first-status-hold-seconds", "0"])[0].first_status_hold_seconds == 0.0
+    assert parse_args([])[0].first_status_hold_seconds == 0.0
     assert parse_args(["--first-status-hold-seconds", "5"])[0].first_status_hold_seconds == 5.0
     with pytest.raises(SystemExit):
         parse_args(["--first-status-hold-seconds", "-1"])

@@ -48,9 +48,6 @@ WRITES = ("create", "patch", "patch_status", "create_event")
 # hair early and finds the window still open): a window ending at 90 s acts at 90.001 s.
 RECHECK_SLACK = 0.001
 
-#: The first status written at once, not held for every backend's first verdict.
-NO_HOLD = Settings(first_status_hold_seconds=0)
-
 
 def window_end(at: float) -> float:
     """The fake time at which the worker acts on a stabilization window ending at ``at`` s."""
@@ -266,8 +263,7 @@ async def fail_over(w: World, body: dict[str, Any]) -> None:
 
 
 async def test_first_routing_waits_for_the_preferred_backend_then_routes() -> None:
-    # Without the first-status hold: each verdict's status is written as it comes.
-    async with running_world(NO_HOLD) as w:
+    async with running_world() as w:
         await w.controller.on_route_event("ADDED", route())
         await w.tick(1, inhouse=True)  # the fallback answers first: no settling for it
         await w.clock.until(1.5)
@@ -323,7 +319,7 @@ async def test_failover_after_failure_threshold_routes_first_then_event_and_stat
 async def test_status_writes_never_delay_a_routing_write() -> None:
     """A status write the API server has not answered, and failed probes that decide nothing,
     neither hold nor cost a routing write: the failover is carried out at the deciding probe."""
-    async with running_world(NO_HOLD) as w:
+    async with running_world() as w:
         await w.controller.on_route_event("ADDED", route())
         await w.clock.until(1)
         w.kube.status_writes_held = held = asyncio.Event()
@@ -616,7 +612,7 @@ async def test_identical_probe_results_for_an_hour_make_no_api_calls() -> None:
         await w.clock.until(3606)
 
         assert w.writes() == [
-            # The first status waits for both backends' first verdicts (first_status_hold).
+            (0, "patch_status"),
             (5, "create"),
             (5, "create_event"),
             (5, "patch_status"),
