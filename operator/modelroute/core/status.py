@@ -226,7 +226,9 @@ def accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus
     """The status the API server stored, from its answer to a status write (``sent`` if it did
     not say: a client that returns no body) (pure)."""
     stored = answer.get("status") if isinstance(answer, dict) else None
-    if not isinstance(stored, dict):
+    if not isinstance(stored, dict) or stored == sent.to_wire():
+        # Stored as sent (the usual answer): keep ``sent`` rather than a parsed twin of it,
+        # which every route held beside its desired status (a third of a route's memory).
         return sent
     try:
         return ModelRouteStatus.model_validate(stored)
