@@ -235,8 +235,7 @@ class Reporter:
         if reach is not None and isinstance(exc, TRANSPORT_FAILURES):
             reach.wake_when_back(self._back.set)  # the same bound method: registered once
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):  # not wait_for: it can drop a cancel (3.11)
-                await self._back.wait()
+            await asyncio.wait_for(self._back.wait(), seconds)
 
     async def _until_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -248,8 +247,7 @@ class Reporter:
             if delay <= 0:
                 return
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+                await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _post(self, entry: StampedEvent) -> None:
         """Post one Event; an API server refusing it (429, 5xx) is retried, but at most
