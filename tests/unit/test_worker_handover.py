@@ -5,6 +5,7 @@ left alone while nothing routes through the new one (suspended) or when it is no
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -195,3 +196,35 @@ async def test_a_release_failed_event_lost_to_an_outage_is_posted_when_the_api_i
         w.kube.event_error = None
         await w.clock.until(40)
         assert w.events().count(("Warning", "ReleaseFailed")) == 1
+
+
+async def test_a_failover_whose_release_is_cut_short_still_posts_its_status_and_event() -> None:
+    # The release runs before status; a spec edit replacing the worker while it hangs must not
+    # lose the failover that the routing write already made (its Event, failoverCount).
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(7)
+        assert STABLE_KEY in w.kube.services  # still to release, after a 10 s backoff
+        for at in (10, 12):  # vendor fails: no release tried yet (its backoff)
+            await w.tick(at, vendor=False, inhouse=True)
+        w.kube.delete_error = None
+        delete, never = w.kube.delete_object, asyncio.Event()
+
+        async def hung(*args: Any, **kwargs: Any) -> None:
+            await never.wait()
+
+        w.kube.delete_object = hung  # type: ignore[method-assign]
+        await w.tick(17, vendor=False, inhouse=True)  # the third failure, after the backoff
+        await w.clock.until(18)
+        assert selector(w, RENAMED_KEY) == {"app": "inhouse"}  # the routing write went first
+        assert ("Warning", "FailedOver") not in w.events()  # held behind the hung release
+        w.kube.delete_object = delete  # type: ignore[method-assign]
+        edited = renamed(body, 3, failback={"mode": "Automatic", "stabilizationSeconds": 90})
+        await w.controller.on_route_event("MODIFIED", edited)
+        await w.clock.until(20)
+        assert w.events().count(("Warning", "FailedOver")) == 1
+        status = w.status()
+        assert (status["activeBackend"], status["failoverCount"]) == ("inhouse", 1)
+        assert STABLE_KEY not in w.kube.services  # released by the new worker
