@@ -228,3 +228,29 @@ async def test_a_failover_whose_release_is_cut_short_still_posts_its_status_and_
         status = w.status()
         assert (status["activeBackend"], status["failoverCount"]) == ("inhouse", 1)
         assert STABLE_KEY not in w.kube.services  # released by the new worker
+
+
+async def test_a_crd_without_previous_routing_costs_no_status_write_per_probe_result() -> None:
+    # The CRD predates previousRouting (helm upgrade leaves CRDs alone): the server prunes it.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        write = w.kube.patch_route_status
+
+        async def pruning(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+            answer = await write(namespace, name, status)
+            w.kube.route_status[(namespace, name)].pop("previousRouting", None)
+            answer["status"].pop("previousRouting", None)
+            return answer
+
+        w.kube.patch_route_status = pruning  # type: ignore[method-assign]
+        w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")  # still to do
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(8)
+        assert w.writes(since=6).count((6, "patch_status")) == 1
+        for at in range(10, 100, 5):  # steady state: the same results, a release pending
+            await w.tick(at, vendor=True, inhouse=True)
+        await w.clock.until(101)
+        # The counters of the probes at 10 s (consecutiveSuccesses 2) go out deferred, at 40 s;
+        # then nothing: the baseline kept the pruned field, stamp() changes nothing.
+        assert w.writes(since=7) == [(40, "patch_status")]
+        assert STABLE_KEY in w.kube.services
