@@ -10,6 +10,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -149,7 +150,9 @@ async def test_a_conflict_is_decided_again_on_a_fresh_read_of_the_same_object() 
     assert KEY not in kube.store(HTTPROUTES)
 
 
-async def test_a_conflict_with_an_object_recreated_under_the_name_leaves_it() -> None:
+async def test_a_conflict_with_an_object_recreated_under_the_name_leaves_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class Recreated(FakeKube):
         async def get_object(
             self, kind: ObjectKind, namespace: str, name: str
@@ -162,9 +165,14 @@ async def test_a_conflict_with_an_object_recreated_under_the_name_leaves_it() ->
 
     kube = Recreated(default_kind=HTTPROUTES)
     kube.seed(ours(HTTPROUTES))
-    await release(kube, ROUTE, http(), aigw_renamed())
+    with caplog.at_level(logging.INFO, logger="modelroute.routing.handover"):
+        await release(kube, ROUTE, http(), aigw_renamed())
     assert kube.calls.count("delete") == 1  # the one refused: not the object it read
     assert KEY in kube.store(HTTPROUTES)
+    # The caller takes it as released (it is not ours): said, not silent.
+    [said] = [r for r in caplog.records if "recreated" in r.getMessage()]
+    assert said.levelno == logging.INFO
+    assert said.__dict__["object"] == "httproutes/chat"
 
 
 def aigw_renamed() -> Routed:

@@ -106,17 +106,26 @@ async def test_writes_carry_the_field_manager_and_content_type(
     assert seen[2]["headers"]["Content-Type"] == "application/json"
 
 
-async def test_bodies_are_compact_utf8_json_and_paths_go_as_quoted(
+async def test_bodies_are_compact_ascii_json_and_paths_go_as_quoted(
     api: tuple[KubeClient, Seen],
 ) -> None:
     client, seen = api
     await client.create_event("ai", {"message": "café down", "count": 1})
     await client.get_object(ObjectKind("", "v1", "configmaps", "ConfigMap"), "a i", "x%y")
-    assert seen[0]["raw_body"] == '{"message":"café down","count":1}'
+    assert seen[0]["raw_body"] == '{"message":"caf\\u00e9 down","count":1}'
     assert seen[0]["body"] == {"message": "café down", "count": 1}
     # Quoted once by ObjectKind.path, and not again on the way out.
     assert seen[1]["raw_path"] == "/api/v1/namespaces/a%20i/configmaps/x%25y"
     assert seen[1]["path"] == "/api/v1/namespaces/a i/configmaps/x%y"
+
+
+async def test_a_lone_surrogate_in_a_body_is_sent_escaped_not_raised(
+    api: tuple[KubeClient, Seen],
+) -> None:
+    # A vendor error text with half an emoji ends up in an Event message: no UnicodeEncodeError.
+    client, seen = api
+    await client.create_event("ai", {"message": "overloaded \ud83d"})
+    assert seen[0]["raw_body"] == '{"message":"overloaded \\ud83d"}'
 
 
 async def test_a_rotated_token_is_sent_from_the_next_request_on(

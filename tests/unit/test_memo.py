@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from modelroute.core.memo import IdentityMemo
 
 
@@ -40,3 +42,35 @@ def test_the_memo_starts_afresh_at_its_limit() -> None:
         memo(key, None)
     assert len(memo) == 1  # cleared when the fourth came
     assert memo(keep[3], None) == (keep[3], None)
+
+
+class _Spec:
+    """Takes weak references, as ModelRouteSpec and HealthRecord do."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def test_an_entry_goes_with_its_object_so_no_dead_spec_is_kept_alive() -> None:
+    memo: IdentityMemo[_Spec, str, int] = IdentityMemo(lambda a, _: a.size)
+    live = [_Spec(n) for n in range(10)]
+    for spec in live:
+        assert memo(spec, "vendor") == spec.size
+        assert memo(spec, "inhouse") == spec.size
+    assert len(memo) == 20
+    del live[5:], spec
+    gc.collect()  # not needed in CPython (reference counting); no harm either
+    assert len(memo) == 10
+    assert [memo(spec, "vendor") for spec in live] == list(range(5))
+    assert len(memo) == 10  # answered from the memo, nothing added
+
+
+def test_an_object_with_a_reused_id_is_never_answered_for_a_dead_one() -> None:
+    memo: IdentityMemo[_Spec, None, int] = IdentityMemo(lambda a, _: a.size)
+    seen: set[int] = set()
+    for size in range(200):
+        spec = _Spec(size)  # the last one dies here: its memory (and id) is often reused
+        seen.add(id(spec))
+        assert memo(spec, None) == size
+    assert len(seen) < 200  # ids were reused, so the check above meant something
+    assert len(memo) == 1

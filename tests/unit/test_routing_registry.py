@@ -129,3 +129,12 @@ def test_without_the_module_the_driver_is_unknown() -> None:
         match="unknown routing driver 'Widget'; available: AIGatewayRoute, HTTPRoute, Service",
     ):
         routing.info("Widget")
+
+
+def test_each_driver_routes_through_its_own_kind() -> None:
+    # status.previousRouting records an object by (apiVersion, kind) only, and
+    # routing.handover.Routed.recorded takes the first driver with that pair: two drivers
+    # sharing one would release an object under the other's rules.
+    pairs = [(routing.info(n).kind.api_version, routing.info(n).kind.kind) for n in routing.names()]
+    assert len(pairs) >= 3
+    assert len(set(pairs)) == len(pairs), pairs

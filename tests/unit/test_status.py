@@ -17,9 +17,11 @@ from modelroute.core.status import (
     DEGRADED,
     READY,
     Problem,
+    accepted,
     build_invalid_status,
     build_status,
     needs_write,
+    pruned,
 )
 from modelroute.core.types import ProbeFailure, TrafficSplit
 
@@ -412,3 +414,21 @@ def test_build_invalid_status_without_a_problem() -> None:
     status = build_invalid_status(previous=ModelRouteStatus(), generation=1, problem=None, now=NOW)
     assert (cond(status, READY).status, cond(status, READY).reason) == (FALSE, "InvalidSpec")
     assert "" not in strings(status.to_wire())
+
+
+def test_a_field_the_server_pruned_is_kept_as_sent_and_nothing_else_is_taken_for_pruned() -> None:
+    # A CRD older than the operator drops previousRouting: the baseline must still have it,
+    # or every plan would write it again. Fields at their default (failoverCount 0, no
+    # backends) are not sent, so their absence is no pruning.
+    sent = ModelRouteStatus.model_validate(
+        {
+            "activeBackend": "vendor",
+            "previousRouting": [{"apiVersion": "v1", "kind": "Service", "name": "old"}],
+        }
+    )
+    stored = {"activeBackend": "vendor"}
+    assert pruned(stored, sent) == ["previous_routing"]
+    kept = accepted({"status": stored}, sent)
+    assert kept == sent
+    assert not needs_write(kept, sent, None)
+    assert pruned(stored, ModelRouteStatus(active_backend="vendor")) == []

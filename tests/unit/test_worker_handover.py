@@ -5,6 +5,7 @@ left alone while nothing routes through the new one (suspended) or when it is no
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -195,3 +196,61 @@ async def test_a_release_failed_event_lost_to_an_outage_is_posted_when_the_api_i
         w.kube.event_error = None
         await w.clock.until(40)
         assert w.events().count(("Warning", "ReleaseFailed")) == 1
+
+
+async def test_a_failover_whose_release_is_cut_short_still_posts_its_status_and_event() -> None:
+    # The release runs before status; a spec edit replacing the worker while it hangs must not
+    # lose the failover that the routing write already made (its Event, failoverCount).
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(7)
+        assert STABLE_KEY in w.kube.services  # still to release, after a 10 s backoff
+        for at in (10, 12):  # vendor fails: no release tried yet (its backoff)
+            await w.tick(at, vendor=False, inhouse=True)
+        w.kube.delete_error = None
+        delete, never = w.kube.delete_object, asyncio.Event()
+
+        async def hung(*args: Any, **kwargs: Any) -> None:
+            await never.wait()
+
+        w.kube.delete_object = hung  # type: ignore[method-assign]
+        await w.tick(17, vendor=False, inhouse=True)  # the third failure, after the backoff
+        await w.clock.until(18)
+        assert selector(w, RENAMED_KEY) == {"app": "inhouse"}  # the routing write went first
+        assert ("Warning", "FailedOver") not in w.events()  # held behind the hung release
+        w.kube.delete_object = delete  # type: ignore[method-assign]
+        edited = renamed(body, 3, failback={"mode": "Automatic", "stabilizationSeconds": 90})
+        await w.controller.on_route_event("MODIFIED", edited)
+        await w.clock.until(20)
+        assert w.events().count(("Warning", "FailedOver")) == 1
+        status = w.status()
+        assert (status["activeBackend"], status["failoverCount"]) == ("inhouse", 1)
+        assert STABLE_KEY not in w.kube.services  # released by the new worker
+
+
+async def test_a_crd_without_previous_routing_costs_no_status_write_per_probe_result() -> None:
+    # The CRD predates previousRouting (helm upgrade leaves CRDs alone): the server prunes it.
+    async with running_world() as w:
+        body = await routed_to_vendor(w)
+        write = w.kube.patch_route_status
+
+        async def pruning(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+            answer = await write(namespace, name, status)
+            w.kube.route_status[(namespace, name)].pop("previousRouting", None)
+            answer["status"].pop("previousRouting", None)
+            return answer
+
+        w.kube.patch_route_status = pruning  # type: ignore[method-assign]
+        w.kube.delete_error = ApiError(503, "ServiceUnavailable", "try again")  # still to do
+        await w.controller.on_route_event("MODIFIED", renamed(body, 2))
+        await w.clock.until(8)
+        assert w.writes(since=6).count((6, "patch_status")) == 1
+        for at in range(10, 100, 5):  # steady state: the same results, a release pending
+            await w.tick(at, vendor=True, inhouse=True)
+        await w.clock.until(101)
+        # The counters of the probes at 10 s (consecutiveSuccesses 2) go out deferred, at 40 s;
+        # then nothing: the baseline kept the pruned field, stamp() changes nothing.
+        assert w.writes(since=7) == [(40, "patch_status")]
+        assert STABLE_KEY in w.kube.services

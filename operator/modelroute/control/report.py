@@ -39,6 +39,7 @@ import aiohttp
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
 from modelroute.control.route import Deps
+from modelroute.control.stored import accepted
 from modelroute.core import status
 from modelroute.core.types import PlannedEvent, RouteRef
 from modelroute.kube.client import ApiError
@@ -291,7 +292,7 @@ class Reporter:
                 self.uncertain = before  # refused: the stored status is as it was
             raise
         deps.metrics.api_writes.labels("modelroutes/status").inc()
-        self.written, self.uncertain = status.accepted(answer, desired), False
+        self.written, self.uncertain = accepted(answer, desired), False
         self._due = None
         # A newer status may have come while this one was being written: judge it against
         # what the server accepted.

@@ -9,9 +9,9 @@ annotation change, or the plan's ``recheck_at``. Every decision is
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 
 import aiohttp
@@ -35,7 +35,7 @@ from modelroute.control.route import (
 from modelroute.core import health, resume
 from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
-from modelroute.core.types import Problem, ReadyReason, TrafficSplit
+from modelroute.core.types import PlannedEvent, Problem, ReadyReason, TrafficSplit
 from modelroute.kube.cache import RouteKey
 from modelroute.kube.client import ApiError
 from modelroute.kube.reachability import TRANSPORT_FAILURES
@@ -232,7 +232,7 @@ class RouteWorker:
                 # Nothing applied (suspended, fail-static), and the object carries another split,
                 # e.g. pinned by hand: plan on it, so status and the next move's Events are true.
                 self.routed = seen
-                given = dataclasses.replace(given, routed=seen)
+                given = replace(given, routed=seen)
                 taken, decided = decided, plan(given)
                 decided = resume.recorded(taken, decided, self._owed, given.now)
                 state = await self._route(driven, decided)
@@ -240,18 +240,18 @@ class RouteWorker:
         if state.problem is not None or state.verdict is not None:
             # Plan again with what the driver (and the gateway behind it) said.
             decided = plan(
-                dataclasses.replace(
-                    given, problem=state.problem, verdict=state.verdict, carried=state.split
-                )
+                replace(given, problem=state.problem, verdict=state.verdict, carried=state.split)
             )
         if written_at is not None:
             decided = after_routing_write(decided, given.now, written_at)
         if decided.split is not None and (state.problem is None or state.split == decided.split):
             self.routed = decided.split
-        warned = await self._handover.settle(self.route.ref, driven, state)  # before status
-        decided = dataclasses.replace(decided, events=(*decided.events, *warned))
-        await self._carry_out(decided, driven.spec)
-        self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
+        warned: tuple[PlannedEvent, ...] = ()
+        try:  # released before status; but cancelled or failing, status and Events still go out
+            warned = await self._handover.settle(self.route.ref, driven, state)
+        finally:  # (synchronous: a cancellation cannot cut it short)
+            self._carry_out(replace(decided, events=decided.events + warned), driven.spec)
+            self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
 
     async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
         """The routing write, first: apply the planned split (a no-op when it is there)."""
@@ -263,7 +263,7 @@ class RouteWorker:
             self._deps.metrics.api_writes.labels(driven.info.kind.plural).inc()
         return self._handover.explain(ref, driven, state)
 
-    async def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
+    def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
         """After routing: metrics and the next recheck here; Events and the status write are
         handed to the reporter, so the next probe result never waits for them."""
         ref, deps = self.route.ref, self._deps
@@ -287,7 +287,7 @@ class RouteWorker:
             problem=Problem(reason, message),
             now=self._deps.now(),
         )
-        await self._carry_out(decided, None)
+        self._carry_out(decided, None)
 
     def _schedule_recheck(self, at: datetime | None) -> None:
         if self._recheck is not None:

@@ -224,13 +224,31 @@ def build_invalid_status(
 
 def accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus:
     """The status the API server stored, from its answer to a status write (``sent`` if it did
-    not say: a client that returns no body) (pure)."""
+    not say: a client that returns no body) (pure).
+
+    A field ``sent`` set that the answer lacks was pruned (a CRD older than the operator: helm
+    upgrade leaves CRDs alone). It is kept as sent: a baseline without it would make every
+    later plan write it again, at every probe result.
+    """
     stored = answer.get("status") if isinstance(answer, dict) else None
     if not isinstance(stored, dict) or stored == sent.to_wire():
         # Stored as sent (the usual answer): keep ``sent`` rather than a parsed twin of it,
         # which every route held beside its desired status (a third of a route's memory).
         return sent
     try:
-        return ModelRouteStatus.model_validate(stored)
+        taken = ModelRouteStatus.model_validate(stored)
     except pydantic.ValidationError:
         return sent
+    lost = pruned(stored, sent)
+    return taken.model_copy(update={f: getattr(sent, f) for f in lost}) if lost else taken
+
+
+def pruned(stored: Mapping[str, Any], sent: ModelRouteStatus) -> list[str]:
+    """The fields (Python names) set in ``sent``, not to their default, that ``stored`` (the
+    status as the API server returned it) lacks: the server's schema does not know them."""
+    return [
+        name
+        for name, field in ModelRouteStatus.model_fields.items()
+        if (field.alias or name) not in stored
+        and getattr(sent, name) != field.get_default(call_default_factory=True)
+    ]

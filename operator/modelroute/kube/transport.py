@@ -19,7 +19,9 @@ from modelroute.kube.credentials import Credentials
 from modelroute.kube.lanes import MAX_IN_FLIGHT
 
 #: Request bodies without the default ", " and ": " padding: less to encode, send and parse.
-_COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: ASCII with escapes: a lone surrogate (from a vendor's error text) then goes as ``\ud83d``
+#: and cannot raise UnicodeEncodeError, which no caller treats as an API failure.
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
 class ApiError(Exception):
@@ -82,7 +84,7 @@ class Transport:
         self, method: str, path: str, body: Any, content_type: str
     ) -> dict[str, Any] | None:
         """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures."""
-        data = None if body is None else _COMPACT.encode(body).encode()
+        data = None if body is None else _COMPACT.encode(body).encode("ascii")
         url = self._credentials.server + path
         if method != "GET":
             # Built once, not per request: aiohttp's query building was 6 % of the operator's

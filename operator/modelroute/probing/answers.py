@@ -117,8 +117,14 @@ def _detail(text: str | None, secrets: tuple[str, ...]) -> str | None:
     if not text:
         return None
     # Redact before truncating: a key cut in half would no longer match.
-    text = " ".join(_VOLATILE.sub("<id>", redact(text, secrets)).split())
+    text = " ".join(_VOLATILE.sub("<id>", redact(_valid(text), secrets)).split())
     return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
+
+
+def _valid(text: str) -> str:
+    # JSON may escape a lone surrogate ("\\ud83d", half an emoji): not valid text, and an API
+    # request carrying it would fail to encode; "?" stands in for it.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _with_detail(message: str, detail: str | None) -> str:
@@ -242,7 +248,7 @@ def served_ids(doc: Any, path: str, secrets: tuple[str, ...]) -> list[str]:
 def missing_model(model: str, served: list[str], path: str) -> BadAnswer:
     """The failure for ``model`` not being among the ids ``served`` by ``path``."""
     # Sorted: the backend's order may change between answers, the message must not.
-    names = sorted({s[:_MODEL_ID_CHARS] for s in served})
+    names = sorted({_valid(s[:_MODEL_ID_CHARS]) for s in served})
     listed = ", ".join(names[:_LISTED_MODELS]) or "nothing"
     if len(names) > _LISTED_MODELS:
         listed += ", ..."

@@ -142,8 +142,14 @@ async def release(kube: KubeApi, route: RouteRef, old: Routed, new: Routed) -> N
             raise
         uid = current.get("metadata", {}).get("uid")
         fresh = await kube.get_object(old.info.kind, route.namespace, name)
-        if fresh is not None and fresh.get("metadata", {}).get("uid") == uid:
+        if fresh is None or fresh.get("metadata", {}).get("uid") == uid:
             await _release_as_read(kube, route, old, new, fresh)
+        else:  # deleted and made again meanwhile, by someone else: not the object we had
+            what = f"{old.info.kind.plural}/{name}"
+            extra = {"namespace": route.namespace, "route": route.name, "object": what}
+            logger.info(
+                "previous routing object was recreated by someone else: left alone", extra=extra
+            )
 
 
 async def _release_as_read(
