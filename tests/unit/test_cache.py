@@ -134,6 +134,20 @@ async def test_deleted_event_caches_missing() -> None:
     assert len(cache) == 0
 
 
+@pytest.mark.parametrize("subscribed", [True, False], ids=["subscribed", "unsubscribed"])
+async def test_a_deleted_older_than_a_write_through_is_ignored(subscribed: bool) -> None:
+    """A relist's synthetic DELETED carries the LIST's resourceVersion: the worker may have
+    created the object again since (put at a newer version)."""
+    cache = ObjectCache(FakeFetch(), identity, keep_unsubscribed=10)
+    if subscribed:
+        cache.subscribe(ROUTE_A, [KEY])
+    cache.put(svc(rv=10, app="written"))
+    assert cache.observe("DELETED", svc(rv=9)) == set()
+    assert await cache.get(KEY) == svc(rv=10, app="written")
+    cache.observe("DELETED", svc(rv=11))
+    assert len(cache) == 0
+
+
 @pytest.mark.parametrize(
     ("event_rv", "expected"),
     [

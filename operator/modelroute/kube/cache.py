@@ -191,6 +191,8 @@ class ObjectCache:
             self._observe_unsubscribed(event_type, key, body)
             return set()
         if event_type == "DELETED":
+            if _resource_version(body) < _resource_version(self._entries.get(key)):
+                return set()  # a relist's DELETED (at the LIST's version) older than a put()
             self._entries[key] = None
         elif _resource_version(body) >= _resource_version(self._entries.get(key)):
             slim = self._slim(body)
@@ -206,7 +208,9 @@ class ObjectCache:
         self, event_type: str | None, key: ObjectKey, body: dict[str, Any]
     ) -> None:
         if event_type == "DELETED":
-            if key in self._unsubscribed:
+            if key in self._unsubscribed and _resource_version(body) >= _resource_version(
+                self._entries[key]
+            ):
                 self._unsubscribed.discard(key)
                 del self._entries[key]
         elif key not in self._unsubscribed:
