@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from modelroute.control import watching
-from modelroute.kube.cache import ObjectCache, slim_object
+from modelroute.kube.cache import SYNCED, ObjectCache, slim_object
 from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ObjectKind
 from modelroute.kube.stream import StreamError
 from modelroute.kube.watch import PAGE, WatchConfig, Watches, WatchLoop
@@ -37,8 +37,12 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.bodies: list[dict[str, Any]] = []
+        self.synced: list[tuple[str | None, set[tuple[str, str]]]] = []
 
     def __call__(self, event_type: str | None, body: dict[str, Any]) -> None:
+        if event_type == SYNCED:
+            self.synced.append((body["metadata"]["namespace"], set(body["listed"])))
+            return
         meta = body["metadata"]
         self.events.append(
             (event_type, f"{meta['namespace']}/{meta['name']}", meta["resourceVersion"])
@@ -157,6 +161,35 @@ async def test_410_relists_and_delivers_the_deletes_missed_meanwhile(
     assert changed is not None and changed["spec"]["ports"][0]["port"] == 8080
     assert {("ai", "route")} in woken[-2:]  # the route woke for the deletion and the change
     assert kube.calls == []  # the cache never read the API: the watch told it everything
+
+
+async def test_an_object_read_before_the_first_list_and_deleted_meanwhile_is_dropped(
+    kube: FakeKube, watches: Watches
+) -> None:
+    """Routes start before the watches: a miss reads the object (GET or the namespace's LIST);
+    it is deleted before the watch's first LIST, which never knew it. The LIST's SYNCED
+    still tells the cache, and wakes the route (the writer recreates its Service)."""
+    kube.seed(service("deleted"))
+    kube.seed(service("kept", "other"))
+    cache = ObjectCache(kube_fetch(kube), slim_object)
+    cache.subscribe(("ai", "route"), [("ai", "deleted")])
+    cache.subscribe(("other", "route"), [("other", "kept")])
+    assert await cache.get(("ai", "deleted")) is not None
+    assert await cache.get(("other", "kept")) is not None
+    kube.delete(("ai", "deleted"))
+    woken: list[set[tuple[str, str]]] = []
+    seen = Recorder()
+
+    def deliver(event_type: str | None, body: dict[str, Any]) -> None:
+        seen(event_type, body)
+        woken.append(cache.observe(event_type, body))
+
+    watches.start(SERVICES, ("ai", "other"), deliver)
+    await settle()
+    assert await cache.get(("ai", "deleted")) is None
+    assert await cache.get(("other", "kept")) is not None
+    assert {("ai", "route")} in woken
+    assert sorted(seen.synced, key=str) == [("ai", set()), ("other", {("other", "kept")})]
 
 
 def kube_fetch(kube: FakeKube) -> Any:
@@ -308,10 +341,12 @@ class Consumer:
     def on_object_event(
         self, kind: ObjectKind, event_type: str | None, body: dict[str, Any]
     ) -> None:
-        self.objects.append((kind.plural, event_type, body["metadata"]["name"]))
+        if event_type != SYNCED:
+            self.objects.append((kind.plural, event_type, body["metadata"]["name"]))
 
     def on_secret_event(self, event_type: str | None, body: dict[str, Any]) -> None:
-        self.secrets.append((event_type, body["metadata"]["name"]))
+        if event_type != SYNCED:
+            self.secrets.append((event_type, body["metadata"]["name"]))
 
 
 @pytest.mark.parametrize("namespaces", [(), ("ai", "research")], ids=["clusterwide", "namespaced"])

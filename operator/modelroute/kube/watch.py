@@ -6,12 +6,13 @@ Why: in a 1,000-route mass failover kopf's processing of the watch echoes of our
 of the operator's CPU, on the loop the routing writes need (issue 12, py-spy, bench mass). Here
 an event costs one ``json.loads`` of its line and one call of ``deliver``.
 
-A loop LISTs (paged) and delivers every object with type None, as kopf did; then WATCHes from
-the list's resourceVersion, with bookmarks; a watch the server ends is resumed from the last
-resourceVersion seen. 410 Gone (the resourceVersion was compacted away) relists, and an object
-known before and missing from the relist is delivered as DELETED (deleted during the gap). A
-connection error is retried after a short backoff, doubled up to a cap; one info line per
-outage. Nothing stops a loop but cancellation.
+A loop LISTs (paged) and delivers every object with type None, as kopf did, then a
+``SYNCED`` event (cache.SYNCED: the consumer drops what it holds and the LIST lacked); then
+WATCHes from the list's resourceVersion, with bookmarks; a watch the server ends is resumed
+from the last resourceVersion seen. 410 Gone (the resourceVersion was compacted away) relists,
+and an object known before and missing from the relist is delivered as DELETED (deleted during
+the gap). A connection error is retried after a short backoff, doubled up to a cap; one info
+line per outage. Nothing stops a loop but cancellation.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from modelroute.kube.cache import ObjectKey, object_key
+from modelroute.kube.cache import SYNCED, ObjectKey, object_key
 from modelroute.kube.client import ApiError, ObjectKind
 from modelroute.kube.stream import StreamError, WatchApi
 
@@ -130,6 +131,9 @@ class WatchLoop:
             # Deleted while no watch ran: the cache and its routes must still hear of it.
             gone = {"metadata": {"namespace": namespace, "name": name, "resourceVersion": version}}
             self._emit("DELETED", gone)
+        # And what the consumer knows from elsewhere (reads before this LIST) is reconciled.
+        synced = {"metadata": {"namespace": self._namespace, "resourceVersion": version}}
+        self._emit(SYNCED, {**synced, "listed": seen})
         self._known = seen
         self.resource_version = version or "0"  # none given: from the server's cache ("any")
         self.lists += 1
