@@ -245,9 +245,30 @@ async def test_an_unreadable_event_relists(kube: FakeKube, watches: Watches) -> 
     (loop,) = watches.start(SERVICES, (), seen)
     await settle()
     kube.drop_watches(StreamError("watch event is not JSON"))
-    await settle()
+    await asyncio.sleep(CONFIG.retry_first_s + 0.1)
     assert loop.lists == 2
     assert seen.types() == [(None, "ai/a"), (None, "ai/a")]
+
+
+async def test_an_unreadable_list_is_retried_with_backoff_and_deletes_nothing(
+    kube: FakeKube, watches: Watches
+) -> None:
+    """An authenticating proxy answers 200 with a page that is no LIST: never an empty one."""
+    kube.seed(service("a"))
+    seen = Recorder()
+    (loop,) = watches.start(SERVICES, (), seen)
+    await settle()
+    kube.watch_error = StreamError("LIST answer is not a JSON object")
+    start, calls = asyncio.get_running_loop().time(), len(kube.watch_calls)
+    kube.drop_watches(StreamError("watch event is not JSON"))
+    await asyncio.sleep(8)
+    times = [round(t - start, 1) for t in kube.watch_call_times[calls:]]
+    assert times == [0.5, 1.5, 3.5, 7.5]  # backing off, not a busy loop of LISTs
+    kube.watch_error = None
+    await asyncio.sleep(CONFIG.retry_max_s)
+    assert loop.lists == 2
+    assert seen.types() == [(None, "ai/a"), (None, "ai/a")]  # no DELETED
+    assert seen.synced == [(None, {("ai", "a")})] * 2
 
 
 async def test_a_failing_consumer_does_not_end_the_watch(kube: FakeKube, watches: Watches) -> None:

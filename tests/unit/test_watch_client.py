@@ -25,12 +25,15 @@ class Server:
         self.queries: list[dict[str, str]] = []
         self.lines: list[bytes] = []
         self.status = 200
+        self.page: bytes | None = None  # a LIST answer other than the normal pages
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.queries.append({"path": request.path, **request.query})
         if self.status != 200:
             body = {"kind": "Status", "reason": "Expired", "message": "too old", "code": 410}
             return web.json_response(body, status=self.status)
+        if request.query.get("watch") != "true" and self.page is not None:
+            return web.Response(body=self.page, content_type="text/html")
         if request.query.get("watch") != "true":
             token = request.query.get("continue", "")
             meta = {"resourceVersion": "10", "continue": "" if token else "next"}
@@ -121,3 +124,47 @@ async def test_an_unreadable_event_is_a_stream_error(
         async for event in await api.watch(SERVICES, "ai", "10", 300):
             seen.append(event)
     assert seen == [ADDED]  # what came before it was delivered
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"<html>Sign in</html>",
+        b"",
+        b"{}",
+        b"[]",
+        b'{"items": {}, "metadata": {"resourceVersion": "3"}}',
+        b'{"items": [], "metadata": {"resourceVersion": 3}}',
+        b'{"items": []}',
+    ],
+    ids=["html", "empty", "empty-object", "array", "items-not-list", "rv-not-string", "no-rv"],
+)
+async def test_a_2xx_list_answer_that_is_not_a_page_is_a_stream_error(
+    served: tuple[Server, WatchClient], page: bytes
+) -> None:
+    """An authenticating proxy's 200 page is never an empty collection (that would delete
+    every cached object)."""
+    server, api = served
+    server.page = page
+    with pytest.raises(StreamError):
+        await api.list_page(SERVICES, "ai", limit=500)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "ADDED"},
+        {"object": {}},
+        {"type": "ADDED", "object": "x"},
+        {"type": 1, "object": {}},
+    ],
+    ids=["no-object", "no-type", "object-not-dict", "type-not-str"],
+)
+async def test_a_watch_line_that_is_not_an_event_is_a_stream_error(
+    served: tuple[Server, WatchClient], event: dict[str, Any]
+) -> None:
+    server, api = served
+    server.lines = [json.dumps(event).encode() + b"\n"]
+    with pytest.raises(StreamError, match="no type and object"):
+        async for _ in await api.watch(SERVICES, "ai", "10", 300):
+            pass

@@ -101,8 +101,11 @@ class WatchLoop:
                 logger.info("watch of %s expired (410 Gone): relisting", self.name)
                 self.resource_version = ""
             except StreamError as exc:
+                # Unreadable (a proxy's page?): relist, after a wait, as it may come again.
                 logger.warning("watch of %s: %s; relisting", self.name, exc)
                 self.resource_version = ""
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_max_s)
             except _RETRIED as exc:
                 if isinstance(exc, ApiError) and exc.status == GONE:
                     self.resource_version = ""  # an expired LIST continue token: relist now
