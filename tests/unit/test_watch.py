@@ -392,3 +392,59 @@ async def test_the_runtime_watches_the_served_kinds_and_secrets_in_its_scope(
     ]
     assert consumer.objects == [("services", None, "svc")]  # HTTPRoutes: not a served kind
     assert consumer.secrets == [(None, "key")]
+
+
+class Flaky:
+    """A WatchApi whose LISTs first fail with what no retry list names (a token refresh hook's
+    ConfigException, a non-numeric ERROR code), then answer from ``kube``."""
+
+    def __init__(self, kube: FakeKube, failures: int) -> None:
+        self.kube, self.failures = kube, failures
+
+    async def list_page(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("refresh hook failed")
+        return await self.kube.list_page(*args, **kwargs)
+
+    async def watch(self, *args: Any) -> Any:
+        return await self.kube.watch(*args)
+
+
+async def test_an_unexpected_error_is_logged_once_and_retried(
+    kube: FakeKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="modelroute.kube.watch")
+    kube.seed(service("a"))
+    seen = Recorder()
+    running = Watches(Flaky(kube, failures=3), CONFIG)  # type: ignore[arg-type]
+    (loop,) = running.start(SERVICES, (), seen)
+    await asyncio.sleep(CONFIG.retry_max_s)
+    await running.stop()
+    assert loop.lists == 1 and seen.types() == [(None, "ai/a")]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "failed" in errors[0].getMessage()
+
+
+class Fatal(BaseException):
+    """Not an Exception: what even the last resort lets through."""
+
+
+async def test_a_loop_that_ends_unexpectedly_is_logged(
+    kube: FakeKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = Flaky(kube, failures=0)
+
+    async def fatal(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise Fatal
+
+    flaky.list_page = fatal  # type: ignore[method-assign]
+    running = Watches(flaky, CONFIG)  # type: ignore[arg-type]
+    running.start(SERVICES, (), Recorder())
+    await settle()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "watch:services in all namespaces ended unexpectedly"
+    ]
+    await running.stop()

@@ -113,6 +113,10 @@ class WatchLoop:
                 self._lost(exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._config.retry_max_s)
+            except Exception:  # the last resort: only cancellation ends a loop
+                self._failed()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_max_s)
 
     async def _relist(self) -> None:
         """A full paged LIST: deliver every object, then the ones gone since the last."""
@@ -195,6 +199,15 @@ class WatchLoop:
         else:
             logger.debug("watch of %s: retry in %.1f s (%s)", self.name, delay, exc)
 
+    def _failed(self) -> None:
+        # A bug or a surprise (a token refresh hook failing, a malformed ERROR event): logged
+        # with its traceback once per outage, then retried like a connection error.
+        if self._down_since is None:
+            self._down_since = asyncio.get_running_loop().time()
+            logger.exception("watch of %s failed; retrying", self.name)
+        else:
+            logger.debug("watch of %s failed again", self.name, exc_info=True)
+
     def _recovered(self) -> None:
         if self._down_since is not None:
             down = asyncio.get_running_loop().time() - self._down_since
@@ -227,7 +240,9 @@ class Watches:
         scopes: list[str | None] = list(namespaces) or [None]
         started = [WatchLoop(self._api, kind, ns, deliver, self._config) for ns in scopes]
         for loop in started:
-            self._tasks.append(asyncio.create_task(loop.run(), name=f"watch:{loop.name}"))
+            task = asyncio.create_task(loop.run(), name=f"watch:{loop.name}")
+            task.add_done_callback(_ended)
+            self._tasks.append(task)
         self.loops.extend(started)
         return started
 
@@ -239,3 +254,10 @@ class Watches:
         self._tasks.clear()
         if self._close is not None:
             await self._close()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """A loop ends only when cancelled: anything else leaves a cache unfed, say so."""
+    if task.cancelled():
+        return
+    logger.error("%s ended unexpectedly", task.get_name(), exc_info=task.exception())
