@@ -344,7 +344,7 @@ async def test_a_loop_alone_keeps_its_known_objects_across_relists(kube: FakeKub
     kube.delete(("ai", "a"))
     kube.compact()
     kube.watch_error = None
-    await asyncio.sleep(1)
+    await asyncio.sleep(CONFIG.retry_max_s)  # the relist waits: no event came since the LIST
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     deleted = [(t, n) for t, n, _ in seen.events if t == "DELETED"]
@@ -447,4 +447,45 @@ async def test_a_loop_that_ends_unexpectedly_is_logged(
     assert [r.getMessage() for r in errors] == [
         "watch:services in all namespaces ended unexpectedly"
     ]
+    await running.stop()
+
+
+class Counted(Flaky):
+    """Ends the loop (Fatal) after ``limit`` LISTs: a busy loop fails the test, never hangs it."""
+
+    def __init__(self, kube: FakeKube, limit: int) -> None:
+        super().__init__(kube, failures=0)
+        self.limit = limit
+
+    async def list_page(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.limit -= 1
+        if self.limit < 0:
+            raise Fatal
+        return await super().list_page(*args, **kwargs)
+
+
+@pytest.mark.parametrize("gone_as_event", [False, True], ids=["http-410", "error-event-410"])
+async def test_a_server_answering_every_watch_with_410_gets_paced_relists(
+    kube: FakeKube, gone_as_event: bool
+) -> None:
+    kube.gone_as_event = gone_as_event
+    kube.compacted = 10**9  # every watch is "too old"
+    running = Watches(Counted(kube, limit=50), CONFIG)  # type: ignore[arg-type]
+    (loop,) = running.start(SERVICES, (), Recorder())
+    start = asyncio.get_running_loop().time()
+    await asyncio.sleep(10)
+    lists = [
+        round(t - start, 1)
+        for (c, _), t in zip(kube.watch_calls, kube.watch_call_times, strict=True)
+        if c == "list"
+    ]
+    assert lists == [0.0, 0.5, 1.5, 3.5, 7.5]  # doubling up to the cap, not back to back
+    kube.compacted = 0
+    await asyncio.sleep(CONFIG.retry_max_s)
+    kube.seed(service("a"))
+    await settle()
+    kube.compacted = 10**9
+    kube.end_watches()  # a watch that delivered something: the next relist is at once
+    await settle()
+    assert loop.lists == 7
     await running.stop()

@@ -78,6 +78,7 @@ class WatchLoop:
         self.resource_version = ""  # where the next watch starts; empty: relist first
         self.lists = 0  # completed LISTs (the first one and every relist)
         self._down_since: float | None = None  # when the current outage began
+        self._quiet = False  # no watch event since the last LIST (a relist then waits)
 
     @property
     def name(self) -> str:
@@ -99,7 +100,7 @@ class WatchLoop:
                 delay = min(delay * 2, self._config.retry_max_s)
             except _Gone:
                 logger.info("watch of %s expired (410 Gone): relisting", self.name)
-                self.resource_version = ""
+                delay = await self._pace(delay)
             except StreamError as exc:
                 # Unreadable (a proxy's page?): relist, after a wait, as it may come again.
                 logger.warning("watch of %s: %s; relisting", self.name, exc)
@@ -108,7 +109,7 @@ class WatchLoop:
                 delay = min(delay * 2, self._config.retry_max_s)
             except _RETRIED as exc:
                 if isinstance(exc, ApiError) and exc.status == GONE:
-                    self.resource_version = ""  # an expired LIST continue token: relist now
+                    delay = await self._pace(delay)  # an expired LIST continue token
                     continue
                 self._lost(exc, delay)
                 await asyncio.sleep(delay)
@@ -117,6 +118,15 @@ class WatchLoop:
                 self._failed()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._config.retry_max_s)
+
+    async def _pace(self, delay: float) -> float:
+        """Relist; first wait (``delay``, returned doubled) if no event came since the last
+        LIST: a server answering every watch with 410 gets no back-to-back full LISTs."""
+        self.resource_version = ""
+        if not self._quiet:
+            return self._config.retry_first_s
+        await asyncio.sleep(delay)
+        return min(delay * 2, self._config.retry_max_s)
 
     async def _relist(self) -> None:
         """A full paged LIST: deliver every object, then the ones gone since the last."""
@@ -144,6 +154,7 @@ class WatchLoop:
         self._known = seen
         self.resource_version = version or "0"  # none given: from the server's cache ("any")
         self.lists += 1
+        self._quiet = True  # until a watch delivers something
 
     async def _watch(self) -> None:
         """One watch, from ``resource_version`` until the server ends it."""
@@ -177,6 +188,7 @@ class WatchLoop:
         version = meta.get("resourceVersion")
         if version:
             self.resource_version = str(version)
+        self._quiet = False
         if kind == "BOOKMARK":
             return  # only its resourceVersion matters
         key = (meta.get("namespace", ""), meta.get("name", ""))
