@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from modelroute.kube.client import SECRETS, ObjectKind
-from modelroute.kube.credentials import load_credentials
+from modelroute.kube.credentials import Credentials
 from modelroute.kube.stream import WatchApi, WatchClient
 from modelroute.kube.watch import WatchConfig, Watches
 from modelroute.settings import Settings
@@ -36,15 +36,15 @@ def start(
     settings: Settings,
     kinds: Iterable[ObjectKind],
     consumer: Consumer,
-    api: WatchApi | None = None,
+    api: WatchApi | Credentials,
 ) -> Watches:
     """Start a list-then-watch of each of ``kinds`` and of Secrets, delivering to
-    ``consumer``, through ``api`` (None: a :class:`WatchClient` with the operator's
-    credentials, closed by :meth:`Watches.stop`)."""
+    ``consumer``, through ``api`` (or a :class:`WatchClient` on the runtime's credentials,
+    not loaded again: closed by :meth:`Watches.stop`)."""
     client = None
-    if api is None:
+    if isinstance(api, Credentials):
         api = client = WatchClient(
-            load_credentials(settings.kubeconfig),
+            api,
             request_timeout_s=settings.api_timeout_seconds,
             idle_timeout_s=settings.watch_client_timeout_seconds,
         )
