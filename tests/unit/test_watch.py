@@ -15,9 +15,9 @@ import pytest
 
 from modelroute.control import watching
 from modelroute.kube.cache import SYNCED, ObjectCache, slim_object
-from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ObjectKind
+from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ApiError, ObjectKind
 from modelroute.kube.stream import StreamError
-from modelroute.kube.watch import PAGE, WatchConfig, Watches, WatchLoop
+from modelroute.kube.watch import PAGE, REPEAT_WARNING_S, WatchConfig, Watches, WatchLoop
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
 
@@ -489,3 +489,21 @@ async def test_a_server_answering_every_watch_with_410_gets_paced_relists(
     await settle()
     assert loop.lists == 7
     await running.stop()
+
+
+async def test_a_refused_list_is_a_warning_repeated_every_few_minutes(
+    kube: FakeKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RBAC drift (403) or a CRD removed (404) heals by no retry: it stays visible."""
+    caplog.set_level(logging.INFO, logger="modelroute.kube.watch")
+    kube.watch_error = ApiError(403, "Forbidden", "services is forbidden")
+    running = Watches(kube, CONFIG)
+    (loop,) = running.start(SERVICES, (), Recorder())
+    await asyncio.sleep(REPEAT_WARNING_S * 2 + 2 * CONFIG.retry_max_s)
+    kube.watch_error = None
+    await asyncio.sleep(CONFIG.retry_max_s)
+    await running.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3 and all("refused" in m and "forbidden" in m for m in warnings)
+    assert loop.lists == 1
+    assert any("resumed" in r.getMessage() for r in caplog.records)

@@ -35,6 +35,7 @@ logger = logging.getLogger("modelroute.kube.watch")
 Deliver = Callable[[str | None, dict[str, Any]], None]  # (event type, object); None: listed
 PAGE = 500
 GONE = 410
+REPEAT_WARNING_S = 300.0  # a LIST or WATCH still refused (4xx) is warned of again after this
 # Failures after which the loop retries (a LIST or WATCH that could not be sent or read).
 _RETRIED = (aiohttp.ClientError, TimeoutError, ApiError, ConnectionError)
 
@@ -79,6 +80,7 @@ class WatchLoop:
         self.lists = 0  # completed LISTs (the first one and every relist)
         self._down_since: float | None = None  # when the current outage began
         self._quiet = False  # no watch event since the last LIST (a relist then waits)
+        self._warned_at: float | None = None  # the last warning of a refused LIST or WATCH
 
     @property
     def name(self) -> str:
@@ -205,8 +207,15 @@ class WatchLoop:
             logger.exception("watch of %s: an event could not be handled", self.name)
 
     def _lost(self, exc: BaseException, delay: float) -> None:
-        if self._down_since is None:
-            self._down_since = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        if isinstance(exc, ApiError) and 400 <= exc.status < 500:
+            # Refused (RBAC drift, a CRD removed): no retry heals it, an admin must hear of it.
+            if self._warned_at is None or now - self._warned_at >= REPEAT_WARNING_S:
+                self._warned_at = now
+                logger.warning("watch of %s refused (%s); retrying", self.name, exc)
+            self._down_since = self._down_since or now
+        elif self._down_since is None:
+            self._down_since = now
             logger.info("watch of %s lost (%s); retrying", self.name, exc or type(exc).__name__)
         else:
             logger.debug("watch of %s: retry in %.1f s (%s)", self.name, delay, exc)
