@@ -18,6 +18,7 @@ from modelroute.kube.cache import SYNCED, ObjectCache, slim_object
 from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ApiError, ObjectKind
 from modelroute.kube.stream import StreamError
 from modelroute.kube.watch import PAGE, REPEAT_WARNING_S, WatchConfig, Watches, WatchLoop
+from modelroute.metrics import Metrics
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
 
@@ -382,7 +383,7 @@ async def test_the_runtime_watches_the_served_kinds_and_secrets_in_its_scope(
     }
     consumer = Consumer()
     settings = Settings(namespaces=namespaces)
-    running = watching.start(settings, [SERVICES], consumer, api=kube)
+    running = watching.start(settings, [SERVICES], consumer, kube)
     await settle()
     await running.stop()
     scopes: list[str | None] = [*namespaces] or [None]
@@ -507,3 +508,22 @@ async def test_a_refused_list_is_a_warning_repeated_every_few_minutes(
     assert len(warnings) == 3 and all("refused" in m and "forbidden" in m for m in warnings)
     assert loop.lists == 1
     assert any("resumed" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_listed_gauge_turns_1_once_every_loop_of_the_kind_listed(
+    kube: FakeKube,
+) -> None:
+    metrics = Metrics()
+    kube.watch_error = ApiError(403, "Forbidden", "services is forbidden")
+    settings = Settings(namespaces=("ai", "research"))
+    running = watching.start(settings, [SERVICES], Consumer(), kube, metrics)
+
+    def listed(kind: str) -> float | None:
+        return metrics.registry.get_sample_value("modelroute_watch_listed", {"kind": kind})
+
+    await settle()
+    assert (listed("services"), listed("secrets")) == (0, 0)
+    kube.watch_error = None
+    await asyncio.sleep(CONFIG.retry_max_s)
+    assert (listed("services"), listed("secrets")) == (1, 1)
+    await running.stop()

@@ -127,7 +127,7 @@ class Runtime:
         get = functools.partial(self.kube.request, "GET")
         self.recheck = await prelist.start_listed(self.controller, get, self.settings)
         self.watches = watching.start(
-            self.settings, self.watched_kinds, self.controller, self.credentials
+            self.settings, self.watched_kinds, self.controller, self.credentials, self.deps.metrics
         )
 
     async def stop(self) -> None:

@@ -68,8 +68,11 @@ class WatchLoop:
         namespace: str | None,
         deliver: Deliver,
         config: WatchConfig,
+        on_listed: Callable[[], None] | None = None,
     ) -> None:
-        """``deliver`` gets every event (the object body as parsed, never copied)."""
+        """``deliver`` gets every event (the object body as parsed, never copied);
+        ``on_listed`` is called after every completed LIST."""
+        self._on_listed = on_listed
         self._api = api
         self._kind = kind
         self._namespace = namespace
@@ -157,6 +160,8 @@ class WatchLoop:
         self.resource_version = version or "0"  # none given: from the server's cache ("any")
         self.lists += 1
         self._quiet = True  # until a watch delivers something
+        if self._on_listed is not None:
+            self._on_listed()
 
     async def _watch(self) -> None:
         """One watch, from ``resource_version`` until the server ends it."""
@@ -255,11 +260,17 @@ class Watches:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(
-        self, kind: ObjectKind, namespaces: Iterable[str], deliver: Deliver
+        self,
+        kind: ObjectKind,
+        namespaces: Iterable[str],
+        deliver: Deliver,
+        on_listed: Callable[[], None] | None = None,
     ) -> list[WatchLoop]:
         """Watch ``kind`` in each of ``namespaces`` (none: cluster-wide), as kopf watched."""
         scopes: list[str | None] = list(namespaces) or [None]
-        started = [WatchLoop(self._api, kind, ns, deliver, self._config) for ns in scopes]
+        started = [
+            WatchLoop(self._api, kind, ns, deliver, self._config, on_listed) for ns in scopes
+        ]
         for loop in started:
             task = asyncio.create_task(loop.run(), name=f"watch:{loop.name}")
             task.add_done_callback(_ended)
