@@ -17,7 +17,14 @@ from modelroute.control import watching
 from modelroute.kube.cache import SYNCED, ObjectCache, slim_object
 from modelroute.kube.client import HTTPROUTES, SECRETS, SERVICES, ApiError, ObjectKind
 from modelroute.kube.stream import StreamError
-from modelroute.kube.watch import PAGE, REPEAT_WARNING_S, WatchConfig, Watches, WatchLoop
+from modelroute.kube.watch import (
+    PAGE,
+    REPEAT_WARNING_S,
+    SECRETS_PAGE,
+    WatchConfig,
+    Watches,
+    WatchLoop,
+)
 from modelroute.metrics import Metrics
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
@@ -527,3 +534,15 @@ async def test_the_listed_gauge_turns_1_once_every_loop_of_the_kind_listed(
     await asyncio.sleep(CONFIG.retry_max_s)
     assert (listed("services"), listed("secrets")) == (1, 1)
     await running.stop()
+
+
+async def test_secrets_are_listed_in_smaller_pages(kube: FakeKube, watches: Watches) -> None:
+    """A Helm release Secret can be ~1 MiB: 500 of them would be one huge LIST answer."""
+    for i in range(SECRETS_PAGE + 1):
+        meta = {"name": f"s{i:03}", "namespace": "ai", "resourceVersion": "2"}
+        kube.secrets[("ai", f"s{i:03}")] = {"metadata": meta}
+    seen = Recorder()
+    watches.start(SECRETS, (), seen)
+    await settle()
+    assert len(seen.events) == SECRETS_PAGE + 1
+    assert kube.watch_calls[:2] == [("list", ""), ("list", str(SECRETS_PAGE))]

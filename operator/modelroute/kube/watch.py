@@ -27,13 +27,15 @@ from typing import Any
 import aiohttp
 
 from modelroute.kube.cache import SYNCED, ObjectKey, object_key
-from modelroute.kube.client import ApiError, ObjectKind
+from modelroute.kube.client import SECRETS, ApiError, ObjectKind
 from modelroute.kube.stream import StreamError, WatchApi
 
 logger = logging.getLogger("modelroute.kube.watch")
 
 Deliver = Callable[[str | None, dict[str, Any]], None]  # (event type, object); None: listed
 PAGE = 500
+# Secrets are listed in smaller pages: Helm keeps each release in one, up to ~1 MiB apiece.
+SECRETS_PAGE = 100
 GONE = 410
 REPEAT_WARNING_S = 300.0  # a LIST or WATCH still refused (4xx) is warned of again after this
 # Failures after which the loop retries (a LIST or WATCH that could not be sent or read).
@@ -138,7 +140,8 @@ class WatchLoop:
         seen: set[ObjectKey] = set()
         token, version = "", ""
         while True:
-            page = await self._api.list_page(self._kind, self._namespace, limit=PAGE, token=token)
+            limit = SECRETS_PAGE if self._kind == SECRETS else PAGE
+            page = await self._api.list_page(self._kind, self._namespace, limit=limit, token=token)
             meta = page.get("metadata") or {}
             version = version or str(meta.get("resourceVersion") or "")
             for body in page.get("items") or []:
