@@ -154,6 +154,12 @@ class Metrics:
             "Timers (call_later/call_at handles) scheduled on the operator's loop",
             registry=r,
         )
+        self.watch_listed = Gauge(
+            "modelroute_watch_listed",
+            "1 once every watch of the kind completed its first LIST (its cache is complete)",
+            ("kind",),
+            registry=r,
+        )
 
     def observe_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Sample the loop's task and timer counts (at scrape time)."""

@@ -134,6 +134,20 @@ async def test_deleted_event_caches_missing() -> None:
     assert len(cache) == 0
 
 
+@pytest.mark.parametrize("subscribed", [True, False], ids=["subscribed", "unsubscribed"])
+async def test_a_deleted_older_than_a_write_through_is_ignored(subscribed: bool) -> None:
+    """A relist's synthetic DELETED carries the LIST's resourceVersion: the worker may have
+    created the object again since (put at a newer version)."""
+    cache = ObjectCache(FakeFetch(), identity, keep_unsubscribed=10)
+    if subscribed:
+        cache.subscribe(ROUTE_A, [KEY])
+    cache.put(svc(rv=10, app="written"))
+    assert cache.observe("DELETED", svc(rv=9)) == set()
+    assert await cache.get(KEY) == svc(rv=10, app="written")
+    cache.observe("DELETED", svc(rv=11))
+    assert len(cache) == 0
+
+
 @pytest.mark.parametrize(
     ("event_rv", "expected"),
     [
@@ -517,3 +531,42 @@ async def test_without_a_list_nothing_unsubscribed_is_kept_and_misses_are_read()
     cache.subscribe(ROUTE_A, [KEY])
     assert await cache.get(KEY) == svc()
     assert fetch.calls == [KEY] and not cache.complete("ai")
+
+
+def synced(namespace: str | None, rv: int, *names: str) -> dict[str, Any]:
+    listed = {("ai", name) for name in names}
+    return {"metadata": {"namespace": namespace, "resourceVersion": str(rv)}, "listed": listed}
+
+
+async def test_a_watch_list_drops_what_it_lacks_unless_newer_or_out_of_scope() -> None:
+    cache, _ = make()
+    cache.subscribe(ROUTE_A, [KEY, OTHER])
+    cache.subscribe(ROUTE_B, [("elsewhere", "svc")])
+    cache.put(svc(rv=5))  # read before the watch's LIST, deleted since
+    cache.put(svc("vendor-egress", rv=12))  # written after the LIST was served
+    cache.put({"metadata": {"name": "svc", "namespace": "elsewhere", "resourceVersion": "3"}})
+    assert cache.observe("SYNCED", synced("ai", 10)) == {ROUTE_A}
+    assert await cache.get(KEY) is None
+    assert await cache.get(OTHER) == svc("vendor-egress", rv=12)
+    assert await cache.get(("elsewhere", "svc")) is not None
+    assert cache.observe("SYNCED", synced(None, 20, "vendor-egress")) == {ROUTE_B}
+    assert await cache.get(("elsewhere", "svc")) is None
+    assert await cache.get(OTHER) is not None
+
+
+async def test_a_watch_list_during_a_namespace_list_keeps_its_deletions() -> None:
+    """The namespace's LIST (a miss's) was served before a deletion the watch's LIST saw."""
+    release = asyncio.Event()
+
+    async def list_namespace(namespace: str) -> list[dict[str, Any]]:
+        await release.wait()
+        return [svc(rv=5), svc("vendor-egress", rv=6)]
+
+    cache = ObjectCache(FakeFetch(), identity, list_namespace=list_namespace, keep_unsubscribed=9)
+    cache.subscribe(ROUTE_A, [KEY])
+    miss = asyncio.create_task(cache.get(KEY))
+    await asyncio.sleep(0)
+    cache.observe("SYNCED", synced("ai", 8, "vendor-egress"))
+    release.set()
+    assert await miss is None
+    assert await cache.get(OTHER) == svc("vendor-egress", rv=6)

@@ -8,6 +8,7 @@ from typing import Any, cast
 from modelroute.control.discovery import DriverAvailability
 from modelroute.control.runtime import Runtime, _build_deps
 from modelroute.kube.client import KubeClient
+from modelroute.kube.credentials import Credentials
 from modelroute.metrics import Metrics
 from modelroute.settings import Settings
 from tests.fakes.kube import FakeKube
@@ -49,6 +50,7 @@ async def test_stop_waits_for_the_start_up_recheck_before_closing_the_client(
         probes=world.hub,
         runners=[],
         drivers=DriverAvailability(),
+        credentials=Credentials(server="http://127.0.0.1:9", ssl_context=False),
     )
     runtime.recheck = asyncio.create_task(recheck())
     await asyncio.sleep(0)

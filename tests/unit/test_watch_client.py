@@ -3,6 +3,7 @@ wire format: query parameters, one JSON event a line, 410 as a status, unreadabl
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from modelroute.kube.client import HTTPROUTES, SERVICES, ApiError
+from modelroute.control import watching
+from modelroute.kube.client import HTTPROUTES, SERVICES, ApiError, ObjectKind
 from modelroute.kube.credentials import Credentials
 from modelroute.kube.stream import MAX_LINE, StreamError, WatchClient, collection_path
+from modelroute.settings import Settings
 
 ADDED = {"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "12"}}}
 BOOKMARK = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}}
@@ -23,14 +26,19 @@ class Server:
 
     def __init__(self) -> None:
         self.queries: list[dict[str, str]] = []
+        self.asked = asyncio.Event()  # set at every request
         self.lines: list[bytes] = []
         self.status = 200
+        self.page: bytes | None = None  # a LIST answer other than the normal pages
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.queries.append({"path": request.path, **request.query})
+        self.asked.set()
         if self.status != 200:
             body = {"kind": "Status", "reason": "Expired", "message": "too old", "code": 410}
             return web.json_response(body, status=self.status)
+        if request.query.get("watch") != "true" and self.page is not None:
+            return web.Response(body=self.page, content_type="text/html")
         if request.query.get("watch") != "true":
             token = request.query.get("continue", "")
             meta = {"resourceVersion": "10", "continue": "" if token else "next"}
@@ -121,3 +129,77 @@ async def test_an_unreadable_event_is_a_stream_error(
         async for event in await api.watch(SERVICES, "ai", "10", 300):
             seen.append(event)
     assert seen == [ADDED]  # what came before it was delivered
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"<html>Sign in</html>",
+        b"",
+        b"{}",
+        b"[]",
+        b'{"items": {}, "metadata": {"resourceVersion": "3"}}',
+        b'{"items": [], "metadata": {"resourceVersion": 3}}',
+        b'{"items": []}',
+    ],
+    ids=["html", "empty", "empty-object", "array", "items-not-list", "rv-not-string", "no-rv"],
+)
+async def test_a_2xx_list_answer_that_is_not_a_page_is_a_stream_error(
+    served: tuple[Server, WatchClient], page: bytes
+) -> None:
+    """An authenticating proxy's 200 page is never an empty collection (that would delete
+    every cached object)."""
+    server, api = served
+    server.page = page
+    with pytest.raises(StreamError):
+        await api.list_page(SERVICES, "ai", limit=500)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "ADDED"},
+        {"object": {}},
+        {"type": "ADDED", "object": "x"},
+        {"type": 1, "object": {}},
+    ],
+    ids=["no-object", "no-type", "object-not-dict", "type-not-str"],
+)
+async def test_a_watch_line_that_is_not_an_event_is_a_stream_error(
+    served: tuple[Server, WatchClient], event: dict[str, Any]
+) -> None:
+    server, api = served
+    server.lines = [json.dumps(event).encode() + b"\n"]
+    with pytest.raises(StreamError, match="no type and object"):
+        async for _ in await api.watch(SERVICES, "ai", "10", 300):
+            pass
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.events: list[tuple[str | None, dict[str, Any]]] = []
+
+    def on_object_event(
+        self, kind: ObjectKind, event_type: str | None, body: dict[str, Any]
+    ) -> None:
+        self.events.append((event_type, body))
+
+    def on_secret_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.events.append((event_type, body))
+
+
+async def test_the_watches_use_the_runtime_credentials_and_load_none(
+    served: tuple[Server, WatchClient],
+) -> None:
+    """Loading them again could fail after the routes started (a half-started runtime)."""
+    server, api = served
+    settings = Settings(kubeconfig="/nonexistent/kubeconfig")
+    running = watching.start(settings, [SERVICES], Consumer(), api._credentials)
+    try:
+        async with asyncio.timeout(5):
+            while len({q["path"] for q in server.queries}) < 2:
+                server.asked.clear()
+                await server.asked.wait()
+    finally:
+        await running.stop()
+    assert {q["path"] for q in server.queries} == {"/api/v1/services", "/api/v1/secrets"}

@@ -25,7 +25,7 @@ from modelroute.control.route import Deps
 from modelroute.control.scrape import MetricsEndpoint
 from modelroute.kube.cache import MAX_UNSUBSCRIBED, ObjectCache, slim_object, slim_secret
 from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
-from modelroute.kube.credentials import load_credentials
+from modelroute.kube.credentials import Credentials, load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.kube.reachability import ApiReachability
@@ -58,6 +58,7 @@ class Runtime:
     probes: ProbeHub
     runners: list[web.AppRunner]
     drivers: DriverAvailability
+    credentials: Credentials  # loaded once: the watches share them (token refresh included)
     ready: bool = False
     elector: asyncio.Task[None] | None = None
     heap: HeapKeeper | None = None
@@ -69,8 +70,9 @@ class Runtime:
     async def start(cls, settings: Settings) -> Runtime:
         """Find the drivers it can serve, build the parts, open the metrics and health
         endpoints."""
+        credentials = load_credentials(settings.kubeconfig)
         kube = KubeClient(
-            load_credentials(settings.kubeconfig),
+            credentials,
             field_manager=settings.field_manager,
             timeout_seconds=settings.api_timeout_seconds,
         )
@@ -93,6 +95,7 @@ class Runtime:
             probes=probes,
             runners=[],
             drivers=drivers,
+            credentials=credentials,
         )
         if settings.leader_election:
             runtime.elector = asyncio.create_task(
@@ -123,7 +126,9 @@ class Runtime:
         the caches' watches (control.watching)."""
         get = functools.partial(self.kube.request, "GET")
         self.recheck = await prelist.start_listed(self.controller, get, self.settings)
-        self.watches = watching.start(self.settings, self.watched_kinds, self.controller)
+        self.watches = watching.start(
+            self.settings, self.watched_kinds, self.controller, self.credentials, self.deps.metrics
+        )
 
     async def stop(self) -> None:
         """Stop the workers, endpoints and connections."""

@@ -8,13 +8,14 @@ watches: the operator's namespaces, or cluster-wide when none is set.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from modelroute.kube.client import SECRETS, ObjectKind
-from modelroute.kube.credentials import load_credentials
+from modelroute.kube.credentials import Credentials
 from modelroute.kube.stream import WatchApi, WatchClient
-from modelroute.kube.watch import WatchConfig, Watches
+from modelroute.kube.watch import Deliver, WatchConfig, Watches, WatchLoop
+from modelroute.metrics import Metrics
 from modelroute.settings import Settings
 
 
@@ -36,15 +37,16 @@ def start(
     settings: Settings,
     kinds: Iterable[ObjectKind],
     consumer: Consumer,
-    api: WatchApi | None = None,
+    api: WatchApi | Credentials,
+    metrics: Metrics | None = None,
 ) -> Watches:
     """Start a list-then-watch of each of ``kinds`` and of Secrets, delivering to
-    ``consumer``, through ``api`` (None: a :class:`WatchClient` with the operator's
-    credentials, closed by :meth:`Watches.stop`)."""
+    ``consumer``, through ``api`` (or a :class:`WatchClient` on the runtime's credentials,
+    not loaded again: closed by :meth:`Watches.stop`); ``metrics``: modelroute_watch_listed."""
     client = None
-    if api is None:
+    if isinstance(api, Credentials):
         api = client = WatchClient(
-            load_credentials(settings.kubeconfig),
+            api,
             request_timeout_s=settings.api_timeout_seconds,
             idle_timeout_s=settings.watch_client_timeout_seconds,
         )
@@ -56,6 +58,26 @@ def start(
     watches = Watches(api, config, close=client.close if client is not None else None)
     for kind in kinds:
         deliver = functools.partial(consumer.on_object_event, kind)
-        watches.start(kind, settings.namespaces, deliver)
-    watches.start(SECRETS, settings.namespaces, consumer.on_secret_event)
+        _start(watches, kind, settings.namespaces, deliver, metrics)
+    _start(watches, SECRETS, settings.namespaces, consumer.on_secret_event, metrics)
     return watches
+
+
+def _start(
+    watches: Watches,
+    kind: ObjectKind,
+    namespaces: Iterable[str],
+    deliver: Deliver,
+    metrics: Metrics | None,
+) -> None:
+    """Start ``kind``'s loops; its gauge turns 1 once each of them completed a LIST."""
+    loops: list[WatchLoop] = []
+    listed: Callable[[], None] | None = None
+    if metrics is not None:
+        gauge = metrics.watch_listed.labels(kind.plural)
+        gauge.set(0)
+
+        def listed() -> None:
+            gauge.set(1 if all(loop.lists for loop in loops) else 0)
+
+    loops.extend(watches.start(kind, namespaces, deliver, listed))

@@ -32,6 +32,9 @@ ObjectKey = tuple[str, str]  # (namespace, name)
 RouteKey = tuple[str, str]  # (namespace, name) of a ModelRoute
 Fetch = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 ListFn = Callable[[str], Awaitable[list[dict[str, Any]]]]  # every object in a namespace
+# The event a watch LIST ends with: metadata.namespace (None: every namespace) and
+# metadata.resourceVersion of the LIST, ``listed``: the keys it brought (see ObjectCache.observe).
+SYNCED = "SYNCED"
 
 # Objects of one kind kept before any route subscribed to them (besides those the operator
 # owns): a slim Service is 1-3 KiB, so at most ~15 MiB per kind. Beyond it, objects are left
@@ -82,6 +85,7 @@ class ObjectCache:
         self._listing: dict[str, asyncio.Task[None]] = {}
         # Deletions seen while a namespace's LIST is in flight: the LIST may predate them.
         self._deleted: dict[ObjectKey, int] = {}
+        self._synced: dict[str, tuple[int, set[ObjectKey]]] = {}  # a watch LIST meanwhile
         self._left_out = False  # an object was seen and not kept: a miss may exist after all
         self.fetches = 0
         self.lists = 0
@@ -163,6 +167,7 @@ class ObjectCache:
         if self._listing.get(namespace) is task:
             del self._listing[namespace]
         self._deleted = {k: v for k, v in self._deleted.items() if k[0] != namespace}
+        self._synced.pop(namespace, None)
         if not task.cancelled():
             task.exception()  # its waiters log it; with none left it is not worth a traceback
 
@@ -173,6 +178,9 @@ class ObjectCache:
             key = object_key(body)
             if _resource_version(body) <= self._deleted.get(key, -1):
                 continue  # deleted after the LIST was served
+            synced, listed = self._synced.get(namespace, (-1, {key}))
+            if key not in listed and _resource_version(body) <= synced:
+                continue  # a later watch LIST lacked it: deleted since
             if key in self._subscribers:
                 # A subscriber's entry is the watch's to refresh (it wakes the routes).
                 self._entries.setdefault(key, self._slim(body))
@@ -182,7 +190,10 @@ class ObjectCache:
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> set[RouteKey]:
         """Apply one watch event; return the routes to wake (those that depend on the object,
-        unless the event only echoes what the cache holds)."""
+        unless the event only echoes what the cache holds). A ``SYNCED`` event deletes every
+        entry in its scope that its LIST lacked and is not newer (client-go's Replace)."""
+        if event_type == SYNCED:
+            return self._replace(body)
         key = object_key(body)
         if event_type == "DELETED" and key[0] in self._listing:
             self._deleted[key] = _resource_version(body)
@@ -191,6 +202,8 @@ class ObjectCache:
             self._observe_unsubscribed(event_type, key, body)
             return set()
         if event_type == "DELETED":
+            if _resource_version(body) < _resource_version(self._entries.get(key)):
+                return set()  # a relist's DELETED (at the LIST's version) older than a put()
             self._entries[key] = None
         elif _resource_version(body) >= _resource_version(self._entries.get(key)):
             slim = self._slim(body)
@@ -202,11 +215,30 @@ class ObjectCache:
             self._entries[key] = slim
         return set(routes)
 
+    def _replace(self, synced: dict[str, Any]) -> set[RouteKey]:
+        # Entries put by a miss before the watch's first LIST (or during a gap) are in no
+        # loop's memory: only this comparison finds the ones deleted meanwhile.
+        scope, version = synced["metadata"]["namespace"], _resource_version(synced)
+        listed: set[ObjectKey] = synced["listed"]
+        for namespace in self._listing:
+            if scope in (None, namespace):
+                self._synced[namespace] = (version, listed)
+        woken: set[RouteKey] = set()
+        for key, entry in list(self._entries.items()):
+            if entry is None or key in listed or scope not in (None, key[0]):
+                continue
+            if _resource_version(entry) <= version:
+                meta = {"namespace": key[0], "name": key[1], "resourceVersion": str(version)}
+                woken |= self.observe("DELETED", {"metadata": meta})
+        return woken
+
     def _observe_unsubscribed(
         self, event_type: str | None, key: ObjectKey, body: dict[str, Any]
     ) -> None:
         if event_type == "DELETED":
-            if key in self._unsubscribed:
+            if key in self._unsubscribed and _resource_version(body) >= _resource_version(
+                self._entries[key]
+            ):
                 self._unsubscribed.discard(key)
                 del self._entries[key]
         elif key not in self._unsubscribed:

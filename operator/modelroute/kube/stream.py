@@ -25,7 +25,8 @@ MAX_LINE = 8 * 1024 * 1024
 
 
 class StreamError(Exception):
-    """A watch event that cannot be read (too long, not JSON): the watch must relist."""
+    """A LIST page or watch event that cannot be read (too long, not JSON, not the shape of
+    one: a proxy's HTML page): never taken as empty; the loop retries (and relists)."""
 
 
 class WatchApi(Protocol):
@@ -99,10 +100,10 @@ class WatchClient:
             try:
                 payload = json.loads(await response.read() or b"{}")
             except ValueError:
-                payload = {}  # a proxy's HTML page: no object
+                payload = None  # a proxy's HTML page: no object
             if response.status >= 400:
                 raise _api_error(response, payload)
-            return payload if isinstance(payload, dict) else {}
+            return _page(payload)
 
     async def watch(
         self, kind: ObjectKind, namespace: str | None, resource_version: str, timeout_s: int
@@ -147,9 +148,24 @@ async def _events(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, 
                 raise StreamError("watch event is not JSON") from exc
             if not isinstance(event, dict):
                 raise StreamError("watch event is not an object")
+            if not isinstance(event.get("type"), str) or not isinstance(event.get("object"), dict):
+                raise StreamError("watch event has no type and object")
             yield event
     finally:
         response.close()
+
+
+def _page(payload: Any) -> dict[str, Any]:
+    """A 2xx LIST page, checked: taking anything else as an empty page would delete every
+    object the caches hold."""
+    if not isinstance(payload, dict):
+        raise StreamError("LIST answer is not a JSON object")
+    meta = payload.get("metadata")
+    items = payload.get("items")
+    version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    if not isinstance(version, str) or not version or not isinstance(items, list | None):
+        raise StreamError("LIST answer has no items and metadata.resourceVersion")
+    return payload
 
 
 def _api_error(response: aiohttp.ClientResponse, payload: Any) -> ApiError:

@@ -6,12 +6,13 @@ Why: in a 1,000-route mass failover kopf's processing of the watch echoes of our
 of the operator's CPU, on the loop the routing writes need (issue 12, py-spy, bench mass). Here
 an event costs one ``json.loads`` of its line and one call of ``deliver``.
 
-A loop LISTs (paged) and delivers every object with type None, as kopf did; then WATCHes from
-the list's resourceVersion, with bookmarks; a watch the server ends is resumed from the last
-resourceVersion seen. 410 Gone (the resourceVersion was compacted away) relists, and an object
-known before and missing from the relist is delivered as DELETED (deleted during the gap). A
-connection error is retried after a short backoff, doubled up to a cap; one info line per
-outage. Nothing stops a loop but cancellation.
+A loop LISTs (paged) and delivers every object with type None, as kopf did, then a
+``SYNCED`` event (cache.SYNCED: the consumer drops what it holds and the LIST lacked); then
+WATCHes from the list's resourceVersion, with bookmarks; a watch the server ends is resumed
+from the last resourceVersion seen. 410 Gone (the resourceVersion was compacted away) relists,
+and an object known before and missing from the relist is delivered as DELETED (deleted during
+the gap). A connection error is retried after a short backoff, doubled up to a cap; one info
+line per outage. Nothing stops a loop but cancellation.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ from typing import Any
 
 import aiohttp
 
-from modelroute.kube.cache import ObjectKey, object_key
-from modelroute.kube.client import ApiError, ObjectKind
+from modelroute.kube.cache import SYNCED, ObjectKey, object_key
+from modelroute.kube.client import SECRETS, ApiError, ObjectKind
 from modelroute.kube.stream import StreamError, WatchApi
 
 logger = logging.getLogger("modelroute.kube.watch")
 
 Deliver = Callable[[str | None, dict[str, Any]], None]  # (event type, object); None: listed
 PAGE = 500
+# Secrets are listed in smaller pages: Helm keeps each release in one, up to ~1 MiB apiece.
+SECRETS_PAGE = 100
 GONE = 410
+REPEAT_WARNING_S = 300.0  # a LIST or WATCH still refused (4xx) is warned of again after this
 # Failures after which the loop retries (a LIST or WATCH that could not be sent or read).
 _RETRIED = (aiohttp.ClientError, TimeoutError, ApiError, ConnectionError)
 
@@ -66,8 +70,11 @@ class WatchLoop:
         namespace: str | None,
         deliver: Deliver,
         config: WatchConfig,
+        on_listed: Callable[[], None] | None = None,
     ) -> None:
-        """``deliver`` gets every event (the object body as parsed, never copied)."""
+        """``deliver`` gets every event (the object body as parsed, never copied);
+        ``on_listed`` is called after every completed LIST."""
+        self._on_listed = on_listed
         self._api = api
         self._kind = kind
         self._namespace = namespace
@@ -77,6 +84,8 @@ class WatchLoop:
         self.resource_version = ""  # where the next watch starts; empty: relist first
         self.lists = 0  # completed LISTs (the first one and every relist)
         self._down_since: float | None = None  # when the current outage began
+        self._quiet = False  # no watch event since the last LIST (a relist then waits)
+        self._warned_at: float | None = None  # the last warning of a refused LIST or WATCH
 
     @property
     def name(self) -> str:
@@ -98,24 +107,41 @@ class WatchLoop:
                 delay = min(delay * 2, self._config.retry_max_s)
             except _Gone:
                 logger.info("watch of %s expired (410 Gone): relisting", self.name)
-                self.resource_version = ""
+                delay = await self._pace(delay)
             except StreamError as exc:
+                # Unreadable (a proxy's page?): relist, after a wait, as it may come again.
                 logger.warning("watch of %s: %s; relisting", self.name, exc)
                 self.resource_version = ""
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_max_s)
             except _RETRIED as exc:
                 if isinstance(exc, ApiError) and exc.status == GONE:
-                    self.resource_version = ""  # an expired LIST continue token: relist now
+                    delay = await self._pace(delay)  # an expired LIST continue token
                     continue
                 self._lost(exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._config.retry_max_s)
+            except Exception:  # the last resort: only cancellation ends a loop
+                self._failed()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_max_s)
+
+    async def _pace(self, delay: float) -> float:
+        """Relist; first wait (``delay``, returned doubled) if no event came since the last
+        LIST: a server answering every watch with 410 gets no back-to-back full LISTs."""
+        self.resource_version = ""
+        if not self._quiet:
+            return self._config.retry_first_s
+        await asyncio.sleep(delay)
+        return min(delay * 2, self._config.retry_max_s)
 
     async def _relist(self) -> None:
         """A full paged LIST: deliver every object, then the ones gone since the last."""
         seen: set[ObjectKey] = set()
         token, version = "", ""
         while True:
-            page = await self._api.list_page(self._kind, self._namespace, limit=PAGE, token=token)
+            limit = SECRETS_PAGE if self._kind == SECRETS else PAGE
+            page = await self._api.list_page(self._kind, self._namespace, limit=limit, token=token)
             meta = page.get("metadata") or {}
             version = version or str(meta.get("resourceVersion") or "")
             for body in page.get("items") or []:
@@ -130,9 +156,15 @@ class WatchLoop:
             # Deleted while no watch ran: the cache and its routes must still hear of it.
             gone = {"metadata": {"namespace": namespace, "name": name, "resourceVersion": version}}
             self._emit("DELETED", gone)
+        # And what the consumer knows from elsewhere (reads before this LIST) is reconciled.
+        synced = {"metadata": {"namespace": self._namespace, "resourceVersion": version}}
+        self._emit(SYNCED, {**synced, "listed": seen})
         self._known = seen
         self.resource_version = version or "0"  # none given: from the server's cache ("any")
         self.lists += 1
+        self._quiet = True  # until a watch delivers something
+        if self._on_listed is not None:
+            self._on_listed()
 
     async def _watch(self) -> None:
         """One watch, from ``resource_version`` until the server ends it."""
@@ -166,6 +198,7 @@ class WatchLoop:
         version = meta.get("resourceVersion")
         if version:
             self.resource_version = str(version)
+        self._quiet = False
         if kind == "BOOKMARK":
             return  # only its resourceVersion matters
         key = (meta.get("namespace", ""), meta.get("name", ""))
@@ -182,11 +215,27 @@ class WatchLoop:
             logger.exception("watch of %s: an event could not be handled", self.name)
 
     def _lost(self, exc: BaseException, delay: float) -> None:
-        if self._down_since is None:
-            self._down_since = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        if isinstance(exc, ApiError) and 400 <= exc.status < 500:
+            # Refused (RBAC drift, a CRD removed): no retry heals it, an admin must hear of it.
+            if self._warned_at is None or now - self._warned_at >= REPEAT_WARNING_S:
+                self._warned_at = now
+                logger.warning("watch of %s refused (%s); retrying", self.name, exc)
+            self._down_since = self._down_since or now
+        elif self._down_since is None:
+            self._down_since = now
             logger.info("watch of %s lost (%s); retrying", self.name, exc or type(exc).__name__)
         else:
             logger.debug("watch of %s: retry in %.1f s (%s)", self.name, delay, exc)
+
+    def _failed(self) -> None:
+        # A bug or a surprise (a token refresh hook failing, a malformed ERROR event): logged
+        # with its traceback once per outage, then retried like a connection error.
+        if self._down_since is None:
+            self._down_since = asyncio.get_running_loop().time()
+            logger.exception("watch of %s failed; retrying", self.name)
+        else:
+            logger.debug("watch of %s failed again", self.name, exc_info=True)
 
     def _recovered(self) -> None:
         if self._down_since is not None:
@@ -214,13 +263,21 @@ class Watches:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(
-        self, kind: ObjectKind, namespaces: Iterable[str], deliver: Deliver
+        self,
+        kind: ObjectKind,
+        namespaces: Iterable[str],
+        deliver: Deliver,
+        on_listed: Callable[[], None] | None = None,
     ) -> list[WatchLoop]:
         """Watch ``kind`` in each of ``namespaces`` (none: cluster-wide), as kopf watched."""
         scopes: list[str | None] = list(namespaces) or [None]
-        started = [WatchLoop(self._api, kind, ns, deliver, self._config) for ns in scopes]
+        started = [
+            WatchLoop(self._api, kind, ns, deliver, self._config, on_listed) for ns in scopes
+        ]
         for loop in started:
-            self._tasks.append(asyncio.create_task(loop.run(), name=f"watch:{loop.name}"))
+            task = asyncio.create_task(loop.run(), name=f"watch:{loop.name}")
+            task.add_done_callback(_ended)
+            self._tasks.append(task)
         self.loops.extend(started)
         return started
 
@@ -232,3 +289,10 @@ class Watches:
         self._tasks.clear()
         if self._close is not None:
             await self._close()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """A loop ends only when cancelled: anything else leaves a cache unfed, say so."""
+    if task.cancelled():
+        return
+    logger.error("%s ended unexpectedly", task.get_name(), exc_info=task.exception())
