@@ -48,6 +48,12 @@ def object_key(body: dict[str, Any]) -> ObjectKey:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
+def _stale_delete(body: dict[str, Any], entry: dict[str, Any] | None) -> bool:
+    # A DELETED without a version (one made up from a key) is taken as it comes.
+    version = _resource_version(body)
+    return bool(version) and version < _resource_version(entry)
+
+
 def _resource_version(body: dict[str, Any] | None) -> int:
     # resourceVersions are opaque by contract but etcd revisions in practice; comparing them
     # only guards against an older watch event overwriting a newer write-through.
@@ -202,7 +208,7 @@ class ObjectCache:
             self._observe_unsubscribed(event_type, key, body)
             return set()
         if event_type == "DELETED":
-            if _resource_version(body) < _resource_version(self._entries.get(key)):
+            if _stale_delete(body, self._entries.get(key)):
                 return set()  # a relist's DELETED (at the LIST's version) older than a put()
             self._entries[key] = None
         elif _resource_version(body) >= _resource_version(self._entries.get(key)):
@@ -236,9 +242,7 @@ class ObjectCache:
         self, event_type: str | None, key: ObjectKey, body: dict[str, Any]
     ) -> None:
         if event_type == "DELETED":
-            if key in self._unsubscribed and _resource_version(body) >= _resource_version(
-                self._entries[key]
-            ):
+            if key in self._unsubscribed and not _stale_delete(body, self._entries[key]):
                 self._unsubscribed.discard(key)
                 del self._entries[key]
         elif key not in self._unsubscribed:
