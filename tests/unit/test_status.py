@@ -22,6 +22,7 @@ from modelroute.core.status import (
     build_status,
     needs_write,
     pruned,
+    pruned_paths,
 )
 from modelroute.core.types import ProbeFailure, TrafficSplit
 
@@ -432,3 +433,25 @@ def test_a_field_the_server_pruned_is_kept_as_sent_and_nothing_else_is_taken_for
     assert kept == sent
     assert not needs_write(kept, sent, None)
     assert pruned(stored, ModelRouteStatus(active_backend="vendor")) == []
+
+
+def test_a_nested_field_the_server_pruned_is_kept_as_sent_and_named() -> None:
+    # backends[].reason is newer than a 0.1.0 CRD: a server with that CRD drops it, and a
+    # baseline without it would make the route write the same status again every defer period.
+    sent = ModelRouteStatus.model_validate(
+        {
+            "activeBackend": "inhouse",
+            "backends": [
+                {"name": "vendor", "healthy": False, "message": "401", "reason": "AuthFailed"},
+                {"name": "inhouse", "healthy": True},
+            ],
+        }
+    )
+    stored = sent.to_wire()
+    del stored["backends"][0]["reason"]
+    assert pruned_paths(stored, sent.to_wire()) == ["backends[].reason"]
+    kept = accepted({"status": stored}, sent)
+    assert kept is sent
+    assert not needs_write(kept, sent, None)
+    changed = {**stored, "activeBackend": "vendor"}  # not only pruned: taken as stored
+    assert accepted({"status": changed}, sent).active_backend == "vendor"

@@ -23,14 +23,18 @@ def accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus
     """:func:`modelroute.core.status.accepted`, warning once per field that was pruned."""
     stored = answer.get("status") if isinstance(answer, dict) else None
     if isinstance(stored, dict):
-        fields = ModelRouteStatus.model_fields
-        new = [f for f in status.pruned(stored, sent) if f not in _WARNED]
-        if new:
-            _WARNED.update(new)
-            logger.warning(
-                "the API server dropped status field(s) %s: the ModelRoute CRD looks older than "
-                "the operator (helm upgrade does not upgrade CRDs); apply this release's CRD "
-                "(crds/). Until then they are kept in memory only.",
-                ", ".join(sorted(fields[f].alias or f for f in new)),
-            )
+        wire = sent.to_wire()
+        if stored != wire:
+            _warn([p for p in status.pruned_paths(stored, wire) if p not in _WARNED])
     return status.accepted(answer, sent)
+
+
+def _warn(new: list[str]) -> None:
+    if new:
+        _WARNED.update(new)
+        logger.warning(
+            "the API server dropped status field(s) %s: the ModelRoute CRD looks older than "
+            "the operator (helm upgrade does not upgrade CRDs); apply this release's CRD "
+            "(crds/). Until then they are kept in memory only.",
+            ", ".join(sorted(new)),
+        )

@@ -231,9 +231,10 @@ def accepted(answer: dict[str, Any], sent: ModelRouteStatus) -> ModelRouteStatus
     later plan write it again, at every probe result.
     """
     stored = answer.get("status") if isinstance(answer, dict) else None
-    if not isinstance(stored, dict) or stored == sent.to_wire():
-        # Stored as sent (the usual answer): keep ``sent`` rather than a parsed twin of it,
-        # which every route held beside its desired status (a third of a route's memory).
+    if not isinstance(stored, dict) or _within(stored, sent.to_wire()):
+        # Stored as sent (the usual answer), or as sent less what the schema pruned, nested
+        # fields included: keep ``sent`` rather than a parsed twin of it, which every route
+        # held beside its desired status (a third of a route's memory).
         return sent
     try:
         taken = ModelRouteStatus.model_validate(stored)
@@ -252,3 +253,31 @@ def pruned(stored: Mapping[str, Any], sent: ModelRouteStatus) -> list[str]:
         if (field.alias or name) not in stored
         and getattr(sent, name) != field.get_default(call_default_factory=True)
     ]
+
+
+def pruned_paths(stored: Any, sent: Any, path: str = "") -> list[str]:
+    """The paths (wire names, ``backends[].reason``) set in ``sent`` (a status's wire form)
+    that ``stored`` lacks: what the API server's schema pruned (pure)."""
+    if isinstance(stored, dict) and isinstance(sent, dict):
+        found: list[str] = []
+        for key, value in sent.items():
+            at = f"{path}.{key}" if path else key
+            if key not in stored:
+                if value is not None:
+                    found.append(at)
+            else:
+                found.extend(pruned_paths(stored[key], value, at))
+        return found
+    if isinstance(stored, list) and isinstance(sent, list):
+        nested = (pruned_paths(a, b, f"{path}[]") for a, b in zip(stored, sent, strict=False))
+        return list(dict.fromkeys(p for paths in nested for p in paths))
+    return []
+
+
+def _within(stored: Any, sent: Any) -> bool:
+    """``stored`` is ``sent`` with some keys left out, at any depth, and nothing else changed."""
+    if isinstance(stored, dict) and isinstance(sent, dict):
+        return all(key in sent and _within(value, sent[key]) for key, value in stored.items())
+    if isinstance(stored, list) and isinstance(sent, list):
+        return len(stored) == len(sent) and all(map(_within, stored, sent))
+    return bool(stored == sent)
