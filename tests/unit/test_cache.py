@@ -570,3 +570,19 @@ async def test_a_watch_list_during_a_namespace_list_keeps_its_deletions() -> Non
     release.set()
     assert await miss is None
     assert await cache.get(OTHER) == svc("vendor-egress", rv=6)
+
+
+async def test_a_read_answered_before_a_watch_list_that_lacks_it_is_taken_as_deleted() -> None:
+    # The GET was served (rv 5), the object deleted, then the watch's LIST (rv 10) lacked it
+    # and its SYNCED arrived while the answer was still on its way: the watch resumes from 10
+    # and will never say "deleted", so the read must not be cached as present.
+    cache, fetch = make({KEY: svc(rv=5)})
+    cache.subscribe(ROUTE_A, [KEY])
+    fetch.during = lambda: cache.observe("SYNCED", synced("ai", 10))
+    assert await cache.get(KEY) is None
+    assert await cache.get(KEY) is None
+    assert fetch.calls == [KEY]
+    newer, fetch2 = make({KEY: svc(rv=11)})  # created after that LIST: kept
+    newer.subscribe(ROUTE_A, [KEY])
+    fetch2.during = lambda: newer.observe("SYNCED", synced(None, 10))
+    assert await newer.get(KEY) == svc(rv=11)

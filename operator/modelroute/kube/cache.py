@@ -1,9 +1,9 @@
 """Watch-fed caches of the objects routes depend on (routing objects, their targets, Secrets).
 
-kopf streams watch events in; a cache keeps the objects some route subscribed to, and tells
-which routes to wake when one changes. A miss is read from the API once; afterwards the watch
-keeps the entry fresh (a missing object is cached as ``None``). So probing and reconciling
-never read the API server every interval.
+The watches (kube.watch) stream events in; a cache keeps the objects some route subscribed
+to, and tells which routes to wake when one changes. A miss is read from the API once;
+afterwards the watch keeps the entry fresh (a missing object is cached as ``None``). So probing
+and reconciling never read the API server every interval.
 
 A cache given ``list_namespace`` answers the first miss in a namespace with one LIST of the
 namespace, and keeps what it lists and what the watch delivers even when no route has
@@ -20,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import aiohttp
 
 from modelroute.kube.client import ApiError
+from modelroute.kube.slim import slim_object as slim_object
+from modelroute.kube.slim import slim_secret as slim_secret
 
 logger = logging.getLogger("modelroute.kube.cache")
 
@@ -91,7 +94,8 @@ class ObjectCache:
         self._listing: dict[str, asyncio.Task[None]] = {}
         # Deletions seen while a namespace's LIST is in flight: the LIST may predate them.
         self._deleted: dict[ObjectKey, int] = {}
-        self._synced: dict[str, tuple[int, set[ObjectKey]]] = {}  # a watch LIST meanwhile
+        self._synced: dict[str, tuple[int, AbstractSet[ObjectKey]]] = {}  # a watch LIST meanwhile
+        self._last_sync: dict[str | None, tuple[int, frozenset[ObjectKey]]] = {}  # per scope
         self._left_out = False  # an object was seen and not kept: a miss may exist after all
         self.fetches = 0
         self.lists = 0
@@ -150,6 +154,8 @@ class ObjectCache:
                 return self._entries[key]
         self.fetches += 1
         body = await self._fetch(*key)
+        if body is not None and self._synced_without(key, body):
+            body = None  # read before a watch LIST that lacked it: deleted since
         # A watch event may have filled the entry while the read was in flight: keep it.
         if key not in self._entries and key in self._subscribers:
             self._entries[key] = self._slim(body) if body is not None else None
@@ -221,17 +227,25 @@ class ObjectCache:
             self._entries[key] = slim
         return set(routes)
 
+    def _synced_without(self, key: ObjectKey, body: dict[str, Any]) -> bool:
+        for scope in (key[0], None):
+            version, listed = self._last_sync.get(scope, (-1, frozenset()))
+            if key not in listed and _resource_version(body) <= version:
+                return True
+        return False
+
     def _replace(self, synced: dict[str, Any]) -> set[RouteKey]:
         # Entries put by a miss before the watch's first LIST (or during a gap) are in no
         # loop's memory: only this comparison finds the ones deleted meanwhile.
         scope, version = synced["metadata"]["namespace"], _resource_version(synced)
-        listed: set[ObjectKey] = synced["listed"]
+        listed = frozenset(synced["listed"])  # a copy: the watch loop goes on changing its set
+        self._last_sync[scope] = (version, listed)
         for namespace in self._listing:
             if scope in (None, namespace):
                 self._synced[namespace] = (version, listed)
         woken: set[RouteKey] = set()
         for key, entry in list(self._entries.items()):
-            if entry is None or key in listed or scope not in (None, key[0]):
+            if entry is None or scope not in (None, key[0]) or key in listed:
                 continue
             if _resource_version(entry) <= version:
                 meta = {"namespace": key[0], "name": key[1], "resourceVersion": str(version)}
@@ -261,35 +275,3 @@ class ObjectCache:
 
     def __len__(self) -> int:
         return sum(1 for v in self._entries.values() if v is not None)
-
-
-def slim_object(body: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what routing needs from an object: identity, ownership, spec and status."""
-    meta = body.get("metadata", {})
-    return {
-        "metadata": {
-            k: meta[k]
-            for k in (
-                "name",
-                "namespace",
-                "uid",
-                "resourceVersion",
-                "generation",  # what a gateway's status conditions are stamped against
-                "labels",
-                "annotations",
-                "ownerReferences",
-            )
-            if k in meta
-        },
-        "spec": dict(body.get("spec", {})),
-        **({"status": dict(body["status"])} if isinstance(body.get("status"), dict) else {}),
-    }
-
-
-def slim_secret(body: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the data of a Secret (never logged, never copied elsewhere)."""
-    meta = body.get("metadata", {})
-    return {
-        "metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion") if k in meta},
-        "data": dict(body.get("data") or {}),
-    }
