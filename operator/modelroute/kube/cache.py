@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from collections.abc import Set as AbstractSet
 from typing import Any
 
 import aiohttp
@@ -94,7 +93,6 @@ class ObjectCache:
         self._listing: dict[str, asyncio.Task[None]] = {}
         # Deletions seen while a namespace's LIST is in flight: the LIST may predate them.
         self._deleted: dict[ObjectKey, int] = {}
-        self._synced: dict[str, tuple[int, AbstractSet[ObjectKey]]] = {}  # a watch LIST meanwhile
         self._last_sync: dict[str | None, tuple[int, frozenset[ObjectKey]]] = {}  # per scope
         self._left_out = False  # an object was seen and not kept: a miss may exist after all
         self.fetches = 0
@@ -179,7 +177,6 @@ class ObjectCache:
         if self._listing.get(namespace) is task:
             del self._listing[namespace]
         self._deleted = {k: v for k, v in self._deleted.items() if k[0] != namespace}
-        self._synced.pop(namespace, None)
         if not task.cancelled():
             task.exception()  # its waiters log it; with none left it is not worth a traceback
 
@@ -190,8 +187,7 @@ class ObjectCache:
             key = object_key(body)
             if _resource_version(body) <= self._deleted.get(key, -1):
                 continue  # deleted after the LIST was served
-            synced, listed = self._synced.get(namespace, (-1, {key}))
-            if key not in listed and _resource_version(body) <= synced:
+            if self._synced_without(key, body):
                 continue  # a later watch LIST lacked it: deleted since
             if key in self._subscribers:
                 # A subscriber's entry is the watch's to refresh (it wakes the routes).
@@ -240,9 +236,6 @@ class ObjectCache:
         scope, version = synced["metadata"]["namespace"], _resource_version(synced)
         listed = frozenset(synced["listed"])  # a copy: the watch loop goes on changing its set
         self._last_sync[scope] = (version, listed)
-        for namespace in self._listing:
-            if scope in (None, namespace):
-                self._synced[namespace] = (version, listed)
         woken: set[RouteKey] = set()
         for key, entry in list(self._entries.items()):
             if entry is None or scope not in (None, key[0]) or key in listed:
