@@ -25,6 +25,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _add_scope(parser)
     _add_endpoints_and_probes(parser)
+    _add_api_client(parser)
     _add_leader_election(parser)
     parser.add_argument("--log-format", choices=("json", "text"), default=_DEFAULTS.log_format)
     parser.add_argument(
@@ -43,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         ca_bundle=args.ca_bundle,
         status_defer_seconds=args.status_defer_seconds,
         first_status_hold_seconds=args.first_status_hold_seconds,
+        api_max_in_flight=args.api_max_in_flight,
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_lease=args.leader_election_lease,
@@ -65,6 +67,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--first-status-hold-seconds must be at least 0")
     if args.max_connections_per_host < 1:
         parser.error("--max-connections-per-host must be at least 1")
+    if args.api_max_in_flight < 1:
+        parser.error("--api-max-in-flight must be at least 1")
     args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
     if args.ca_bundle:
         try:
@@ -172,6 +176,16 @@ def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
         metavar="PEM",
         help="PEM file of extra CA certificates that probes trust besides the system store "
         "(private CAs of vendors or egress gateways)",
+    )
+
+
+def _add_api_client(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-max-in-flight",
+        type=int,
+        default=_DEFAULTS.api_max_in_flight,
+        help="the operator's requests in flight to the API server at once, routing writes "
+        "first (default %(default)s)",
     )
 
 

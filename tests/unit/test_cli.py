@@ -305,3 +305,11 @@ def test_first_status_hold_seconds_is_a_flag_off_by_default(
     with pytest.raises(SystemExit):
         parse_args(["--first-status-hold-seconds", "-1"])
     assert "--first-status-hold-seconds must be at least 0" in capsys.readouterr().err
+
+
+def test_api_max_in_flight_is_a_flag_of_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args([])[0].api_max_in_flight == 50
+    assert parse_args(["--api-max-in-flight", "8"])[0].api_max_in_flight == 8
+    with pytest.raises(SystemExit):
+        parse_args(["--api-max-in-flight", "0"])
+    assert "--api-max-in-flight must be at least 1" in capsys.readouterr().err

@@ -76,3 +76,40 @@ async def test_a_cancelled_waiter_does_not_hold_the_rest() -> None:
     lanes.release(True)
     await asyncio.wait_for(kept, 1)
     assert [name for name, _ in log] == ["status"]
+
+
+async def test_until_quiet_waits_for_routing_writes_in_flight_and_waiting() -> None:
+    lanes = Lanes(1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await lanes.until_quiet()  # nothing urgent: at once
+    assert loop.time() == start and not lanes.urgent_busy
+    await lanes.acquire(True)
+    second = asyncio.create_task(lanes.acquire(True))  # waits for the only slot
+    quiet = asyncio.create_task(lanes.until_quiet())
+    await asyncio.sleep(1)
+    lanes.release(True)  # the second write takes the slot: still busy
+    await asyncio.sleep(1)
+    assert second.done() and not quiet.done() and lanes.urgent_busy
+    lanes.release(True)
+    await asyncio.sleep(0)
+    assert quiet.done() and loop.time() == start + 2
+
+
+async def test_until_quiet_ends_when_the_last_routing_write_gives_up_waiting() -> None:
+    lanes = Lanes(1)
+    await lanes.acquire(False)  # the slot is taken by an ordinary request
+    waiting = asyncio.create_task(lanes.acquire(True))
+    quiet = asyncio.create_task(lanes.until_quiet())
+    await asyncio.sleep(1)
+    assert not quiet.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert quiet.done()  # not held until the ordinary request's release
+    lanes.release(False)
+
+
+def test_lanes_need_a_slot() -> None:
+    with pytest.raises(ValueError, match="at least one request in flight"):
+        Lanes(0)

@@ -38,12 +38,12 @@ import aiohttp
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
+from modelroute.control.eventqueue import EventQueue, StampedEvent
 from modelroute.control.route import Deps
 from modelroute.control.stored import accepted
 from modelroute.core import status
 from modelroute.core.types import PlannedEvent, RouteRef
 from modelroute.kube.client import ApiError
-from modelroute.kube.events import decision_of
 from modelroute.kube.reachability import TRANSPORT_FAILURES
 
 logger = logging.getLogger("modelroute.control.report")
@@ -52,9 +52,6 @@ logger = logging.getLogger("modelroute.control.report")
 _RETRY_FIRST_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError, *TRANSPORT_FAILURES)
-# An Event, when it was decided, and what identifies the decision (kube.events.decision_of;
-# None: not a counted move): the next process re-posting it after a crash gets a 409.
-StampedEvent = tuple[PlannedEvent, datetime, str | None]
 
 
 class Reporter:
@@ -85,23 +82,28 @@ class Reporter:
         self.uncertain = uncertain
         self._desired: ModelRouteStatus | None = None
         self._spec: ModelRouteSpec | None = None
-        self._events: list[StampedEvent] = list(unsent)
+        self._events = EventQueue(ref, deps, unsent)
         self._due: float | None = None  # loop time the desired status is to be written at
         self._hold_until: float | None = None  # see _first_hold
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
         self._attempted = asyncio.Event()  # set after each send attempt and when _run ends
-        self._event_attempts = 0  # refusals of the first unsent Event so far
+        # Submitted while routing writes were busy, not judged yet: (events, status, spec, when).
+        self._inbox: list[
+            tuple[tuple[PlannedEvent, ...], ModelRouteStatus, ModelRouteSpec | None, datetime]
+        ] = []
 
     @property
     def unsent(self) -> list[StampedEvent]:
-        """Events decided but not posted yet (handed to the next reporter of the route)."""
-        return list(self._events)
+        """Events decided but not posted yet (handed to the next reporter of the route);
+        what was submitted and not judged yet is judged first (its Events logged)."""
+        self._accept_inbox()
+        return list(self._events.entries)
 
     @property
     def pending(self) -> bool:
-        """True while Events or a status write are waiting to be sent."""
-        return bool(self._events) or self._due is not None
+        """True while Events or a status write are waiting to be judged or sent."""
+        return bool(self._inbox) or bool(self._events) or self._due is not None
 
     def submit(
         self,
@@ -111,13 +113,34 @@ class Reporter:
     ) -> None:
         """The latest status and the Events of one reconcile, whose routing write is done.
 
-        Whether the status is worth a write is judged here, against what the API server
-        accepted last, not by the caller against a status it read before its routing await.
+        Whether the status is worth a write is judged against what the API server accepted
+        last, not by the caller against a status it read before its routing await. While
+        routing writes are in flight or waiting (a mass failover), it is judged, and its
+        Events logged, once they are through (see :meth:`Lanes.until_quiet`): nothing of it
+        could be sent before, and the event loop's time goes to the routing writes.
         """
         now = self._deps.now()
+        lanes = self._deps.lanes
+        if lanes is None or not (self._inbox or lanes.urgent_busy):
+            self._accept(events, desired, spec, now)
+            return
+        last = self._inbox[-1][1] if self._inbox else self._desired or self.written
+        if events or status.decisive(last, desired):
+            self._back.set()  # as _accept would: a new decision sits out no backoff
+        self._inbox.append((tuple(events), desired, spec, now))
+        self._wake.set()
+        self._ensure_task()
+
+    def _accept(
+        self,
+        events: Sequence[PlannedEvent],
+        desired: ModelRouteStatus,
+        spec: ModelRouteSpec | None,
+        now: datetime,
+    ) -> None:
         for event in events:
             self._deps.events.log(self._ref, event.type, event.reason, event.message)
-        self._keep(events, desired, now)
+        self._events.keep(events, desired, now)
         before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
         self._classify()
@@ -129,15 +152,24 @@ class Reporter:
             self._back.set()
         if self.pending:
             self._wake.set()
-            # A task only while there is something to send: 10,000 idle routes hold none.
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._run(), name=f"report:{self._ref.key}")
-                self._task.add_done_callback(self._on_done)
+            self._ensure_task()
+
+    def _accept_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for entry in inbox:
+            self._accept(*entry)
+
+    def _ensure_task(self) -> None:
+        # A task only while there is something to send: 10,000 idle routes hold none.
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"report:{self._ref.key}")
+            self._task.add_done_callback(self._on_done)
 
     async def drain(self) -> None:
         """Return once the Events and the status due by now are sent (a graceful stop: the
         next leader plans from what this one wrote, not from a status one move behind).
         Deferred counter-only changes are left; the caller bounds the wait."""
+        self._accept_inbox()
         loop = asyncio.get_running_loop()
         while (
             self._task is not None
@@ -146,25 +178,6 @@ class Reporter:
         ):
             self._attempted.clear()
             await self._attempted.wait()
-
-    def _keep(
-        self, events: Sequence[PlannedEvent], desired: ModelRouteStatus, now: datetime
-    ) -> None:
-        traffic = {t.backend: t.weight for t in desired.traffic}
-        self._events.extend(
-            (event, now, decision_of(event.reason, desired.failover_count, traffic))
-            for event in events
-        )
-        kept = self._deps.settings.max_unsent_events
-        over = len(self._events) - kept
-        if over > 0:
-            del self._events[:over]
-            logger.warning(
-                "dropped the %d oldest Events not yet posted (more than %d kept)",
-                over,
-                kept,
-                extra={"namespace": self._ref.namespace, "route": self._ref.name},
-            )
 
     async def stop(self) -> None:
         """Cancel what is waiting (the next worker of the route plans its status again)."""
@@ -210,7 +223,14 @@ class Reporter:
     async def _send_pending(self) -> None:
         retry = _RETRY_FIRST_SECONDS
         while self.pending:
+            if self._inbox:
+                if self._deps.lanes is not None:
+                    await self._deps.lanes.until_quiet()
+                self._accept_inbox()
+                continue
             await self._until_due()
+            if self._inbox:
+                continue
             try:
                 await self._flush()
                 self._attempted.set()
@@ -242,7 +262,7 @@ class Reporter:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            if self._events or self._due is None:
+            if self._inbox or self._events or self._due is None:
                 return
             delay = self._due - loop.time()
             if delay <= 0:
@@ -250,35 +270,9 @@ class Reporter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _post(self, entry: StampedEvent) -> None:
-        """Post one Event; an API server refusing it (429, 5xx) is retried, but at most
-        ``settings.max_event_attempts`` times: the status and later Events must not wait on it
-        forever."""
-        event, at, decision = entry
-        try:
-            await self._deps.events.post(
-                self._ref, event.type, event.reason, event.message, at, decision=decision
-            )
-        except ApiError as exc:
-            self._event_attempts += 1
-            if self._event_attempts < self._deps.settings.max_event_attempts:
-                raise
-            logger.warning(
-                "dropped event %s after %d refusals: %s",
-                event.reason,
-                self._event_attempts,
-                exc,
-                extra={"namespace": self._ref.namespace, "route": self._ref.name},
-            )
-        self._event_attempts = 0
-
     async def _flush(self) -> None:
         deps, ref = self._deps, self._ref
-        while self._events:  # each taken off only once posted: a stop() keeps the rest
-            entry = self._events[0]
-            await self._post(entry)
-            if self._events and self._events[0] is entry:  # not dropped by _keep meanwhile
-                self._events.pop(0)
+        await self._events.post_all()
         desired = self._desired
         due = self._due
         if desired is None or due is None or due > asyncio.get_running_loop().time():

@@ -17,6 +17,7 @@ from modelroute.core.types import PlannedEvent, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache
 from modelroute.kube.client import KubeApi, ObjectKind
 from modelroute.kube.events import EventRecorder
+from modelroute.kube.lanes import MAX_IN_FLIGHT, Lanes
 from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
@@ -24,8 +25,9 @@ from modelroute.routing import DriverContext, DriverInfo, RoutingDriver, Routing
 from modelroute.routing.handover import Routed
 from modelroute.settings import Settings
 
-# Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT): enough to keep every slot busy.
-RECONCILE_SLOTS = 40
+# Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT, the default of
+# settings.api_max_in_flight): enough to keep every slot busy.
+RECONCILE_SLOTS = 2 * MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class Deps:
     # Wakes routes whose writes found the API server gone as soon as it answers again (None:
     # plain backoff, as in unit tests without a server).
     reachability: ApiReachability | None = None
+    # The API client's request lanes: a route's status and Events are judged and logged only
+    # once no routing write is in flight or waiting (None: never held, as in unit tests
+    # without a server).
+    lanes: Lanes | None = None
     driver_context: DriverContext = field(init=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +143,7 @@ class WorkerState:
     previous: ModelRouteStatus
     written: ModelRouteStatus | None
     # Events decided but not posted yet, each with when it was decided and its decision
-    # identity (control.report.StampedEvent).
+    # identity (control.eventqueue.StampedEvent).
     unsent: Sequence[tuple[PlannedEvent, datetime, str | None]] = ()
     uncertain: bool = False  # a status write after ``written`` may have landed
     # Routing objects of earlier specs still to release (see control.handover).

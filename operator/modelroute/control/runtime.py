@@ -27,6 +27,7 @@ from modelroute.kube.cache import MAX_UNSUBSCRIBED, ObjectCache, slim_object, sl
 from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import Credentials, load_credentials
 from modelroute.kube.events import EventRecorder
+from modelroute.kube.lanes import Lanes
 from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.kube.reachability import ApiReachability
 from modelroute.kube.watch import Watches
@@ -75,6 +76,7 @@ class Runtime:
             credentials,
             field_manager=settings.field_manager,
             timeout_seconds=settings.api_timeout_seconds,
+            max_in_flight=settings.api_max_in_flight,
         )
         try:
             drivers = await discover_drivers(kube, settings.routing_drivers)
@@ -85,7 +87,7 @@ class Runtime:
         metrics = Metrics()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=metrics.registry)
-        deps, probes = _build_deps(settings, kube, metrics, drivers)
+        deps, probes = _build_deps(settings, kube, metrics, drivers, kube.lanes)
         controller = Controller(deps, leading=not settings.leader_election)
         runtime = cls(
             settings=settings,
@@ -209,7 +211,11 @@ def _log_drivers(drivers: DriverAvailability) -> None:
 
 
 def _build_deps(
-    settings: Settings, kube: KubeClient, metrics: Metrics, drivers: DriverAvailability
+    settings: Settings,
+    kube: KubeClient,
+    metrics: Metrics,
+    drivers: DriverAvailability,
+    lanes: Lanes | None = None,
 ) -> tuple[Deps, ProbeHub]:
     """What every route worker shares, and the probe hub behind it."""
     # One cache per kind a served routing driver routes through or reads (never a kind the
@@ -229,7 +235,27 @@ def _build_deps(
     }
     secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
     reachability = ApiReachability(functools.partial(kube.api_resources, "v1"))
-    probes = ProbeHub(
+    probes = _probe_hub(settings, secrets, metrics)
+    deps = Deps(
+        settings=settings,
+        kube=kube,
+        caches=caches,
+        secrets=secrets,
+        metrics=metrics,
+        events=EventRecorder(kube, settings.field_manager),
+        probes=probes,
+        now=utc_now,
+        unavailable_drivers=drivers.unavailable,
+        reconcile_slots=asyncio.Semaphore(2 * settings.api_max_in_flight),
+        reachability=reachability,
+        lanes=lanes,
+    )
+    return deps, probes
+
+
+def _probe_hub(settings: Settings, secrets: ObjectCache, metrics: Metrics) -> ProbeHub:
+    """The probe loops, shared by every route (one per distinct probe)."""
+    return ProbeHub(
         # No global connection limit: a hung host must not hold up probes of other hosts.
         session=prober.new_session(
             connection_limit=0,
@@ -243,19 +269,6 @@ def _build_deps(
         max_retry_after_seconds=settings.max_retry_after_seconds,
         trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),  # caBundleSecretRef
     )
-    deps = Deps(
-        settings=settings,
-        kube=kube,
-        caches=caches,
-        secrets=secrets,
-        metrics=metrics,
-        events=EventRecorder(kube, settings.field_manager),
-        probes=probes,
-        now=utc_now,
-        unavailable_drivers=drivers.unavailable,
-        reachability=reachability,
-    )
-    return deps, probes
 
 
 def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:

@@ -135,10 +135,15 @@ class KubeClient:
     """Async JSON client for the few calls the operator makes (implements :class:`KubeApi`)."""
 
     def __init__(
-        self, credentials: Credentials, *, field_manager: str, timeout_seconds: float = 30.0
+        self,
+        credentials: Credentials,
+        *,
+        field_manager: str,
+        timeout_seconds: float = 30.0,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self._transport = Transport(credentials, field_manager, timeout_seconds)
-        self._lanes = Lanes(MAX_IN_FLIGHT)
+        self._transport = Transport(credentials, field_manager, timeout_seconds, max_in_flight)
+        self.lanes = Lanes(max_in_flight)
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -158,11 +163,11 @@ class KubeClient:
         ``urgent`` requests (routing writes) are sent before any other request still waiting
         for one of the in-flight slots. ``path`` (and its query) must be URL-quoted already, as
         :meth:`ObjectKind.path` and :func:`urllib.parse.urlencode` make it: it is sent as is."""
-        await self._lanes.acquire(urgent)
+        await self.lanes.acquire(urgent)
         try:
             return await self._transport.send(method, path, body, content_type)
         finally:
-            self._lanes.release(urgent)
+            self.lanes.release(urgent)
 
     # --- typed helpers -------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ import asyncio
 import collections
 import contextlib
 
-# Requests in flight to the API server at once (the connection pool has as many).
-MAX_IN_FLIGHT = 20
+# Requests in flight to the API server at once, by default (settings.api_max_in_flight; the
+# connection pool has as many).
+MAX_IN_FLIGHT = 50
 
 
 class Lanes:
@@ -25,8 +26,11 @@ class Lanes:
     """
 
     def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"at least one request in flight is needed, not {limit}")
         self._free = limit
         self._urgent_in_flight = 0
+        self._quiet: list[asyncio.Future[None]] = []  # until_quiet() waiters
         self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
             collections.deque(),  # urgent: routing writes
             collections.deque(),  # the rest
@@ -54,6 +58,7 @@ class Lanes:
             else:
                 with contextlib.suppress(ValueError):  # _dispatch may have skipped it already
                     queue.remove(future)
+                self._wake_quiet()  # it may have been the last routing write waiting
             raise
 
     def release(self, urgent: bool = False) -> None:
@@ -62,6 +67,30 @@ class Lanes:
             self._urgent_in_flight -= 1
         self._free += 1
         self._dispatch()
+        self._wake_quiet()
+
+    @property
+    def urgent_busy(self) -> bool:
+        """True while a routing write is in flight or waiting for a slot."""
+        return bool(self._urgent_in_flight) or any(not f.done() for f in self._waiting[0])
+
+    async def until_quiet(self) -> None:
+        """Return once no routing write is in flight or waiting (at once if none is).
+
+        Work that only follows routing writes (a route's status and Events, judged and logged)
+        waits here, so that in a burst of routing writes the event loop spends its time on
+        them: that work could not be sent before the burst ends anyway."""
+        while self.urgent_busy:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._quiet.append(future)
+            await future
+
+    def _wake_quiet(self) -> None:
+        if self._quiet and not self.urgent_busy:
+            waiters, self._quiet = self._quiet, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
 
     def _take(self, *, urgent: bool) -> None:
         self._free -= 1

@@ -38,9 +38,14 @@ class Transport:
     """The HTTP session to the API server and the encoding of requests and answers."""
 
     def __init__(
-        self, credentials: Credentials, field_manager: str, timeout_seconds: float
+        self,
+        credentials: Credentials,
+        field_manager: str,
+        timeout_seconds: float,
+        max_connections: int = MAX_IN_FLIGHT,
     ) -> None:
         self._credentials = credentials
+        self._max_connections = max_connections
         self._write_query = "?" + urlencode({"fieldManager": field_manager})
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
@@ -56,7 +61,9 @@ class Transport:
     def http(self) -> aiohttp.ClientSession:
         """The session, made on first use (with the event loop running)."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._credentials.ssl_context, limit=MAX_IN_FLIGHT)
+            connector = aiohttp.TCPConnector(
+                ssl=self._credentials.ssl_context, limit=self._max_connections
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
