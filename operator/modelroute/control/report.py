@@ -20,6 +20,10 @@ stamped with when they were decided and logged once, when decided. At most
 warning), and an Event the API server refuses ``settings.max_event_attempts`` times is
 dropped: what follows it must not wait on it forever.
 
+While routing writes are in flight or waiting for a slot (a mass failover), a submission is
+not even judged (nor its Events logged) until they are through: it could not be sent before,
+and the event loop's time goes to the routing writes (see ``Lanes.until_quiet``).
+
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
 fails), and the routing write queued behind it: at 1,000 routes probed every second, the last
