@@ -14,8 +14,8 @@ from modelroute.api.models import FailbackMode, FailbackSpec, ModelRouteSpec
 from modelroute.api.status import ConditionStatus, ModelRouteStatus
 from modelroute.core.conditions import get_condition
 from modelroute.core.health import HealthRecord
-from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan
-from modelroute.core.ramp import steps_of
+from modelroute.core.plan import Plan, PlanInput, plan
+from modelroute.core.ramp import after_routing_write, steps_of
 from modelroute.core.status import wire_patch
 from modelroute.core.types import (
     ConditionType,

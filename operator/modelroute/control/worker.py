@@ -32,8 +32,8 @@ from modelroute.control.route import (
     observed_move,
     split_from_status,
 )
-from modelroute.core import health, resume
-from modelroute.core.plan import Plan, PlanInput, after_routing_write, plan, plan_invalid
+from modelroute.core import health, ramp, resume
+from modelroute.core.plan import Plan, PlanInput, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
 from modelroute.core.types import PlannedEvent, Problem, ReadyReason, TrafficSplit
 from modelroute.kube.cache import RouteKey
@@ -243,7 +243,7 @@ class RouteWorker:
                 replace(given, problem=state.problem, verdict=state.verdict, carried=state.split)
             )
         if written_at is not None:
-            decided = after_routing_write(decided, given.now, written_at)
+            decided = ramp.after_routing_write(decided, given.now, written_at)
         if decided.split is not None and (state.problem is None or state.split == decided.split):
             self.routed = decided.split
         warned: tuple[PlannedEvent, ...] = ()

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from modelroute.api.status import ConditionStatus, ModelRouteStatus
 from modelroute.core import drill, kstatus
 from modelroute.core.conditions import get_condition, set_condition
-from modelroute.core.status import needs_write
 from modelroute.core.types import (
     ConditionType,
     EventType,
@@ -74,10 +73,7 @@ def _suspended(given: PlanInput, routing_plan: RoutingPlan) -> Plan:
     if _ready_reason(given.previous) != ReadyReason.SUSPENDED:
         suspended = PlannedEvent(EventType.NORMAL, IncidentEvent.SUSPENDED, message)
         events = (suspended, *events)
-    write = needs_write(given.written, new, given.spec)
-    return dataclasses.replace(
-        decided, split=None, status=new, events=events, moved=False, write_status=write
-    )
+    return dataclasses.replace(decided, split=None, status=new, events=events, moved=False)
 
 
 def _suspended_message(given: PlanInput, decided: Plan) -> str:
@@ -122,12 +118,6 @@ def _with_drill(given: PlanInput, decided: Plan) -> Plan:
         status=new,
         events=drill.events(given.previous.drill, state, decided.events),
         recheck_at=drill.recheck(state, decided.recheck_at),
-        # The routing plan judged its own status already: judge again only what the drill changed.
-        write_status=(
-            decided.write_status
-            if new is decided.status
-            else needs_write(given.written, new, given.spec)
-        ),
     )
 
 

@@ -10,8 +10,9 @@ changing anything). No I/O, no clock: every rule is a table test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from modelroute.api.models import ModelRouteSpec
@@ -72,10 +73,23 @@ class Plan:
     split: TrafficSplit | None  # None: leave routing as it is (fail-static, waiting, invalid)
     decision: policy.Decision | None  # None for an invalid spec
     status: ModelRouteStatus
-    write_status: bool
     events: tuple[PlannedEvent, ...]
     recheck_at: datetime | None
     moved: bool  # traffic moves from one backend to another with this plan
+    # What write_status judges ``status`` against: the status last written, and the spec (None
+    # for an invalid one); ``must_write``: a status written whatever it is (a resumed failover).
+    baseline: ModelRouteStatus | None = field(default=None, repr=False, compare=False)
+    baseline_spec: ModelRouteSpec | None = field(default=None, repr=False, compare=False)
+    must_write: bool = False
+
+    @functools.cached_property
+    def write_status(self) -> bool:
+        """True when ``status`` is worth a write against the status last written.
+
+        Judged when first asked, not when planned: the worker's reporter judges each status
+        again against what the API server accepted, so the plans of a mass failover (one per
+        route, between the routing writes) do not pay for it."""
+        return self.must_write or status.needs_write(self.baseline, self.status, self.baseline_spec)
 
     @property
     def active(self) -> str | None:
@@ -133,27 +147,12 @@ def _routing_plan(given: PlanInput) -> Plan:
         split=split,
         decision=decision,
         status=new,
-        write_status=status.needs_write(given.written, new, given.spec),
+        baseline=given.written,
+        baseline_spec=given.spec,
         events=events,
         recheck_at=recheck,
         moved=moved,
     )
-
-
-def after_routing_write(decided: Plan, planned_at: datetime, written_at: datetime) -> Plan:
-    """``decided`` with a new staged-failback step timed from when its routing write finished.
-
-    A step is held ``stepSeconds`` as the gateway sees it: counted from the plan's ``now``, a
-    slow write of this step followed by a fast write of the next would shorten the hold.
-    """
-    progress = decided.status.failback
-    if progress is None or progress.since != planned_at or written_at <= planned_at:
-        return decided
-    shift = written_at - planned_at
-    moved = progress.model_copy(update={"since": written_at})
-    recheck = decided.recheck_at + shift if decided.recheck_at is not None else None
-    new = decided.status.model_copy(update={"failback": moved})
-    return dataclasses.replace(decided, status=new, recheck_at=recheck)
 
 
 def _primary(routed: TrafficSplit | None) -> str | None:
@@ -242,7 +241,7 @@ def plan_invalid(
         split=None,
         decision=None,
         status=new,
-        write_status=status.needs_write(written, new, None),
+        baseline=written,
         events=_problem_events(previous, new),
         recheck_at=None,
         moved=False,

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import (
@@ -32,6 +33,9 @@ from modelroute.core.types import (
     TrafficSplit,
     Transition,
 )
+
+if TYPE_CHECKING:
+    from modelroute.core.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -190,3 +194,19 @@ def with_progress(
         observed_generation=generation,
     )
     return new.model_copy(update={"conditions": conds, "active_backend": progress.fallback})
+
+
+def after_routing_write(decided: Plan, planned_at: datetime, written_at: datetime) -> Plan:
+    """``decided`` with a new staged-failback step timed from when its routing write finished.
+
+    A step is held ``stepSeconds`` as the gateway sees it: counted from the plan's ``now``, a
+    slow write of this step followed by a fast write of the next would shorten the hold.
+    """
+    progress = decided.status.failback
+    if progress is None or progress.since != planned_at or written_at <= planned_at:
+        return decided
+    shift = written_at - planned_at
+    moved = progress.model_copy(update={"since": written_at})
+    recheck = decided.recheck_at + shift if decided.recheck_at is not None else None
+    new = decided.status.model_copy(update={"failback": moved})
+    return dataclasses.replace(decided, status=new, recheck_at=recheck)

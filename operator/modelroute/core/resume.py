@@ -109,5 +109,5 @@ def recorded(taken: Plan, decided: Plan, owed: TrafficSplit | None, now: datetim
     event = PlannedEvent(EventType.WARNING, Transition.FAILOVER, decision.message)
     marked = drill.events(new.drill, new.drill, (event,))  # "Drill: " during a drill, as always
     return dataclasses.replace(
-        decided, status=new, events=(*marked, *decided.events), moved=True, write_status=True
+        decided, status=new, events=(*marked, *decided.events), moved=True, must_write=True
     )
