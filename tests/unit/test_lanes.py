@@ -113,3 +113,10 @@ async def test_until_quiet_ends_when_the_last_routing_write_gives_up_waiting() -
 def test_lanes_need_a_slot() -> None:
     with pytest.raises(ValueError, match="at least one request in flight"):
         Lanes(0)
+
+
+def test_the_default_in_flight_limit_is_the_settings_default() -> None:
+    from modelroute.kube.lanes import MAX_IN_FLIGHT
+    from modelroute.settings import Settings
+
+    assert Settings().api_max_in_flight == MAX_IN_FLIGHT

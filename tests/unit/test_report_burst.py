@@ -90,22 +90,44 @@ async def _second_routing_write(lanes: Lanes) -> None:
         lanes.release(urgent=True)
 
 
-async def test_events_submitted_in_a_burst_are_handed_to_the_next_reporter_logged_once(
+async def test_events_held_at_a_stop_are_logged_and_handed_to_the_next_reporter(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # A spec change: the controller stops the route's worker, then hands its unsent Events on.
     caplog.set_level(logging.INFO, logger="modelroute.kube.events")
     async with in_a_burst() as (s, lanes):
         s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
-        unsent = s.reporter.unsent  # a spec change: the route's next worker takes them
         await s.reporter.stop()
+        assert logged(caplog, "FailedOver happened") == 1  # logged at the stop, not lost
+        unsent = s.reporter.unsent
         assert [entry[0].reason for entry in unsent] == ["FailedOver"]
         lanes.release(urgent=True)
         again = Reporter(REF, s.reporter._deps, on("vendor"), lambda task: None, unsent)
         again.submit((), on("inhouse", count=1), None)
         await s.clock.until(1)
         await again.stop()
+        assert s.reporter._task is None  # the stopped reporter sends nothing more
         assert [e["reason"] for e in s.kube.posted_events] == ["FailedOver"]
         assert logged(caplog, "FailedOver happened") == 1
+        assert s.patches() == 1 and s.stored() == "inhouse"
+
+
+async def test_a_stopped_reporter_writes_nothing_after_the_next_one() -> None:
+    # The old reporter's status write fails; the new one writes a failback. Nothing of the old
+    # one may land after it (a stale status that nothing would correct).
+    async with in_a_burst() as (s, lanes):
+        s.kube.fail_status_writes = 1  # the first status write fails (and would be retried)
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.reporter.stop()
+        unsent = s.reporter.unsent
+        lanes.release(urgent=True)
+        again = Reporter(REF, s.reporter._deps, on("vendor"), lambda task: None, unsent)
+        again.submit(moved("FailedBack"), on("vendor", count=2), None)
+        await s.clock.until(60)
+        await again.stop()
+        stored = s.kube.route_status[ROUTE_KEY]
+        assert (stored["activeBackend"], stored["failoverCount"]) == ("vendor", 2)
+        assert [e["reason"] for e in s.kube.posted_events] == ["FailedOver", "FailedBack"]
 
 
 async def test_drain_takes_what_was_submitted_in_a_burst() -> None:
@@ -118,6 +140,55 @@ async def test_drain_takes_what_was_submitted_in_a_burst() -> None:
         await s.clock.until(2)
         assert drained.done()
         assert s.stored() == "inhouse"
+
+
+async def test_drain_waits_for_a_decision_held_while_it_waited() -> None:
+    async with reporter(on("vendor")) as s:
+        lanes = Lanes(4)
+        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        s.kube.status_writes_held = held = asyncio.Event()
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        drained = asyncio.create_task(s.reporter.drain())
+        await s.clock.until(1)  # the failover's status write is in flight
+        await lanes.acquire(urgent=True)
+        s.reporter.submit(moved("FailedBack"), on("vendor", count=2), None)  # held
+        held.set()
+        await s.clock.until(2)
+        assert not drained.done()  # the failback is what the next leader must plan from
+        lanes.release(urgent=True)
+        await s.clock.until(3)
+        assert drained.done()
+        assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 2
+
+
+async def test_a_decision_held_while_events_post_is_written_in_the_same_status_write() -> None:
+    async with reporter(on("vendor")) as s:
+        lanes = Lanes(4)
+        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        s.kube.events_held = posting = asyncio.Event()
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(1)  # FailedOver is being posted
+        await lanes.acquire(urgent=True)
+        s.reporter.submit(moved("FailedBack"), on("vendor", count=2), None)  # held
+        posting.set()
+        await s.clock.until(2)
+        lanes.release(urgent=True)
+        await s.clock.until(3)
+        assert [e["reason"] for e in s.kube.posted_events] == ["FailedOver", "FailedBack"]
+        assert s.patches() == 1  # one status write after both, as without a burst
+        assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 2
+
+
+async def test_what_is_held_is_bounded() -> None:
+    async with in_a_burst() as (s, lanes):
+        kept = s.reporter._deps.settings.max_unsent_events
+        for n in range(3 * kept):
+            s.reporter.submit(moved("FailedOver"), on("inhouse", count=n + 1), None)
+        assert len(s.reporter._inbox) <= kept
+        assert len(s.reporter.unsent) <= kept  # the oldest Events dropped, as always
+        lanes.release(urgent=True)
+        await s.clock.until(5)
+        assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 3 * kept
 
 
 async def test_a_decision_submitted_in_a_burst_does_not_sit_out_a_backoff() -> None:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
 from modelroute.control.route import Deps
 from modelroute.core.types import PlannedEvent, RouteRef
@@ -17,6 +18,9 @@ logger = logging.getLogger("modelroute.control.report")
 # An Event, when it was decided, and what identifies the decision (kube.events.decision_of;
 # None: not a counted move): the next process re-posting it after a crash gets a 409.
 StampedEvent = tuple[PlannedEvent, datetime, str | None]
+# A submission to a route's reporter held while urgent requests were busy, not judged yet:
+# its Events, status, spec and when it was decided (control.report).
+Held = tuple[tuple[PlannedEvent, ...], ModelRouteStatus, ModelRouteSpec | None, datetime]
 
 
 class EventQueue:

@@ -9,20 +9,18 @@ its threshold: it decides nothing) waits up to ``status_defer_seconds`` and is u
 written with the decisive status that follows (the failover), so a failover costs one status
 write, not one per failed probe. Every other change is written at once.
 
-What is written is judged when it is handed over and again after each write, against the status
+What is written is judged when it is taken in and again after each write, against the status
 the API server accepted (its answer), never against one captured before an await: a decision made
 while a write was in flight is neither skipped (a flap back to the status before that write) nor
 written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
 have landed: the baseline is then unknown, and the newest status is written whatever it is.
-Events are kept here, in order, until posted (each before the status that follows its decision),
-stamped with when they were decided and logged once, when decided. At most
-``settings.max_unsent_events`` per route are kept (beyond that the oldest are dropped, with a
-warning), and an Event the API server refuses ``settings.max_event_attempts`` times is
-dropped: what follows it must not wait on it forever.
+Events are kept in order (:class:`EventQueue`), each posted before the status that follows its
+decision, stamped with when it was decided and logged once, when taken in.
 
-While routing writes are in flight or waiting for a slot (a mass failover), a submission is
-not even judged (nor its Events logged) until they are through: it could not be sent before,
-and the event loop's time goes to the routing writes (see ``Lanes.until_quiet``).
+While urgent requests (routing writes and the reads they wait on) are in flight or waiting, a
+submission is held, in order, and taken in once they are through (``Lanes.until_quiet``): it
+could not be sent before, and the event loop's time goes to the routing writes. A stop takes
+in what is held (its Events logged and handed to the route's next reporter).
 
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
@@ -42,7 +40,7 @@ import aiohttp
 
 from modelroute.api.models import ModelRouteSpec
 from modelroute.api.status import ModelRouteStatus
-from modelroute.control.eventqueue import EventQueue, StampedEvent
+from modelroute.control.eventqueue import EventQueue, Held, StampedEvent
 from modelroute.control.route import Deps
 from modelroute.control.stored import accepted
 from modelroute.core import status
@@ -92,16 +90,11 @@ class Reporter:
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
         self._attempted = asyncio.Event()  # set after each send attempt and when _run ends
-        # Submitted while routing writes were busy, not judged yet: (events, status, spec, when).
-        self._inbox: list[
-            tuple[tuple[PlannedEvent, ...], ModelRouteStatus, ModelRouteSpec | None, datetime]
-        ] = []
+        self._inbox: list[Held] = []  # submitted while urgent requests were busy
 
     @property
     def unsent(self) -> list[StampedEvent]:
-        """Events decided but not posted yet (handed to the next reporter of the route);
-        what was submitted and not judged yet is judged first (its Events logged)."""
-        self._accept_inbox()
+        """Events decided but not posted yet (handed to the next reporter of the route)."""
         return list(self._events.entries)
 
     @property
@@ -118,18 +111,18 @@ class Reporter:
         """The latest status and the Events of one reconcile, whose routing write is done.
 
         Whether the status is worth a write is judged against what the API server accepted
-        last, not by the caller against a status it read before its routing await. While
-        routing writes are in flight or waiting (a mass failover), it is judged, and its
-        Events logged, once they are through (see :meth:`Lanes.until_quiet`): nothing of it
-        could be sent before, and the event loop's time goes to the routing writes.
+        last, not by the caller against a status it read before its routing await; while
+        urgent requests are busy (a mass failover), once they are through (module doc).
         """
         now = self._deps.now()
         lanes = self._deps.lanes
         if lanes is None or not (self._inbox or lanes.urgent_busy):
             self._accept(events, desired, spec, now)
             return
-        last = self._inbox[-1][1] if self._inbox else self._desired or self.written
-        if events or status.decisive(last, desired):
+        if len(self._inbox) >= self._deps.settings.max_unsent_events:
+            self._accept_inbox()  # bounded: what is held is taken in now
+        last = self._inbox[-1][1] if self._inbox else self._desired
+        if events or status.decisive(last if last is not None else self.written, desired):
             self._back.set()  # as _accept would: a new decision sits out no backoff
         self._inbox.append((tuple(events), desired, spec, now))
         self._wake.set()
@@ -142,8 +135,7 @@ class Reporter:
         spec: ModelRouteSpec | None,
         now: datetime,
     ) -> None:
-        for event in events:
-            self._deps.events.log(self._ref, event.type, event.reason, event.message)
+        self._log(events)
         self._events.keep(events, desired, now)
         before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
@@ -157,6 +149,10 @@ class Reporter:
         if self.pending:
             self._wake.set()
             self._ensure_task()
+
+    def _log(self, events: Sequence[PlannedEvent]) -> None:
+        for event in events:
+            self._deps.events.log(self._ref, event.type, event.reason, event.message)
 
     def _accept_inbox(self) -> None:
         inbox, self._inbox = self._inbox, []
@@ -173,22 +169,26 @@ class Reporter:
         """Return once the Events and the status due by now are sent (a graceful stop: the
         next leader plans from what this one wrote, not from a status one move behind).
         Deferred counter-only changes are left; the caller bounds the wait."""
-        self._accept_inbox()
         loop = asyncio.get_running_loop()
-        while (
-            self._task is not None
-            and not self._task.done()
-            and (self._events or (self._due is not None and self._due <= loop.time()))
-        ):
+        while True:
+            self._accept_inbox()  # held or not, it is what the next leader must plan from
+            due = self._due is not None and self._due <= loop.time()
+            if self._task is None or self._task.done() or not (self._events or due):
+                return
             self._attempted.clear()
             await self._attempted.wait()
 
     async def stop(self) -> None:
-        """Cancel what is waiting (the next worker of the route plans its status again)."""
+        """Cancel what is waiting (the next worker of the route plans its status again); the
+        Events of what was held are logged and kept (:attr:`unsent`), nothing is sent."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        held, self._inbox = self._inbox, []
+        for events, desired, _, now in held:
+            self._log(events)
+            self._events.keep(events, desired, now)
 
     def _classify(self) -> None:
         desired, written = self._desired, self.written
@@ -277,6 +277,8 @@ class Reporter:
     async def _flush(self) -> None:
         deps, ref = self._deps, self._ref
         await self._events.post_all()
+        if self._inbox:
+            return  # a newer decision was held meanwhile: its status, not this one, is next
         desired = self._desired
         due = self._due
         if desired is None or due is None or due > asyncio.get_running_loop().time():

@@ -86,8 +86,8 @@ class Deps:
     # plain backoff, as in unit tests without a server).
     reachability: ApiReachability | None = None
     # The API client's request lanes: a route's status and Events are judged and logged only
-    # once no routing write is in flight or waiting (None: never held, as in unit tests
-    # without a server).
+    # once no urgent request (routing writes, the reads they wait on) is in flight or waiting
+    # (None: never held, as in unit tests without a server).
     lanes: Lanes | None = None
     driver_context: DriverContext = field(init=False)
 

@@ -71,11 +71,12 @@ class Lanes:
 
     @property
     def urgent_busy(self) -> bool:
-        """True while a routing write is in flight or waiting for a slot."""
+        """True while an urgent request (a routing write, a read one waits on, the Lease) is
+        in flight or waiting for a slot."""
         return bool(self._urgent_in_flight) or any(not f.done() for f in self._waiting[0])
 
     async def until_quiet(self) -> None:
-        """Return once no routing write is in flight or waiting (at once if none is).
+        """Return once no urgent request is in flight or waiting (at once if none is).
 
         Work that only follows routing writes (a route's status and Events, judged and logged)
         waits here, so that in a burst of routing writes the event loop spends its time on
