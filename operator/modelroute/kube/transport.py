@@ -1,27 +1,25 @@
 """How one request to the API server is sent and its answer read (for :mod:`.client`).
 
-Kept cheap per request, because a mass failover sends a few thousand in a burst: headers are
-built once per token, request bodies are compact JSON sent as bytes, the URL is handed to aiohttp
-already quoted, and there is no cookie jar to consult.
+Kept cheap per request, because a mass failover sends a few thousand in a burst: header lines
+are built once per token, request bodies are compact JSON sent as bytes, the path goes out as
+it was quoted, over keep-alive connections of :mod:`.http1` (not aiohttp's client: see there).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import aiohttp
-from yarl import URL
-
 from modelroute.kube.credentials import Credentials
+from modelroute.kube.http1 import Http1Pool
 from modelroute.kube.lanes import MAX_IN_FLIGHT
 
 #: Request bodies without the default ", " and ": " padding: less to encode, send and parse.
 #: ASCII with escapes: a lone surrogate (from a vendor's error text) then goes as ``\ud83d``
 #: and cannot raise UnicodeEncodeError, which no caller treats as an API failure.
 _COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+USER_AGENT: Final = "modelroute-operator"
 
 
 class ApiError(Exception):
@@ -35,7 +33,7 @@ class ApiError(Exception):
 
 
 class Transport:
-    """The HTTP session to the API server and the encoding of requests and answers."""
+    """The connections to the API server and the encoding of requests and answers."""
 
     def __init__(
         self,
@@ -47,44 +45,43 @@ class Transport:
         self._credentials = credentials
         self._max_connections = max_connections
         self._write_query = "?" + urlencode({"fieldManager": field_manager})
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
-        # Headers by (Authorization, Content-Type): built once, not per request.
-        self._headers: dict[tuple[str | None, str | None], Mapping[str, str]] = {}
+        self._timeout = timeout_seconds
+        self._pool: Http1Pool | None = None
+        # Header lines by (Authorization, Content-Type): built once, not per request.
+        self._headers: dict[tuple[str | None, str | None], bytes] = {}
 
     async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the connections."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    def http(self) -> aiohttp.ClientSession:
-        """The session, made on first use (with the event loop running)."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                ssl=self._credentials.ssl_context, limit=self._max_connections
+    def _connections(self) -> Http1Pool:
+        if self._pool is None:
+            credentials = self._credentials
+            self._pool = Http1Pool(
+                credentials.server,
+                credentials.ssl_context,
+                timeout_seconds=self._timeout,
+                max_idle=self._max_connections,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                # The API server keeps no cookies: no jar to look up on every request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        return self._pool
 
-    def _headers_for(self, content_type: str | None) -> Mapping[str, str]:
+    def _headers_for(self, content_type: str | None) -> bytes:
         # Asked per request: a rotating token changes the header, and then the key.
         auth = self._credentials.authorization()
         headers = self._headers.get((auth, content_type))
         if headers is None:
             if len(self._headers) >= 8:  # tokens rotated: drop the stale ones
                 self._headers.clear()
-            built = {"Accept": "application/json"}
+            lines = ["Accept: application/json", f"User-Agent: {USER_AGENT}"]
             if auth:
-                built["Authorization"] = auth
+                lines.append(f"Authorization: {auth}")
             if content_type is not None:
-                built["Content-Type"] = content_type
-            headers = self._headers[(auth, content_type)] = built
+                lines.append(f"Content-Type: {content_type}")
+            headers = self._headers[(auth, content_type)] = "".join(
+                f"{line}\r\n" for line in lines
+            ).encode("latin-1")
         return headers
 
     async def send(
@@ -92,27 +89,21 @@ class Transport:
     ) -> dict[str, Any] | None:
         """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures."""
         data = None if body is None else _COMPACT.encode(body).encode("ascii")
-        url = self._credentials.server + path
+        target = path
         if method != "GET":
-            # Built once, not per request: aiohttp's query building was 6 % of the operator's
-            # CPU in a mass failover (py-spy, bench mass).
-            url += self._write_query
-        # encoded: the path is quoted already (ObjectKind.path), so yarl need not quote again.
-        async with self.http().request(
-            method,
-            URL(url, encoded=True),
-            data=data,
-            headers=self._headers_for(None if data is None else content_type),
-        ) as response:
-            # Read the body whatever the framing: the API server answers chunked at times.
-            payload = _json_object(await response.read())
-            if response.status == 404 and method == "GET":
-                return None
-            if response.status >= 400:
-                message = payload.get("message", response.reason or "")
-                reason = payload.get("reason", response.reason or "")
-                raise ApiError(response.status, str(reason), str(message))
-            return payload
+            target += self._write_query  # built once: query building was 6 % of a mass failover
+        headers = self._headers_for(None if data is None else content_type)
+        # ``path`` (and its query) is quoted already (ObjectKind.path): sent as it is.
+        answer = await self._connections().request(method, target, headers, data)
+        # The body is read whatever the framing: the API server answers chunked at times.
+        payload = _json_object(answer.body)
+        if answer.status == 404 and method == "GET":
+            return None
+        if answer.status >= 400:
+            message = payload.get("message", answer.reason)
+            reason = payload.get("reason", answer.reason)
+            raise ApiError(answer.status, str(reason), str(message))
+        return payload
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
