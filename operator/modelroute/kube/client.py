@@ -1,8 +1,9 @@
 """The only module that talks to the Kubernetes API (besides kopf's own watches).
 
-A small async REST client (kube.transport over kube.http1), behind the :class:`KubeApi` Protocol (our own boundary,
-which the tests' FakeKube implements). Credentials come from ``credentials``; requests in
-flight are bounded by ``lanes``, routing writes first. Every write carries the field manager.
+A small async REST client (kube.transport over kube.http1), behind the :class:`KubeApi`
+Protocol (our own boundary, which the tests' FakeKube implements). Credentials come from
+``credentials``; requests in flight are bounded by ``lanes``, routing writes first. Every write
+carries the field manager.
 """
 
 from __future__ import annotations
