@@ -207,3 +207,22 @@ async def test_a_decision_submitted_in_a_burst_does_not_sit_out_a_backoff() -> N
         await s.clock.until(41)
         assert s.patches() == tried + 1
         assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 2
+
+
+async def test_a_status_due_before_a_burst_is_built_after_it_from_the_newest() -> None:
+    # Start-up: a route's first status is due, then every route's routing write comes; by the
+    # time the status can go out, a newer one was decided. Only the newest is written.
+    async with reporter(on("vendor")) as s:
+        lanes = Lanes(4)
+        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        # A status write waits as it would in the client's normal lane while urgent is busy.
+        s.kube.status_writes_held = lane_free = asyncio.Event()
+        s.reporter.submit((), on("inhouse", count=1), None)  # due now
+        await lanes.acquire(urgent=True)
+        await s.clock.until(1)
+        s.reporter.submit(moved("FailedBack"), on("vendor", count=2), None)  # held
+        lanes.release(urgent=True)
+        lane_free.set()
+        await s.clock.until(2)
+        assert s.patches() == 1
+        assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 2

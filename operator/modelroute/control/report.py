@@ -227,14 +227,13 @@ class Reporter:
     async def _send_pending(self) -> None:
         retry = _RETRY_FIRST_SECONDS
         while self.pending:
-            if self._inbox:
-                if self._deps.lanes is not None:
-                    await self._deps.lanes.until_quiet()
-                self._accept_inbox()
-                continue
             await self._until_due()
-            if self._inbox:
-                continue
+            if self._deps.lanes is not None:
+                # Built once urgent requests are through (it could not be sent before): from
+                # the newest status, not from one that waited behind them (at start-up, each
+                # route's first status waited behind every route's routing write).
+                await self._deps.lanes.until_quiet()
+            self._accept_inbox()
             try:
                 await self._flush()
                 self._attempted.set()
