@@ -26,9 +26,11 @@ class Pages:
 
     def __init__(self, items: list[dict[str, Any]], size: int = 500) -> None:
         self.items, self.size, self.paths = items, size, list[str]()
+        self.urgent = list[bool]()
 
-    async def __call__(self, path: str) -> dict[str, Any] | None:
+    async def __call__(self, path: str, *, urgent: bool = False) -> dict[str, Any] | None:
         self.paths.append(path)
+        self.urgent.append(urgent)
         start = int(parse_qs(urlsplit(path).query).get("continue", ["0"])[0])
         end = start + self.size
         token = str(end) if end < len(self.items) else ""
@@ -132,12 +134,12 @@ class Failing(Pages):
         super().__init__(items)
         self.error, self.times = error, times
 
-    async def __call__(self, path: str) -> dict[str, Any] | None:
+    async def __call__(self, path: str, *, urgent: bool = False) -> dict[str, Any] | None:
         if self.times > 0:
             self.times -= 1
             self.paths.append(path)
             raise self.error
-        return await super().__call__(path)
+        return await super().__call__(path, urgent=urgent)
 
 
 async def test_a_bug_in_a_recheck_is_logged_and_the_next_round_still_sweeps(
@@ -175,13 +177,13 @@ class HeldPages(Pages):
         self.release, self.fail = asyncio.Event(), fail
         self.asked = list[str]()
 
-    async def __call__(self, path: str) -> dict[str, Any] | None:
+    async def __call__(self, path: str, *, urgent: bool = False) -> dict[str, Any] | None:
         self.asked.append(path)
         if "continue" in path:
             await self.release.wait()
             if self.fail:
                 raise ApiError(500, "InternalError", "etcd went away")
-        return await super().__call__(path)
+        return await super().__call__(path, urgent=urgent)
 
 
 async def test_a_page_starts_its_routes_while_the_next_is_listed(world: World) -> None:
@@ -215,3 +217,19 @@ def _renamed(body: dict[str, Any], name: str) -> dict[str, Any]:
     body["metadata"].update(name=name, uid=f"uid-{name}")
     body["spec"]["service"]["name"] = f"{name}-llm"
     return body
+
+
+async def test_the_start_up_list_goes_in_the_routing_lane_and_the_rechecks_do_not(
+    world: World,
+) -> None:
+    # The first pages' routes route at once: in the normal lane the next page waited for all
+    # of their routing writes.
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        bodies = [_renamed(_route(vendor.url, inhouse.url), f"r{i}") for i in range(3)]
+        get = Pages(bodies, size=2)
+        task = await prelist.start_listed(world.controller, get, Settings())
+        assert task is not None
+        task.cancel()
+        assert get.urgent == [True, True]
+        await prelist.recheck(world.controller, get, Settings(), every=0.0, rounds=1)
+        assert get.urgent[2:] == [False, False]

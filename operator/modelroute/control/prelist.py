@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -44,31 +44,45 @@ RECHECK_MAX_SECONDS = 60.0
 RECHECK_ROUNDS = 20
 PAGE = 500
 
-GetFn = Callable[[str], Awaitable[dict[str, Any] | None]]  # a GET of an API path
+
+class GetFn(Protocol):
+    """A GET of an API path (``KubeClient.request`` with "GET"); ``urgent``: in the routing
+    writes' lane."""
+
+    def __call__(self, path: str, *, urgent: bool = False) -> Awaitable[dict[str, Any] | None]:
+        """The decoded answer, None for a 404."""
+        ...
 
 
-async def list_routes(get: GetFn, settings: Settings) -> list[dict[str, Any]]:
+async def list_routes(
+    get: GetFn, settings: Settings, *, urgent: bool = False
+) -> list[dict[str, Any]]:
     """Every ModelRoute this operator serves: its namespaces (all when none) and its
     ``--label-selector`` shard, exactly what kopf's watch selects."""
-    return [item async for page in list_pages(get, settings) for item in page]
+    return [item async for page in list_pages(get, settings, urgent=urgent) for item in page]
 
 
-async def list_pages(get: GetFn, settings: Settings) -> AsyncIterator[list[dict[str, Any]]]:
+async def list_pages(
+    get: GetFn, settings: Settings, *, urgent: bool = False
+) -> AsyncIterator[list[dict[str, Any]]]:
     """The pages of :func:`list_routes`, each as it comes; the next page is already being
-    fetched while the caller works on one (the API server's time and ours overlap)."""
+    fetched while the caller works on one (the API server's time and ours overlap).
+    ``urgent``: in the routing writes' lane (see :func:`start_listed`)."""
     paths = [MODELROUTES.path(ns) for ns in settings.namespaces] or [
         f"/apis/{GROUP}/{VERSION}/{PLURAL}"
     ]
     for path in paths:
         pending: asyncio.Future[dict[str, Any] | None] | None = asyncio.ensure_future(
-            get(_page_path(path, settings, ""))
+            get(_page_path(path, settings, ""), urgent=urgent)
         )
         try:
             while pending is not None:
                 page = await pending or {}
                 token = (page.get("metadata") or {}).get("continue") or ""
                 pending = (
-                    asyncio.ensure_future(get(_page_path(path, settings, token))) if token else None
+                    asyncio.ensure_future(get(_page_path(path, settings, token), urgent=urgent))
+                    if token
+                    else None
                 )
                 yield page.get("items") or []
         finally:
@@ -94,7 +108,10 @@ async def start_listed(
     failed before any route started: kopf's own list starts the routes, only later)."""
     started = 0
     try:
-        async for page in list_pages(get, settings):
+        # Urgent: the routes of the first pages route at once (on a shared probe's result),
+        # and a page in the normal lane waited for all of their routing writes (3,000 routes:
+        # the last routed 38-75 s after the start instead of 29 s).
+        async for page in list_pages(get, settings, urgent=True):
             await controller.adopt_listed(page)
             started += len(page)
     except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
