@@ -179,3 +179,14 @@ async def test_an_owed_failover_takes_no_result_before_its_first_plan() -> None:
     assert feed.records["vendor"] is owed
     source.push("http://v.test", ok(2))  # later results are taken as usual
     assert feed.records["vendor"].consecutive_successes == 1
+
+
+async def test_a_record_time_without_a_zone_takes_no_result_and_breaks_nothing() -> None:
+    source, metrics = Source(), Metrics()
+    Route(source, metrics, "early", spec())
+    source.push("http://v.test", down(1))
+    naive = HealthRecord(True, 0, 0, None, datetime(2030, 1, 1))
+    late = Route(source, metrics, "late", spec(), {"vendor": naive})
+    assert late.vendor().consecutive_failures == 0
+    source.push("http://v.test", down(2))  # taken as usual from then on
+    assert late.vendor().consecutive_failures == 1

@@ -24,6 +24,7 @@ import functools
 import logging
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import NamedTuple
 
 from modelroute.api.models import DrillSpec, ModelRouteSpec, ProbeSpec
@@ -77,9 +78,7 @@ class _SharedFold:
         # this result (a worker replaced in this process carries it) is left as it is.
         result = self._last
         before = feed.records.get(name, _NEVER_PROBED)
-        if result is None or (
-            before.last_probe_time is not None and before.last_probe_time >= result.finished_at
-        ):
+        if result is None or not _predates(before.last_probe_time, result.finished_at):
             return
         if not result.ok:
             reason = (result.reason or ProbeFailure.UNAVAILABLE).value
@@ -121,6 +120,15 @@ class _SharedFold:
         self.members.pop((feed, name), None)
         if not self.members:
             self._forget()
+
+
+def _predates(probed: datetime | None, finished: datetime) -> bool:
+    """Whether a record last probed at ``probed`` predates a result that ``finished``; a time
+    that cannot be compared (without a zone: not one the operator wrote) counts as not."""
+    try:
+        return probed is None or probed < finished
+    except TypeError:
+        return False
 
 
 class _Shares:
