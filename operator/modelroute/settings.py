@@ -49,7 +49,8 @@ class Settings:
     # egress gateway behind a private CA); None: the system store only (SSL_CERT_FILE moves it).
     ca_bundle: str | None = None
     # Seconds of random delay before a backend's first probe, to spread load at start-up
-    # (capped at the backend's probe interval).
+    # (capped at the backend's probe interval); the first few loops started together
+    # (probing.keys.START_BURST) probe at once.
     probe_start_jitter_seconds: float = 1.0
     # Longest pause (seconds) a 429 Retry-After may impose before the next probe.
     max_retry_after_seconds: float = 60.0

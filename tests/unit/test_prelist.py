@@ -3,6 +3,7 @@ delivery of them is a no-op, and a route deleted before kopf listed is not kept 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from modelroute.control import prelist
+from modelroute.kube.client import ApiError
 from modelroute.settings import Settings
 from tests.fakes.openai_backend import FakeBackend
 from tests.unit import test_controller
@@ -24,9 +26,11 @@ class Pages:
 
     def __init__(self, items: list[dict[str, Any]], size: int = 500) -> None:
         self.items, self.size, self.paths = items, size, list[str]()
+        self.urgent = list[bool]()
 
-    async def __call__(self, path: str) -> dict[str, Any] | None:
+    async def __call__(self, path: str, *, urgent: bool = False) -> dict[str, Any] | None:
         self.paths.append(path)
+        self.urgent.append(urgent)
         start = int(parse_qs(urlsplit(path).query).get("continue", ["0"])[0])
         end = start + self.size
         token = str(end) if end < len(self.items) else ""
@@ -130,12 +134,12 @@ class Failing(Pages):
         super().__init__(items)
         self.error, self.times = error, times
 
-    async def __call__(self, path: str) -> dict[str, Any] | None:
+    async def __call__(self, path: str, *, urgent: bool = False) -> dict[str, Any] | None:
         if self.times > 0:
             self.times -= 1
             self.paths.append(path)
             raise self.error
-        return await super().__call__(path)
+        return await super().__call__(path, urgent=urgent)
 
 
 async def test_a_bug_in_a_recheck_is_logged_and_the_next_round_still_sweeps(
@@ -163,3 +167,69 @@ async def test_rechecks_end_after_a_bounded_number_of_lists_naming_the_routes(
         assert len(get.paths) == 3
         assert (NS, "chat") in world.controller.workers  # left running, for kopf
         assert f"{NS}/chat" in caplog.text and "after 3 lists" in caplog.text
+
+
+class HeldPages(Pages):
+    """Pages, but every page after the first waits until ``release`` is set."""
+
+    def __init__(self, items: list[dict[str, Any]], size: int, fail: bool = False) -> None:
+        super().__init__(items, size)
+        self.release, self.fail = asyncio.Event(), fail
+        self.asked = list[str]()
+
+    async def __call__(self, path: str, *, urgent: bool = False) -> dict[str, Any] | None:
+        self.asked.append(path)
+        if "continue" in path:
+            await self.release.wait()
+            if self.fail:
+                raise ApiError(500, "InternalError", "etcd went away")
+        return await super().__call__(path, urgent=urgent)
+
+
+async def test_a_page_starts_its_routes_while_the_next_is_listed(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        bodies = [_renamed(_route(vendor.url, inhouse.url), f"r{i}") for i in range(3)]
+        get = HeldPages(bodies, size=2)
+        listing = asyncio.create_task(prelist.start_listed(world.controller, get, Settings()))
+        await _until(lambda: len(world.controller.workers) == 2)
+        assert len(get.asked) == 2  # the second page was asked for before the first started
+        assert not listing.done()
+        get.release.set()
+        task = await listing
+        assert task is not None
+        assert sorted(name for _, name in world.controller.workers) == ["r0", "r1", "r2"]
+        task.cancel()
+
+
+async def test_routes_of_a_partial_list_are_still_checked_for_deletion(world: World) -> None:
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        bodies = [_renamed(_route(vendor.url, inhouse.url), f"r{i}") for i in range(3)]
+        get = HeldPages(bodies, size=2, fail=True)
+        get.release.set()
+        task = await prelist.start_listed(world.controller, get, Settings())
+        assert task is not None  # the first page's routes run: kopf confirms or the check drops
+        assert world.controller.unconfirmed == 2
+        task.cancel()
+
+
+def _renamed(body: dict[str, Any], name: str) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    body["metadata"].update(name=name, uid=f"uid-{name}")
+    body["spec"]["service"]["name"] = f"{name}-llm"
+    return body
+
+
+async def test_the_start_up_list_goes_in_the_routing_lane_and_the_rechecks_do_not(
+    world: World,
+) -> None:
+    # The first pages' routes route at once: in the normal lane the next page waited for all
+    # of their routing writes.
+    async with FakeBackend(("gpt-4o",)) as vendor, FakeBackend(("llama",)) as inhouse:
+        bodies = [_renamed(_route(vendor.url, inhouse.url), f"r{i}") for i in range(3)]
+        get = Pages(bodies, size=2)
+        task = await prelist.start_listed(world.controller, get, Settings())
+        assert task is not None
+        task.cancel()
+        assert get.urgent == [True, True]
+        await prelist.recheck(world.controller, get, Settings(), every=0.0, rounds=1)
+        assert get.urgent[2:] == [False, False]

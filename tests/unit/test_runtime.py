@@ -76,3 +76,29 @@ async def test_the_probe_trust_store_keeps_as_many_contexts_as_its_setting(
         await probes.close()
         if deps.reachability is not None:
             await deps.reachability.close()
+
+
+class LaneKube(FakeKube):
+    """FakeKube whose GETs record whether they went in the routing writes' lane."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lanes: list[tuple[str, bool]] = []
+
+    async def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        self.lanes.append((path, bool(kwargs.get("urgent"))))
+        return None
+
+
+async def test_a_probe_key_read_on_a_cache_miss_goes_in_the_routing_lane() -> None:
+    # A new probe loop's first probe, and with it a new route's first routing, waits on the
+    # Secret: in the normal lane it waited for a start-up's stream of routing writes.
+    kube = LaneKube()
+    deps, probes = _build_deps(Settings(), cast(KubeClient, kube), Metrics(), DriverAvailability())
+    try:
+        assert await deps.secrets.get(("ai", "vendor-key")) is None
+        assert kube.lanes == [("/api/v1/namespaces/ai/secrets/vendor-key", True)]
+    finally:
+        await probes.close()
+        if deps.reachability is not None:
+            await deps.reachability.close()

@@ -90,8 +90,12 @@ async def test_other_thresholds_and_other_histories_fold_on_their_own() -> None:
     strict = Route(source, metrics, "strict", spec(failure_threshold=1))
     usual = Route(source, metrics, "usual", spec())
     source.push("http://v.test", ok(0))
-    # Started later, from a status that says the vendor was already failing once.
-    late = Route(source, metrics, "late", spec(), {"vendor": HealthRecord(True, 1, 0)})
+    # Started later, from a status that says the vendor was already failing once (after the
+    # last result: that one is not taken again).
+    after_ok = T0 + timedelta(seconds=0.5)
+    late = Route(
+        source, metrics, "late", spec(), {"vendor": HealthRecord(True, 1, 0, None, after_ok)}
+    )
     source.push("http://v.test", down(1))
     assert strict.vendor().healthy is False  # threshold 1
     assert usual.vendor().healthy is True
@@ -131,3 +135,58 @@ async def test_the_last_route_to_stop_unsubscribes_the_shared_fold() -> None:
     again = Route(source, metrics, "again", spec())
     source.push("http://v.test", ok(1))
     assert again.vendor().healthy is True
+
+
+async def test_a_route_joining_a_probe_takes_its_latest_result_at_once() -> None:
+    # A restarted operator starts its routes over a second or more while the shared loop
+    # already probes: a route started after the first failure must not decide an interval
+    # after the others.
+    source, metrics = Source(), Metrics()
+    healthy = HealthRecord(True, 0, 0, None, T0)  # as written by the previous process
+    early = Route(source, metrics, "early", spec(), {"vendor": healthy})
+    source.push("http://v.test", down(1))
+    late = Route(source, metrics, "late", spec(), {"vendor": healthy})
+    assert late.vendor().consecutive_failures == 1
+    assert late.vendor() == early.vendor()
+    assert late.wakes == 1
+    assert count(metrics, "late", "vendor", "Unavailable") == 1
+    source.push("http://v.test", down(2))  # the deciding one, for both at once
+    assert late.vendor().healthy is False
+    assert early.vendor().healthy is False
+    assert late.vendor() is early.vendor()
+    # A never-probed backend gets its first verdict from it too.
+    fresh = Route(source, metrics, "fresh", spec())
+    assert fresh.vendor().healthy is False
+
+
+async def test_a_record_that_already_holds_the_latest_result_is_not_folded_twice() -> None:
+    source, metrics = Source(), Metrics()
+    early = Route(source, metrics, "early", spec(), {"vendor": HealthRecord(True, 0, 0, None, T0)})
+    source.push("http://v.test", down(1))
+    carried = {"vendor": early.vendor()}  # a worker replaced in this process carries it
+    again = Route(source, metrics, "again", spec(), carried)
+    assert again.vendor().consecutive_failures == 1
+    assert again.wakes == 0
+
+
+async def test_an_owed_failover_takes_no_result_before_its_first_plan() -> None:
+    source, metrics = Source(), Metrics()
+    Route(source, metrics, "early", spec())
+    source.push("http://v.test", ok(1))  # the vendor is back
+    owed = HealthRecord(False, 2, 0, None, T0)  # marked failed (control.resumption)
+    feed = HealthFeed(source, metrics, {"vendor": owed}, lambda: None)
+    feed.start(RouteRef("ai", "owed", "owed"), spec(), catch_up=False)
+    assert feed.records["vendor"] is owed
+    source.push("http://v.test", ok(2))  # later results are taken as usual
+    assert feed.records["vendor"].consecutive_successes == 1
+
+
+async def test_a_record_time_without_a_zone_takes_no_result_and_breaks_nothing() -> None:
+    source, metrics = Source(), Metrics()
+    Route(source, metrics, "early", spec())
+    source.push("http://v.test", down(1))
+    naive = HealthRecord(True, 0, 0, None, datetime(2030, 1, 1))
+    late = Route(source, metrics, "late", spec(), {"vendor": naive})
+    assert late.vendor().consecutive_failures == 0
+    source.push("http://v.test", down(2))  # taken as usual from then on
+    assert late.vendor().consecutive_failures == 1

@@ -24,6 +24,7 @@ import functools
 import logging
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import NamedTuple
 
 from modelroute.api.models import DrillSpec, ModelRouteSpec, ProbeSpec
@@ -58,8 +59,35 @@ class _SharedFold:
         self._metrics = metrics
         self._forget = forget
         self.members: dict[tuple[HealthFeed, str], tuple[str, str, str]] = {}
+        self._last: prober.ProbeResult | None = None  # the latest result, for late joiners
+
+    def join(
+        self, feed: HealthFeed, name: str, labels: tuple[str, str, str], *, catch_up: bool
+    ) -> None:
+        """Add ``feed``'s backend ``name``; ``catch_up``: fold the probe's latest result into
+        it at once when the record predates it (see :meth:`_catch_up`)."""
+        self.members[(feed, name)] = labels
+        if catch_up:
+            self._catch_up(feed, name, labels)
+
+    def _catch_up(self, feed: HealthFeed, name: str, labels: tuple[str, str, str]) -> None:
+        # Why: a route that joins a running loop would otherwise count from the next result,
+        # one interval behind the routes already on it. A restarted operator starts 1,000
+        # routes over about a second while the shared loop probes: the later ones decided a
+        # mass failover an interval late (issue 13, scenario 5). A record already holding
+        # this result (a worker replaced in this process carries it) is left as it is.
+        result = self._last
+        before = feed.records.get(name, _NEVER_PROBED)
+        if result is None or not _predates(before.last_probe_time, result.finished_at):
+            return
+        if not result.ok:
+            reason = (result.reason or ProbeFailure.UNAVAILABLE).value
+            self._metrics.probe_failures.labels(*labels, reason).inc()
+        folded = self._fold(before, result)
+        feed.take(name, labels, folded.after, folded.material, asyncio.get_running_loop().time())
 
     def __call__(self, result: prober.ProbeResult) -> None:
+        self._last = result
         by_identity: dict[int, _Folded] = {}
         by_value: dict[health.HealthRecord, _Folded] = {}
         now = asyncio.get_running_loop().time()
@@ -92,6 +120,15 @@ class _SharedFold:
         self.members.pop((feed, name), None)
         if not self.members:
             self._forget()
+
+
+def _predates(probed: datetime | None, finished: datetime) -> bool:
+    """Whether a record last probed at ``probed`` predates a result that ``finished``; a time
+    that cannot be compared (without a zone: not one the operator wrote) counts as not."""
+    try:
+        return probed is None or probed < finished
+    except TypeError:
+        return False
 
 
 class _Shares:
@@ -148,9 +185,14 @@ class HealthFeed:
         self._up_shown: dict[str, bool | None] = {}  # backend_up as last set, per backend
         self.max_probe_period: float = 0.0
         self._drill: DrillSpec | None = None
+        self._catching_up = True
 
-    def start(self, ref: RouteRef, spec: ModelRouteSpec) -> None:
-        """Subscribe every backend's probe; records of backends no longer in spec are dropped."""
+    def start(self, ref: RouteRef, spec: ModelRouteSpec, *, catch_up: bool = True) -> None:
+        """Subscribe every backend's probe; records of backends no longer in spec are dropped.
+        ``catch_up``: a backend joining a probe that already has a result takes it at once;
+        off for an owed failover's records (control.resumption), which its first plan must
+        take as given: a success folded in first (the backend back) would plan traffic back."""
+        self._catching_up = catch_up
         self.records = {
             b.name: health.without_deep_probe(self.records.get(b.name, health.HealthRecord()))
             if spec.effective_probe(b).effective_deep is None
@@ -186,8 +228,8 @@ class HealthFeed:
             self._subscribe(key, functools.partial(self._record, name, probe, labels))
             return
         shared = shares.join(key, probe, self._metrics)
-        shared.members[(self, name)] = labels
         self._shared.append((shared, name))
+        shared.join(self, name, labels, catch_up=self._catching_up)
 
     def _subscribe(self, key: ProbeKey, subscriber: Subscriber) -> None:
         self._probes.subscribe(key, subscriber)

@@ -4,7 +4,9 @@ kopf lists the routes after every start-up handler has finished and hands them o
 object at a time, each through its own per-object worker, on the loop the started routes share:
 at 1,000 routes the last one started 13 s (idle machine) to 42 s (loaded) after the process, and
 a restarted operator failed over the routes left by its predecessor that much late (issue 13,
-scenario 5). One LIST of our own, read in the start-up handler, starts them all at once.
+scenario 5). One LIST of our own, read in the start-up handler, starts them all at once,
+each page as it comes while the next is fetched (at 1,000 routes the two pages took the API
+server 1.1 s: the first 500 routes probe meanwhile).
 
 The catch is a route deleted between this list and kopf's: kopf lists without it and never
 reports its deletion. So until kopf has delivered every route started here, the routes are
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -42,44 +44,83 @@ RECHECK_MAX_SECONDS = 60.0
 RECHECK_ROUNDS = 20
 PAGE = 500
 
-GetFn = Callable[[str], Awaitable[dict[str, Any] | None]]  # a GET of an API path
+
+class GetFn(Protocol):
+    """A GET of an API path (``KubeClient.request`` with "GET"); ``urgent``: in the routing
+    writes' lane."""
+
+    def __call__(self, path: str, *, urgent: bool = False) -> Awaitable[dict[str, Any] | None]:
+        """The decoded answer, None for a 404."""
+        ...
 
 
-async def list_routes(get: GetFn, settings: Settings) -> list[dict[str, Any]]:
+async def list_routes(
+    get: GetFn, settings: Settings, *, urgent: bool = False
+) -> list[dict[str, Any]]:
     """Every ModelRoute this operator serves: its namespaces (all when none) and its
     ``--label-selector`` shard, exactly what kopf's watch selects."""
+    return [item async for page in list_pages(get, settings, urgent=urgent) for item in page]
+
+
+async def list_pages(
+    get: GetFn, settings: Settings, *, urgent: bool = False
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The pages of :func:`list_routes`, each as it comes; the next page is already being
+    fetched while the caller works on one (the API server's time and ours overlap).
+    ``urgent``: in the routing writes' lane (see :func:`start_listed`)."""
     paths = [MODELROUTES.path(ns) for ns in settings.namespaces] or [
         f"/apis/{GROUP}/{VERSION}/{PLURAL}"
     ]
-    items: list[dict[str, Any]] = []
     for path in paths:
-        token = ""
-        while True:
-            query: dict[str, str | int] = {"limit": PAGE}
-            if settings.label_selector:
-                query["labelSelector"] = settings.label_selector
-            if token:
-                query["continue"] = token
-            page = await get(f"{path}?{urlencode(query)}") or {}
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                break
-    return items
+        pending: asyncio.Future[dict[str, Any] | None] | None = asyncio.ensure_future(
+            get(_page_path(path, settings, ""), urgent=urgent)
+        )
+        try:
+            while pending is not None:
+                page = await pending or {}
+                token = (page.get("metadata") or {}).get("continue") or ""
+                pending = (
+                    asyncio.ensure_future(get(_page_path(path, settings, token), urgent=urgent))
+                    if token
+                    else None
+                )
+                yield page.get("items") or []
+        finally:
+            if pending is not None:  # the caller stopped early, or a page failed
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+
+def _page_path(path: str, settings: Settings, token: str) -> str:
+    query: dict[str, str | int] = {"limit": PAGE}
+    if settings.label_selector:
+        query["labelSelector"] = settings.label_selector
+    if token:
+        query["continue"] = token
+    return f"{path}?{urlencode(query)}"
 
 
 async def start_listed(
     controller: Controller, get: GetFn, settings: Settings
 ) -> asyncio.Task[None] | None:
-    """List and start the routes; the task that then checks for deletions kopf missed (None
-    when the list failed: kopf's own list starts the routes, only later)."""
+    """List and start the routes, each page as it comes (the first routes probe while the
+    rest are listed); the task that then checks for deletions kopf missed (None when the list
+    failed before any route started: kopf's own list starts the routes, only later)."""
+    started = 0
     try:
-        bodies = await list_routes(get, settings)
+        # Urgent: the routes of the first pages route at once (on a shared probe's result),
+        # and a page in the normal lane waited for all of their routing writes (3,000 routes:
+        # the last routed 38-75 s after the start instead of 29 s).
+        async for page in list_pages(get, settings, urgent=True):
+            await controller.adopt_listed(page)
+            started += len(page)
     except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("could not list ModelRoutes at start-up, kopf will: %s", exc)
-        return None
-    await controller.adopt_listed(bodies)
-    logger.info("started %d routes from the start-up list", len(bodies))
+        if not started:
+            return None
+    else:
+        logger.info("started %d routes from the start-up list", started)
+    # Routes started from a partial list are checked too: kopf's list confirms the rest.
     return asyncio.create_task(recheck(controller, get, settings), name="prelist-recheck")
 
 

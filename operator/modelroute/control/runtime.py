@@ -233,7 +233,9 @@ def _build_deps(
         )
         for kind in drivers.watched_kinds
     }
-    secrets = ObjectCache(functools.partial(kube.get_object, SECRETS), slim_secret)
+    # Urgent too: a new probe loop's first probe (and every route's first routing) waits on its
+    # key, and in the normal lane the read waited for a start-up's stream of routing writes.
+    secrets = ObjectCache(functools.partial(urgent_get, kube, SECRETS), slim_secret)
     reachability = ApiReachability(functools.partial(kube.api_resources, "v1"))
     probes = _probe_hub(settings, secrets, metrics)
     deps = Deps(

@@ -166,7 +166,7 @@ class RouteWorker:
         driven = self._driven = Driven(spec, info, info.create(self._deps.driver_context))
         self._subscribe_objects(driven)
         await self._resume_routing(driven)
-        self.feed.start(self.route.ref, spec)
+        self.feed.start(self.route.ref, spec, catch_up=self._owed is None)  # see feed.start
         await self._loop(lambda: self._reconcile(driven), once=False)
 
     async def _loop(self, step: Callable[[], Awaitable[None]], *, once: bool) -> None:

@@ -12,7 +12,8 @@ Deep probes (``probe.deep``: a rare generating probe beside the cheap one) are p
 their own key (``ProbeKind.DEEP``) and are shared the same way: a thousand routes with the same
 deep probe of one backend send one completion per deep interval.
 
-Loops run at a fixed rate from a jittered start (:func:`~modelroute.probing.keys.next_start`).
+Loops run at a fixed rate (:func:`~modelroute.probing.keys.next_start`) from a start that is
+immediate for the first few loops started together, jittered for the rest (``StartSpread``).
 Each loop has at most one probe in flight, so a hung backend occupies only its own loop: probes
 of other backends never wait behind it. The shared HTTP session bounds connections per host,
 not globally, for the same reason. A loop also remembers which token field a backend's chat
@@ -43,7 +44,7 @@ from modelroute.metrics import Metrics
 from modelroute.probing import prober
 from modelroute.probing.dialects import TokenLimit
 from modelroute.probing.keys import ProbeKey as ProbeKey
-from modelroute.probing.keys import ProbeKind, next_start
+from modelroute.probing.keys import ProbeKind, StartSpread, next_start
 from modelroute.probing.session import TrustStore
 from modelroute.probing.trust import ca_context
 
@@ -89,7 +90,7 @@ class ProbeHub:
         self._secrets = secrets
         self._metrics = metrics
         self._now = now
-        self._jitter = start_jitter_seconds
+        self._spread = StartSpread(start_jitter_seconds, random.uniform)
         self._max_retry_after = max_retry_after_seconds
         self._loops: dict[ProbeKey, _Loop] = {}
         self._targets: Counter[str] = Counter()  # live loops per metrics target
@@ -133,7 +134,7 @@ class ProbeHub:
     async def _run(self, key: ProbeKey) -> None:
         clock = asyncio.get_running_loop().time
         probe = key.probe_spec()
-        next_at = clock() + random.uniform(0, min(self._jitter, key.interval_seconds))
+        next_at = clock() + self._spread.delay(clock(), key.interval_seconds)
         token_limit: TokenLimit | None = None
         while True:
             delay = next_at - clock()
