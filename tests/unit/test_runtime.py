@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from modelroute.control.discovery import DriverAvailability
 from modelroute.control.runtime import Runtime, _build_deps
-from modelroute.kube.client import KubeClient
+from modelroute.core.types import EventType, RouteRef
+from modelroute.kube.client import ApiError, KubeClient
 from modelroute.kube.credentials import Credentials
 from modelroute.metrics import Metrics
 from modelroute.settings import Settings
@@ -72,6 +74,34 @@ async def test_the_probe_trust_store_keeps_as_many_contexts_as_its_setting(
         await trust.context_for(pems[1])
         assert len(trust) == 1
         assert await trust.context_for(pems[0]) is not first  # dropped, so built again
+    finally:
+        await probes.close()
+        if deps.reachability is not None:
+            await deps.reachability.close()
+
+
+async def test_every_event_the_api_server_created_is_counted_as_a_write() -> None:
+    """modelroute_api_writes_total counts Events too: blind to them, it read flat for seconds
+    while a start-up's backlog of Events went out (all before the statuses queued behind
+    them), and the scale bench took that for steady state (bench/notes.md)."""
+    kube = FakeKube()
+    metrics = Metrics()
+    deps, probes = _build_deps(Settings(), cast(KubeClient, kube), metrics, DriverAvailability())
+
+    def events_written() -> float | None:
+        labels = {"resource": "events"}
+        return metrics.registry.get_sample_value("modelroute_api_writes_total", labels)
+
+    try:
+        route = RouteRef("ai", "chat", "uid-1")
+        when = datetime(2025, 1, 1, tzinfo=UTC)
+        await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
+        await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
+        assert events_written() == 2.0
+        kube.event_error = ApiError(403, "Forbidden", "no")  # refused: nothing was written
+        await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
+        assert events_written() == 2.0
+        assert len(kube.posted_events) == 2
     finally:
         await probes.close()
         if deps.reachability is not None:

@@ -249,7 +249,9 @@ def _build_deps(
         caches=caches,
         secrets=secrets,
         metrics=metrics,
-        events=EventRecorder(kube, settings.field_manager),
+        events=EventRecorder(
+            kube, settings.field_manager, on_posted=metrics.api_writes.labels("events").inc
+        ),
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
