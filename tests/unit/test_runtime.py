@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from modelroute.control.discovery import DriverAvailability
 from modelroute.control.runtime import Runtime, _build_deps
-from modelroute.kube.client import KubeClient
+from modelroute.core.types import EventType, RouteRef
+from modelroute.kube.client import ApiError, KubeClient
 from modelroute.kube.credentials import Credentials
 from modelroute.metrics import Metrics
 from modelroute.settings import Settings
@@ -78,6 +80,7 @@ async def test_the_probe_trust_store_keeps_as_many_contexts_as_its_setting(
             await deps.reachability.close()
 
 
+<<<<<<< HEAD
 class LaneKube(FakeKube):
     """FakeKube whose GETs record whether they went in the routing writes' lane."""
 
@@ -98,6 +101,30 @@ async def test_a_probe_key_read_on_a_cache_miss_goes_in_the_routing_lane() -> No
     try:
         assert await deps.secrets.get(("ai", "vendor-key")) is None
         assert kube.lanes == [("/api/v1/namespaces/ai/secrets/vendor-key", True)]
+=======
+async def test_every_event_the_api_server_created_is_counted_as_a_write() -> None:
+    """modelroute_api_writes_total counts Events too: blind to them, it read flat for seconds
+    while a start-up's backlog of Events went out (all before the statuses queued behind
+    them), and the scale bench took that for steady state (bench/notes.md)."""
+    kube = FakeKube()
+    metrics = Metrics()
+    deps, probes = _build_deps(Settings(), cast(KubeClient, kube), metrics, DriverAvailability())
+
+    def events_written() -> float | None:
+        labels = {"resource": "events"}
+        return metrics.registry.get_sample_value("modelroute_api_writes_total", labels)
+
+    try:
+        route = RouteRef("ai", "chat", "uid-1")
+        when = datetime(2025, 1, 1, tzinfo=UTC)
+        await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
+        await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
+        assert events_written() == 2.0
+        kube.event_error = ApiError(403, "Forbidden", "no")  # refused: nothing was written
+        await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
+        assert events_written() == 2.0
+        assert len(kube.posted_events) == 2
+>>>>>>> h-steady
     finally:
         await probes.close()
         if deps.reachability is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -105,9 +105,14 @@ class EventRecorder:
     """Logs and posts Events; a failure to post is logged, never raised, except the API
     server's absence (the caller keeps the Event in order and posts it again)."""
 
-    def __init__(self, kube: KubeApi, component: str) -> None:
+    def __init__(
+        self, kube: KubeApi, component: str, on_posted: Callable[[], None] | None = None
+    ) -> None:
+        """``on_posted`` is called once per Event the API server created (the operator's
+        write counter: a counter blind to Events reads flat while a backlog of them is sent)."""
         self._kube = kube
         self._component = component
+        self._on_posted = on_posted
 
     def log(self, route: RouteRef, event_type: EventType, reason: str, message: str) -> None:
         """The Event's log line (a Warning Event at WARNING level), once per Event."""
@@ -138,6 +143,8 @@ class EventRecorder:
         extra = {"namespace": route.namespace, "route": route.name}
         try:
             await self._kube.create_event(route.namespace, body)
+            if self._on_posted is not None:
+                self._on_posted()
         except TRANSPORT_FAILURES:
             raise
         except ApiError as exc:
