@@ -80,7 +80,6 @@ async def test_the_probe_trust_store_keeps_as_many_contexts_as_its_setting(
             await deps.reachability.close()
 
 
-<<<<<<< HEAD
 class LaneKube(FakeKube):
     """FakeKube whose GETs record whether they went in the routing writes' lane."""
 
@@ -101,7 +100,12 @@ async def test_a_probe_key_read_on_a_cache_miss_goes_in_the_routing_lane() -> No
     try:
         assert await deps.secrets.get(("ai", "vendor-key")) is None
         assert kube.lanes == [("/api/v1/namespaces/ai/secrets/vendor-key", True)]
-=======
+    finally:
+        await probes.close()
+        if deps.reachability is not None:
+            await deps.reachability.close()
+
+
 async def test_every_event_the_api_server_created_is_counted_as_a_write() -> None:
     """modelroute_api_writes_total counts Events too: blind to them, it read flat for seconds
     while a start-up's backlog of Events went out (all before the statuses queued behind
@@ -124,7 +128,6 @@ async def test_every_event_the_api_server_created_is_counted_as_a_write() -> Non
         await deps.events.post(route, EventType.NORMAL, "Routed", "m", when)
         assert events_written() == 2.0
         assert len(kube.posted_events) == 2
->>>>>>> h-steady
     finally:
         await probes.close()
         if deps.reachability is not None:

@@ -244,7 +244,9 @@ def _build_deps(
         caches=caches,
         secrets=secrets,
         metrics=metrics,
-        events=EventRecorder(kube, settings.field_manager),
+        events=EventRecorder(
+            kube, settings.field_manager, on_posted=metrics.api_writes.labels("events").inc
+        ),
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
@@ -271,24 +273,6 @@ def _probe_hub(settings: Settings, secrets: ObjectCache, metrics: Metrics) -> Pr
         max_retry_after_seconds=settings.max_retry_after_seconds,
         trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),  # caBundleSecretRef
     )
-<<<<<<< HEAD
-=======
-    deps = Deps(
-        settings=settings,
-        kube=kube,
-        caches=caches,
-        secrets=secrets,
-        metrics=metrics,
-        events=EventRecorder(
-            kube, settings.field_manager, on_posted=metrics.api_writes.labels("events").inc
-        ),
-        probes=probes,
-        now=utc_now,
-        unavailable_drivers=drivers.unavailable,
-        reachability=reachability,
-    )
-    return deps, probes
->>>>>>> h-steady
 
 
 def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:
