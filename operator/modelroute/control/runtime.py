@@ -219,10 +219,9 @@ def _build_deps(
 ) -> tuple[Deps, ProbeHub]:
     """What every route worker shares, and the probe hub behind it."""
     # One cache per kind a served routing driver routes through or reads (never a kind the
-    # cluster lacks), and the Secrets that probes authenticate with.
-    # A namespace's objects are listed once, at its first miss, and kept (bounded; the
-    # operator's own always) with the watch's events: a restarted operator does not read each
-    # route's object one by one. A read that precedes a routing write is urgent.
+    # cluster lacks), and the Secrets probes authenticate with. A namespace is listed once, at
+    # its first miss, and kept with the watch's events (bounded; the operator's own always):
+    # a restarted operator reads no object one by one. A read before a routing write is urgent.
     caches = {
         kind: ObjectCache(
             functools.partial(urgent_get, kube, kind),
@@ -233,8 +232,7 @@ def _build_deps(
         )
         for kind in drivers.watched_kinds
     }
-    # Urgent too: a new probe loop's first probe (and every route's first routing) waits on its
-    # key, and in the normal lane the read waited for a start-up's stream of routing writes.
+    # Urgent too: a new probe loop's first probe (and so a route's first routing) waits on it.
     secrets = ObjectCache(functools.partial(urgent_get, kube, SECRETS), slim_secret)
     reachability = ApiReachability(functools.partial(kube.api_resources, "v1"))
     probes = _probe_hub(settings, secrets, metrics)
