@@ -21,12 +21,18 @@ from tests.unit.test_report import REF, ROUTE_KEY, Setup, moved, on, reporter
 pytestmark = pytest.mark.looptime
 
 
+def with_lanes(s: Setup) -> Lanes:
+    """Give the reporter an API client's request lanes (none in use yet)."""
+    lanes = Lanes(4)
+    s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+    return lanes
+
+
 @contextlib.asynccontextmanager
 async def in_a_burst() -> AsyncIterator[tuple[Setup, Lanes]]:
     """A reporter whose API client has a routing write in flight (released by the test)."""
     async with reporter(on("vendor")) as s:
-        lanes = Lanes(4)
-        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        lanes = with_lanes(s)
         await lanes.acquire(urgent=True)
         yield s, lanes
 
@@ -144,8 +150,7 @@ async def test_drain_takes_what_was_submitted_in_a_burst() -> None:
 
 async def test_drain_waits_for_a_decision_held_while_it_waited() -> None:
     async with reporter(on("vendor")) as s:
-        lanes = Lanes(4)
-        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        lanes = with_lanes(s)
         s.kube.status_writes_held = held = asyncio.Event()
         s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
         drained = asyncio.create_task(s.reporter.drain())
@@ -163,8 +168,7 @@ async def test_drain_waits_for_a_decision_held_while_it_waited() -> None:
 
 async def test_a_decision_held_while_events_post_is_written_in_the_same_status_write() -> None:
     async with reporter(on("vendor")) as s:
-        lanes = Lanes(4)
-        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        lanes = with_lanes(s)
         s.kube.events_held = posting = asyncio.Event()
         s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
         await s.clock.until(1)  # FailedOver is being posted
@@ -193,8 +197,7 @@ async def test_what_is_held_is_bounded() -> None:
 
 async def test_a_decision_submitted_in_a_burst_does_not_sit_out_a_backoff() -> None:
     async with reporter(on("vendor")) as s:
-        lanes = Lanes(4)
-        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        lanes = with_lanes(s)
         s.kube.status_write_error = ApiError(503, "ServiceUnavailable", "busy")
         s.reporter.submit((), on("inhouse", count=1), None)
         await s.clock.until(40)  # retried at 0, 1, 3, 7, 15, 31 s: the next at 61 s
@@ -213,8 +216,7 @@ async def test_a_status_due_before_a_burst_is_built_after_it_from_the_newest() -
     # Start-up: a route's first status is due, then every route's routing write comes; by the
     # time the status can go out, a newer one was decided. Only the newest is written.
     async with reporter(on("vendor")) as s:
-        lanes = Lanes(4)
-        s.reporter._deps = dataclasses.replace(s.reporter._deps, lanes=lanes)
+        lanes = with_lanes(s)
         # A status write waits as it would in the client's normal lane while urgent is busy.
         s.kube.status_writes_held = lane_free = asyncio.Event()
         s.reporter.submit((), on("inhouse", count=1), None)  # due now
