@@ -68,6 +68,11 @@ class Settings:
     # route at start-up). The routing write and Events never wait for it. 0: no wait (the
     # first status, Ready=False AwaitingFirstProbes, is written at once).
     first_status_hold_seconds: float = 0.0
+    # Longest wait (seconds) of a route's Events and status for urgent requests (routing
+    # writes, the reads they wait on) to be through before they are judged and sent; they are
+    # then sent in the normal lane (a start-up, or a routing write that keeps timing out, must
+    # not hold every status for its whole length).
+    report_hold_max_seconds: float = 5.0
     # Events of one route kept while they cannot be posted (an API server outage); beyond
     # this the oldest are dropped, with a warning.
     max_unsent_events: int = 100

@@ -154,6 +154,7 @@ class RecordingKube(KubeClient):
         *,
         content_type: str = "application/json",
         urgent: bool = False,
+        first: bool = False,
     ) -> dict[str, Any] | None:
         self.calls.append((method, path))
         if method == "GET":

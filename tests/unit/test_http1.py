@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 
-from modelroute.kube.http1 import Http1Pool
+from modelroute.kube.http1 import IDLE_SECONDS, Http1Pool
 
 Script = Callable[[int, bytes], bytes | None]  # (request number, request) -> raw answer
 
@@ -23,6 +25,7 @@ class Server:
     def __init__(self, script: Script, close_after: bool = False) -> None:
         self.script = script
         self.close_after = close_after
+        self.reset_after = False  # reset (RST) instead of closing after the answer
         self.requests: list[bytes] = []
         self.connections = 0
         self.writers: list[asyncio.StreamWriter] = []
@@ -44,6 +47,11 @@ class Server:
                     break
                 writer.write(answer)
                 await writer.drain()
+                if self.reset_after:  # linger 0: the close is a RST, not a FIN
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 if self.close_after:
                     break
         writer.close()
@@ -172,3 +180,47 @@ async def test_a_path_prefix_and_the_host_are_sent() -> None:
 def test_only_http_servers_are_taken() -> None:
     with pytest.raises(ValueError, match="not an http"):
         Http1Pool("unix:///var/run/k8s.sock", False, timeout_seconds=1)
+
+
+@pytest.mark.looptime
+async def test_a_connection_idle_longer_than_the_keepalive_is_not_reused() -> None:
+    # A load balancer may drop a quiet flow without a word: a write on it would hang.
+    server = Server(lambda n, _: ok())
+    async with serving(server) as pool:
+        await pool.request("GET", "/x", HEADERS, None)
+        await asyncio.sleep(IDLE_SECONDS - 1)
+        await pool.request("GET", "/x", HEADERS, None)
+        assert server.connections == 1
+        await asyncio.sleep(IDLE_SECONDS + 1)
+        await pool.request("GET", "/x", HEADERS, None)
+    assert server.connections == 2
+
+
+async def test_a_reset_after_part_of_the_answer_is_not_sent_again() -> None:
+    server = Server(lambda n, _: ok())
+    async with serving(server) as pool:
+        await pool.request("GET", "/x", HEADERS, None)
+        server.script = lambda n, _: b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{"
+        server.reset_after = True
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await pool.request("POST", "/events", HEADERS, b"{}")
+    assert [r.split(b" ")[0] for r in server.requests] == [b"GET", b"POST"]
+
+
+async def test_an_interim_answer_is_skipped() -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    server = Server(lambda n, _: interim + ok(b'{"n":%d}' % n))
+    async with serving(server) as pool:
+        first = await pool.request("POST", "/x", HEADERS, b"{}")
+        second = await pool.request("POST", "/x", HEADERS, b"{}")
+    assert (first.status, first.body, second.body) == (200, b'{"n":1}', b'{"n":2}')
+
+
+async def test_a_connection_in_use_at_close_is_not_kept() -> None:
+    server = Server(lambda n, _: ok())
+    async with serving(server) as pool:
+        pending = asyncio.create_task(pool.request("GET", "/x", HEADERS, None))
+        await asyncio.sleep(0)  # the request is on its way
+        await pool.close()
+        await pending
+        assert pool._idle == []  # closed with its exchange, not left open in a dropped pool

@@ -120,3 +120,22 @@ def test_the_default_in_flight_limit_is_the_settings_default() -> None:
     from modelroute.settings import Settings
 
     assert Settings().api_max_in_flight == MAX_IN_FLIGHT
+
+
+async def test_a_lease_request_goes_ahead_of_the_routing_lane_waiters() -> None:
+    lanes = Lanes(1)
+    await lanes.acquire(True)
+    order: list[str] = []
+
+    async def request(name: str, first: bool) -> None:
+        await lanes.acquire(True, first=first)
+        order.append(name)
+        lanes.release(True)
+
+    reads = [asyncio.create_task(request(f"read-{n}", False)) for n in range(3)]
+    await asyncio.sleep(0)
+    lease = asyncio.create_task(request("lease", True))
+    await asyncio.sleep(0)
+    lanes.release(True)
+    await asyncio.gather(*reads, lease)
+    assert order == ["lease", "read-0", "read-1", "read-2"]

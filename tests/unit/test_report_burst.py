@@ -50,7 +50,7 @@ async def test_a_report_waits_for_the_routing_writes_then_goes_out_in_order(
         await s.clock.until(1)
         assert s.reporter.pending
         assert "create_event" not in s.kube.calls and s.patches() == 0
-        assert logged(caplog, "FailedOver happened") == 0  # not judged yet either
+        assert logged(caplog, "FailedOver happened") == 1  # logged when decided, not when sent
         lanes.release(urgent=True)
         await s.clock.until(1.5)
         order = [c for c in s.kube.calls if c in ("create_event", "patch_status")]
@@ -228,3 +228,17 @@ async def test_a_status_due_before_a_burst_is_built_after_it_from_the_newest() -
         await s.clock.until(2)
         assert s.patches() == 1
         assert s.kube.route_status[ROUTE_KEY]["failoverCount"] == 2
+
+
+async def test_a_report_is_held_no_longer_than_its_bound() -> None:
+    # A routing write that keeps timing out (a validating webhook down) keeps urgent requests
+    # busy for minutes: every status must not wait for all of it.
+    async with in_a_burst() as (s, lanes):
+        bound = s.reporter._deps.settings.report_hold_max_seconds
+        s.reporter.submit(moved("FailedOver"), on("inhouse", count=1), None)
+        await s.clock.until(bound - 0.5)
+        assert s.patches() == 0
+        await s.clock.until(bound + 0.5)
+        assert [e["reason"] for e in s.kube.posted_events] == ["FailedOver"]
+        assert s.stored() == "inhouse"
+        lanes.release(urgent=True)

@@ -15,12 +15,12 @@ while a write was in flight is neither skipped (a flap back to the status before
 written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
 have landed: the baseline is then unknown, and the newest status is written whatever it is.
 Events are kept in order (:class:`EventQueue`), each posted before the status that follows its
-decision, stamped with when it was decided and logged once, when taken in.
+decision, stamped with when it was decided and logged once, when submitted.
 
 While urgent requests (routing writes and the reads they wait on) are in flight or waiting, a
-submission is held, in order, and taken in once they are through (``Lanes.until_quiet``): it
-could not be sent before, and the event loop's time goes to the routing writes. A stop takes
-in what is held (its Events logged and handed to the route's next reporter).
+submission is held, in order, and taken in once they are through (``Lanes.until_quiet``), or
+after ``settings.report_hold_max_seconds``: it could not be sent before, and the event loop's
+time goes to the routing writes. A stop hands what is held to the route's next reporter.
 
 Why: with the status written inside the reconcile loop, the probe that decided a failover
 waited for the previous probe's status write (one per route, all at once when a shared vendor
@@ -115,6 +115,8 @@ class Reporter:
         urgent requests are busy (a mass failover), once they are through (module doc).
         """
         now = self._deps.now()
+        for event in events:
+            self._deps.events.log(self._ref, event.type, event.reason, event.message)
         lanes = self._deps.lanes
         if lanes is None or not (self._inbox or lanes.urgent_busy):
             self._accept(events, desired, spec, now)
@@ -135,7 +137,6 @@ class Reporter:
         spec: ModelRouteSpec | None,
         now: datetime,
     ) -> None:
-        self._log(events)
         self._events.keep(events, desired, now)
         before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
@@ -149,10 +150,6 @@ class Reporter:
         if self.pending:
             self._wake.set()
             self._ensure_task()
-
-    def _log(self, events: Sequence[PlannedEvent]) -> None:
-        for event in events:
-            self._deps.events.log(self._ref, event.type, event.reason, event.message)
 
     def _accept_inbox(self) -> None:
         inbox, self._inbox = self._inbox, []
@@ -180,14 +177,13 @@ class Reporter:
 
     async def stop(self) -> None:
         """Cancel what is waiting (the next worker of the route plans its status again); the
-        Events of what was held are logged and kept (:attr:`unsent`), nothing is sent."""
+        Events of what was held are kept (:attr:`unsent`), nothing is sent."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         held, self._inbox = self._inbox, []
         for events, desired, _, now in held:
-            self._log(events)
             self._events.keep(events, desired, now)
 
     def _classify(self) -> None:
@@ -232,7 +228,9 @@ class Reporter:
                 # Built once urgent requests are through (it could not be sent before): from
                 # the newest status, not from one that waited behind them (at start-up, each
                 # route's first status waited behind every route's routing write).
-                await self._deps.lanes.until_quiet()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._deps.settings.report_hold_max_seconds):
+                        await self._deps.lanes.until_quiet()
             self._accept_inbox()
             try:
                 await self._flush()

@@ -158,13 +158,15 @@ class KubeClient:
         *,
         content_type: str = "application/json",
         urgent: bool = False,
+        first: bool = False,
     ) -> dict[str, Any] | None:
         """Send one request; ``None`` for 404 on reads, :class:`ApiError` for other failures.
 
         ``urgent`` requests (routing writes) are sent before any other request still waiting
-        for one of the in-flight slots. ``path`` (and its query) must be URL-quoted already, as
-        :meth:`ObjectKind.path` and :func:`urllib.parse.urlencode` make it: it is sent as is."""
-        await self.lanes.acquire(urgent)
+        for one of the in-flight slots; ``first`` ones (the Lease) ahead of those too.
+        ``path`` (and its query) must be URL-quoted already, as :meth:`ObjectKind.path` and
+        :func:`urllib.parse.urlencode` make it: it is sent as is."""
+        await self.lanes.acquire(urgent, first=first)
         try:
             return await self._transport.send(method, path, body, content_type)
         finally:
@@ -234,11 +236,13 @@ class KubeClient:
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A coordination.k8s.io/v1 Lease, or None if it does not exist (urgent: see
         :meth:`replace_lease`)."""
-        return await self.request("GET", LEASES.path(namespace, name), urgent=True)
+        return await self.request("GET", LEASES.path(namespace, name), urgent=True, first=True)
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a Lease (409 if another replica created it first)."""
-        return await self.request("POST", LEASES.path(namespace), body) or {}
+        return (
+            await self.request("POST", LEASES.path(namespace), body, urgent=True, first=True) or {}
+        )
 
     async def replace_lease(
         self, namespace: str, name: str, body: dict[str, Any]
@@ -246,7 +250,8 @@ class KubeClient:
         """Replace a Lease; with metadata.resourceVersion set, 409 if it changed meanwhile.
         Urgent: a renewal queued behind a mass failover's statuses and Events would miss the
         renew deadline, and the leader would step down in the middle of the failover."""
-        return await self.request("PUT", LEASES.path(namespace, name), body, urgent=True) or {}
+        path = LEASES.path(namespace, name)
+        return await self.request("PUT", path, body, urgent=True, first=True) or {}
 
     async def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""

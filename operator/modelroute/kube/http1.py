@@ -21,12 +21,17 @@ does not matter.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from urllib.parse import urlsplit
 
 import aiohttp
 
 _STREAM_LIMIT = 1 << 20  # longest header line read (bytes); bodies are read by length
+# Seconds an idle connection is kept for reuse (aiohttp's default, which this replaces): a
+# load balancer or NAT on the way may forget a quiet flow without a word, and a write on it
+# would wait for the whole timeout (a failover's, after an hour of steady state).
+IDLE_SECONDS = 15.0
 
 
 class Answer:
@@ -41,14 +46,20 @@ class Answer:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = 0.0
 
     def close(self) -> None:
         self.writer.close()
+
+    def usable(self, now: float) -> bool:
+        """Idle for less than IDLE_SECONDS, and not closed by the server meanwhile."""
+        fresh = now - self.idle_since < IDLE_SECONDS
+        return fresh and not self.reader.at_eof() and not self.writer.is_closing()
 
 
 class Http1Pool:
@@ -73,6 +84,7 @@ class Http1Pool:
         self._idle: list[_Conn] = []
         self._max_idle = max_idle
         self._timeout = timeout_seconds
+        self._closed = False
 
     async def request(self, method: str, target: str, headers: bytes, body: bytes | None) -> Answer:
         """Send ``method target`` with ``headers`` (``b"Name: value\\r\\n"`` lines) and
@@ -81,8 +93,7 @@ class Http1Pool:
         length = b"" if body is None else b"Content-Length: %d\r\n" % len(body)
         data = head.encode("ascii") + headers + length + b"\r\n" + (body or b"")
         async with asyncio.timeout(self._timeout):
-            while self._idle:
-                conn = self._idle.pop()
+            while (conn := self._reusable()) is not None:
                 answered, answer = await self._exchange(conn, data, reused=True)
                 if answered:
                     return answer
@@ -91,9 +102,20 @@ class Http1Pool:
 
     async def close(self) -> None:
         """Close the idle connections (those in use close when their exchange ends)."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+    def _reusable(self) -> _Conn | None:
+        """The most recently used idle connection still usable; stale ones are closed."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.usable(now):
+                return conn
+            conn.close()
+        return None
 
     async def _open(self) -> _Conn:
         try:
@@ -108,27 +130,36 @@ class Http1Pool:
             raise aiohttp.ClientConnectionError(
                 f"cannot connect to {self._host}:{self._port}: {exc}"
             ) from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a peer gone without a word is noticed (as client-go does)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return _Conn(reader, writer)
 
     async def _exchange(self, conn: _Conn, data: bytes, *, reused: bool) -> tuple[bool, Answer]:
-        """(False, _) when a reused connection turned out closed before any answer: the
-        request was not taken, and the caller sends it again on another connection."""
-        keep = False
+        """(False, _) when a reused connection turned out closed before any byte of an
+        answer: the request was not taken, and the caller sends it on another connection."""
+        keep = started = False
         try:
             conn.writer.write(data)
             status_line = await conn.reader.readline()
-            if not status_line:
+            started = bool(status_line)
+            if not started:
                 if reused:
                     return False, Answer(0, "", b"")
                 raise aiohttp.ServerDisconnectedError("the API server closed the connection")
             answer, keep = await _read_answer(conn.reader, status_line)
+            while 100 <= answer.status < 200:  # an interim answer: the final one follows
+                if answer.status == 101:
+                    raise ValueError("the API server switched protocols")
+                answer, keep = await _read_answer(conn.reader, await conn.reader.readline())
             return True, answer
         except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
-            if reused and isinstance(exc, ConnectionResetError | BrokenPipeError):
+            if reused and not started and isinstance(exc, ConnectionResetError | BrokenPipeError):
                 return False, Answer(0, "", b"")  # reset while idle, before it answered
             raise aiohttp.ClientConnectionError(f"API server connection failed: {exc!r}") from exc
         finally:
-            if keep and len(self._idle) < self._max_idle:
+            if keep and not self._closed and len(self._idle) < self._max_idle:
+                conn.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(conn)
             else:
                 conn.close()

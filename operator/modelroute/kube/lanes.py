@@ -36,9 +36,11 @@ class Lanes:
             collections.deque(),  # the rest
         )
 
-    async def acquire(self, urgent: bool) -> None:
+    async def acquire(self, urgent: bool, *, first: bool = False) -> None:
         """Wait for a slot; ``urgent`` waiters are served before all others, and the others
-        only while no urgent request is in flight. Pair with ``release(urgent)``."""
+        only while no urgent request is in flight; ``first`` goes ahead of the waiters of its
+        lane (the Lease: a renewal must not wait behind a start-up's reads). Pair with
+        ``release(urgent)``."""
         urgent_queue, normal_queue = self._waiting
         if self._free > 0 and not urgent_queue:
             if urgent:
@@ -49,7 +51,10 @@ class Lanes:
                 return
         queue = urgent_queue if urgent else normal_queue
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.append(future)
+        if first:
+            queue.appendleft(future)
+        else:
+            queue.append(future)
         try:
             await future
         except asyncio.CancelledError:

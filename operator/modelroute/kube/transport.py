@@ -99,7 +99,7 @@ class Transport:
         payload = _json_object(answer.body)
         if answer.status == 404 and method == "GET":
             return None
-        if answer.status >= 400:
+        if not 200 <= answer.status < 300:  # a redirect is no answer either: nothing was done
             message = payload.get("message", answer.reason)
             reason = payload.get("reason", answer.reason)
             raise ApiError(answer.status, str(reason), str(message))
