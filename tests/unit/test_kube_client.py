@@ -56,6 +56,8 @@ async def api() -> AsyncIterator[tuple[KubeClient, Seen]]:
             return web.Response(
                 status=502, text="<html>bad gateway</html>", content_type="text/html"
             )
+        if name == "moved":  # a proxy's redirect: no answer of the API server's
+            return web.Response(status=307, headers={"Location": "https://elsewhere/"})
         if name == "chunked":
             response = web.StreamResponse()
             response.enable_chunked_encoding()
@@ -154,6 +156,9 @@ async def test_errors_become_api_errors_with_reason(api: tuple[KubeClient, Seen]
     with pytest.raises(ApiError) as proxy:
         await client.get_object(SERVICES, "ai", "proxy")
     assert proxy.value.status == 502
+    with pytest.raises(ApiError) as moved:
+        await client.patch_object(SERVICES, "ai", "moved", {})
+    assert moved.value.status == 307  # not taken for a write that was done
 
 
 async def test_chunked_bodies_are_read(api: tuple[KubeClient, Seen]) -> None:
