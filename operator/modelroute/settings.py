@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +159,11 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     kopf_settings.persistence.finalizer = "modelroute.dev/finalizer"
     # One worker per watched object, no cap: events of one route never queue behind another's.
     kopf_settings.queueing.worker_limit = None
+    # kopf retries a failed request 8 times, then raises: for its watch of ModelRoutes that
+    # stops the operator. After a 20-30 s API server outage the 9th attempt met the 5xx of an
+    # API server still starting up, and the process exited (CI, fault scenario 2). Never give
+    # up instead: a lost API server must not cost the health the operator learnt.
+    kopf_settings.networking.error_backoffs = RetryForever(KOPF_BACKOFFS_SECONDS)
     kopf_settings.networking.request_timeout = settings.kopf_request_timeout_seconds
     kopf_settings.networking.connect_timeout = settings.api_timeout_seconds
     kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_grace_seconds
@@ -164,3 +171,21 @@ def apply_to_kopf(settings: Settings, kopf_settings: Any) -> None:
     # the operator's own (a Lease, see modelroute.kube.leader), and kopf runs standalone.
     kopf_settings.peering.standalone = True
     kopf_settings.peering.mandatory = False
+
+
+#: kopf's own retry delays (seconds); the last one repeats without end (RetryForever).
+KOPF_BACKOFFS_SECONDS = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+
+
+class RetryForever:
+    """Retry delays that never run out: ``delays``, then the last of them again and again.
+
+    Iterable afresh for every request (kopf iterates it once per request) and not sized, so
+    kopf counts no last attempt."""
+
+    def __init__(self, delays: tuple[float, ...]) -> None:
+        self._delays = delays
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self._delays
+        yield from itertools.repeat(self._delays[-1])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import itertools
 import json
 import logging
 import subprocess
@@ -165,6 +167,19 @@ def test_apply_to_kopf_defaults() -> None:
     assert (ks.networking.request_timeout, ks.networking.connect_timeout) == (300.0, 30.0)
     assert ks.peering.standalone is True
     assert ks.peering.mandatory is False
+
+
+def test_kopf_never_gives_up_retrying_its_requests() -> None:
+    # kopf raises after its last backoff, and for its watch of ModelRoutes that stopped the
+    # operator (a 5xx of an API server still starting, after an outage). kopf counts attempts
+    # only of a sized iterable, and chains None (give up) after the last delay it yields.
+    backoffs = kopf_settings(Settings()).networking.error_backoffs
+    assert isinstance(backoffs, collections.abc.Iterable)
+    assert not isinstance(backoffs, collections.abc.Sized)
+    for _ in range(2):  # afresh for every request
+        delays = list(itertools.islice(iter(backoffs), 1000))
+        assert delays[:8] == [1, 1, 2, 3, 5, 8, 13, 21]
+        assert len(delays) == 1000 and set(delays[8:]) == {21}
 
 
 @pytest.mark.parametrize(
