@@ -139,6 +139,11 @@ class Metrics:
             ("resource",),
             registry=r,
         )
+        self.reconciles = Counter(
+            "modelroute_reconciles_total",
+            "Reconciles run (one route's plan of traffic and status), all routes together",
+            registry=r,
+        )
         self.leader = Gauge(
             "modelroute_leader",
             "1 while this replica runs the routes (holds the leader Lease, or no election)",

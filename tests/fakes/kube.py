@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelroute.kube.cache import ObjectCache, ObjectKey
@@ -277,6 +278,12 @@ class FakeKube(FakeDiscovery, FakeWatch):
         """The watch catches up: hand every queued event to the cache."""
         for event_type, body in self.events:
             cache.observe(event_type, copy.deepcopy(body))
+        self.events.clear()
+
+    def deliver_to(self, on_event: Callable[[str | None, dict[str, Any]], None]) -> None:
+        """The watch catches up, through the operator's handler (which wakes the routes)."""
+        for event_type, body in self.events:
+            on_event(event_type, copy.deepcopy(body))
         self.events.clear()
 
     def _store(

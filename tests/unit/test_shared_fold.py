@@ -190,3 +190,49 @@ async def test_a_record_time_without_a_zone_takes_no_result_and_breaks_nothing()
     assert late.vendor().consecutive_failures == 0
     source.push("http://v.test", down(2))  # taken as usual from then on
     assert late.vendor().consecutive_failures == 1
+
+
+class Calls:
+    """How often a feed called each of its callbacks."""
+
+    def __init__(self) -> None:
+        self.decisive = 0
+        self.quiet = 0
+
+    def change(self) -> None:
+        self.decisive += 1
+
+    def quiet_change(self) -> None:
+        self.quiet += 1
+
+    def __eq__(self, other: object) -> bool:
+        return (self.decisive, self.quiet) == other
+
+
+async def test_a_healthy_backend_failing_below_its_threshold_is_a_quiet_change() -> None:
+    source, metrics = Source(), Metrics()
+    calls = Calls()
+    feed = HealthFeed(source, metrics, {}, calls.change, calls.quiet_change)
+    feed.start(RouteRef("ai", "r", "r"), spec(failure_threshold=3))
+    source.push("http://v.test", ok(0))  # the first verdict
+    assert calls == (1, 0)
+    source.push("http://v.test", down(1))  # healthy still: counters and message only
+    source.push("http://v.test", down(2))
+    assert calls == (1, 2)
+    source.push("http://v.test", down(3))  # the third: the backend turns unhealthy
+    assert calls == (2, 2)
+    source.push("http://v.test", ok(4))  # an unhealthy backend's first success: not quiet
+    assert calls == (3, 2)
+
+
+async def test_a_drilled_backend_failing_below_its_threshold_is_no_quiet_change() -> None:
+    source, metrics = Source(), Metrics()
+    calls = Calls()
+    healthy = {"vendor": HealthRecord(healthy=True)}
+    feed = HealthFeed(source, metrics, healthy, calls.change, calls.quiet_change)
+    drill = {"backend": "vendor", "until": (T0 + timedelta(hours=1)).isoformat()}
+    feed.start(RouteRef("ai", "r", "r"), spec(failure_threshold=3, drill=drill))
+    source.push("http://v.test", ok(0))  # read as a failure: one failure decides a drill
+    source.push("http://v.test", ok(1))
+    assert feed.records["vendor"].healthy is True  # still below the threshold
+    assert calls == (2, 0)

@@ -626,6 +626,50 @@ async def test_identical_probe_results_for_an_hour_make_no_api_calls() -> None:
         assert w.selector() == {"app": "vendor"}
 
 
+def reconciles(w: World) -> float:
+    """Reconciles run so far (every route of the world)."""
+    return w.metrics.registry.get_sample_value("modelroute_reconciles_total") or 0.0
+
+
+async def test_a_failure_below_the_threshold_is_planned_within_a_probe_period() -> None:
+    """It decides nothing: no plan at once (the deciding failure may be a probe away and must
+    not queue behind 3,000 such plans), one within a probe period (5 s + 2 s), and its
+    counters are written status_defer_seconds (30) after the failure, not after the plan."""
+    async with running_world() as w:
+        await w.controller.on_route_event("ADDED", route())
+        await w.tick(5, vendor=True, inhouse=True)
+        await w.clock.until(6)
+        settled = reconciles(w)
+        await w.tick(10, vendor=False)
+        await w.tick(15, vendor=False)
+        await w.clock.until(16.9)
+        assert reconciles(w) == settled
+        await w.clock.until(17.1)
+        assert reconciles(w) == settled + 1
+        await w.clock.until(60)
+
+        assert w.writes(since=6) == [(40, "patch_status")]
+        assert w.backend_status("vendor")["consecutiveFailures"] == 2
+        assert w.backend_status("vendor")["healthy"] is True
+        assert reconciles(w) == settled + 1
+
+
+async def test_a_failure_below_the_threshold_then_the_deciding_one_plans_once() -> None:
+    async with running_world() as w:
+        await w.controller.on_route_event("ADDED", route())
+        await w.tick(5, vendor=True, inhouse=True)
+        await w.clock.until(6)
+        settled = reconciles(w)
+        await w.tick(10, vendor=False)
+        await w.tick(15, vendor=False)
+        await w.tick(16, vendor=False)  # a probe period of 1 s: the deciding one comes first
+        await w.clock.until(30)
+
+        assert reconciles(w) == settled + 1
+        assert w.writes(since=6) == [(16, "patch"), (16, "create_event"), (16, "patch_status")]
+        assert w.selector() == {"app": "inhouse"}
+
+
 async def test_a_rate_limited_backend_does_not_fail_liveness() -> None:
     """A Retry-After pause (up to 60 s) is a quiet probe loop, not a stuck one."""
     async with running_world() as w:

@@ -207,7 +207,9 @@ async def test_a_failover_whose_release_is_cut_short_still_posts_its_status_and_
         await w.controller.on_route_event("MODIFIED", renamed(body, 2))
         await w.clock.until(7)
         assert STABLE_KEY in w.kube.services  # still to release, after a 10 s backoff
-        for at in (10, 12):  # vendor fails: no release tried yet (its backoff)
+        # Vendor fails, below the threshold: no plan until a probe period (7 s) later, and
+        # no release tried yet (its backoff).
+        for at in (11, 13):
             await w.tick(at, vendor=False, inhouse=True)
         w.kube.delete_error = None
         delete, never = w.kube.delete_object, asyncio.Event()

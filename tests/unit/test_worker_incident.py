@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from typing import Any
 
 import pytest
@@ -123,9 +124,8 @@ async def test_traffic_pinned_by_hand_while_suspended_shows_in_status_and_moves_
         await w.clock.until(7)
         pin = {"metadata": {"annotations": {BACKEND_ANNOTATION: "inhouse"}}}
         w.kube.mutate(STABLE_KEY, pin | {"spec": {"selector": {"app": "inhouse"}}})
-        w.kube.deliver(w.controller._deps.caches[SERVICES])
-        await w.tick(10, vendor=True, inhouse=True)
-        await w.clock.until(11)
+        w.kube.deliver_to(functools.partial(w.controller.on_object_event, SERVICES))
+        await w.clock.until(8)
         assert w.status()["activeBackend"] == "inhouse"
         assert w.status()["traffic"] == [{"backend": "inhouse", "weight": 100}]
         assert w.condition("Ready") == ("False", "Suspended")

@@ -1,8 +1,9 @@
 """A route's share of the probe loops: subscribe its backends, fold results into health records.
 
 The worker reads ``records``; the feed calls ``on_change`` when a result changed something
-material (a flip, a counter below its threshold, a new message), so a steady backend wakes
-nothing. It also keeps what liveness needs: when the route last received a result.
+material (a flip, a counter below its threshold, a new message): a steady backend wakes
+nothing. A backend that was and stays healthy (failing below its threshold) calls
+``on_quiet_change``: that decides nothing. It also keeps when the route last got a result.
 
 A result is folded once per probe, not once per route: the backends of every route that take
 the same probe (one :class:`ProbeKey`) with the same thresholds are members of one
@@ -49,6 +50,7 @@ class _Folded(NamedTuple):
     before: health.HealthRecord
     after: health.HealthRecord
     material: bool  # the material key changed: the route is woken
+    quiet: bool  # ... by a change that decides nothing (health.decides_nothing)
 
 
 class _SharedFold:
@@ -84,7 +86,8 @@ class _SharedFold:
             reason = (result.reason or ProbeFailure.UNAVAILABLE).value
             self._metrics.probe_failures.labels(*labels, reason).inc()
         folded = self._fold(before, result)
-        feed.take(name, labels, folded.after, folded.material, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        feed.take(name, labels, folded.after, folded.material, now, quiet=folded.quiet)
 
     def __call__(self, result: prober.ProbeResult) -> None:
         self._last = result
@@ -103,7 +106,7 @@ class _SharedFold:
                     by_identity[id(before)] = by_value[before] = folded
                 if reason is not None:
                     failures.labels(*labels, reason).inc()
-                feed.take(name, labels, folded.after, folded.material, now)
+                feed.take(name, labels, folded.after, folded.material, now, quiet=folded.quiet)
             except Exception:
                 # One route's bug must not starve the others of results.
                 logger.exception("probe result not taken", extra={"route": labels[1]})
@@ -113,7 +116,7 @@ class _SharedFold:
         changed = health.material_key(before, self._probe) != health.material_key(
             after, self._probe
         )
-        return _Folded(before, after, changed)
+        return _Folded(before, after, changed, changed and health.decides_nothing(before, after))
 
     def remove(self, feed: HealthFeed, name: str) -> None:
         """Stop delivering to ``feed``'s backend ``name``; the last member unsubscribes."""
@@ -174,11 +177,15 @@ class HealthFeed:
         metrics: Metrics,
         records: dict[str, health.HealthRecord],
         on_change: Callable[[], None],
+        on_quiet_change: Callable[[], None] | None = None,
     ) -> None:
+        """``on_change``: a result changed a record materially; ``on_quiet_change`` (default:
+        ``on_change``): it did, but decides nothing (module doc)."""
         self._probes = probes
         self._metrics = metrics
         self.records = records
         self._on_change = on_change
+        self._on_quiet_change = on_quiet_change or on_change
         self._subscriptions: list[tuple[ProbeKey, Subscriber]] = []
         self._shared: list[tuple[_SharedFold, str]] = []
         self.last_result_at: float | None = None
@@ -251,8 +258,11 @@ class HealthFeed:
         after: health.HealthRecord,
         material: bool,
         now: float,
+        *,
+        quiet: bool = False,
     ) -> None:
-        """Backend ``name``'s new record, folded from a result (``material``: wake the route)."""
+        """Backend ``name``'s new record, folded from a result (``material``: wake the route;
+        ``quiet``: the change decides nothing, see the module doc)."""
         self.records[name] = after
         if name not in self._up_shown or self._up_shown[name] != after.healthy:
             # Only on change: a label lookup per result per route is most of the cost of a
@@ -261,7 +271,7 @@ class HealthFeed:
             self._metrics.backend_up.labels(*labels).set(1 if after.healthy else 0)
         self.last_result_at = now
         if material:
-            self._on_change()
+            (self._on_quiet_change if quiet else self._on_change)()
 
     def _record(
         self,
@@ -284,4 +294,7 @@ class HealthFeed:
         else:
             after = health.fold(before, drill.overlay(result, name, self._drill), probe)
         material = health.material_key(before, probe) != health.material_key(after, probe)
-        self.take(name, labels, after, material, asyncio.get_running_loop().time())
+        # A drilled backend's failures decide the drill (and deep failures are never quiet).
+        quiet = material and not deep and self._drill is None
+        quiet = quiet and health.decides_nothing(before, after)
+        self.take(name, labels, after, material, asyncio.get_running_loop().time(), quiet=quiet)

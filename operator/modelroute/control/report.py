@@ -1,31 +1,27 @@
 """A route's Events and status writes, made off its reconcile loop: routing never waits on them.
 
-The worker hands over what each reconcile decided (:meth:`Reporter.submit`) and goes straight
-back to waiting for the next probe result; this task posts the Events and writes the status
-after it. Status is coalesced: only the latest status is written, so a route whose probes
-change faster than the API server answers sends one write with the newest state, not one per
-result. A status that differs from the one written only in backend counters (a failure below
-its threshold: it decides nothing) waits up to ``status_defer_seconds`` and is usually
-written with the decisive status that follows (the failover), so a failover costs one status
-write, not one per failed probe. Every other change is written at once.
+The worker hands over what each reconcile decided (:meth:`Reporter.submit`) and goes back to
+waiting for the next probe result; this task posts the Events and writes the status after it.
+Status is coalesced: only the latest is written (one write with the newest state when probes
+change faster than the API server answers). A status that differs from the one written only
+in backend counters (a failure below its threshold: it decides nothing) waits up to
+``status_defer_seconds`` from the change (:meth:`Reporter.changed_at`), usually written with
+the decisive status that follows (the failover): one status write a failover, not one per
+failed probe. Every other change is written at once.
 
-What is written is judged when it is taken in and again after each write, against the status
-the API server accepted (its answer), never against one captured before an await: a decision made
-while a write was in flight is neither skipped (a flap back to the status before that write) nor
-written twice. A write whose answer never came (the connection dropped, a timeout) may or may not
-have landed: the baseline is then unknown, and the newest status is written whatever it is.
-Events are kept in order (:class:`EventQueue`), each posted before the status that follows its
-decision, stamped with when it was decided and logged once, when submitted.
+What is written is judged when taken in and after each write, against the status the API
+server accepted (its answer), never one captured before an await: a decision made while a write
+was in flight is neither skipped (a flap back to the status before that write) nor written
+twice. A write whose answer never came (dropped connection, timeout) may have landed: the
+newest status is then written whatever it is. Events are kept in order (:class:`EventQueue`),
+each posted before the status that follows its decision, and logged once, when submitted.
 
-While urgent requests (routing writes and the reads they wait on) are in flight or waiting, a
-submission is held, in order, and taken in once they are through (``Lanes.until_quiet``), or
-after ``settings.report_hold_max_seconds``: it could not be sent before, and the event loop's
-time goes to the routing writes. A stop hands what is held to the route's next reporter.
+While urgent requests (routing writes, the reads they wait on) are in flight or waiting, a
+submission is held, in order, until they are through (``Lanes.until_quiet``) or at most
+``settings.report_hold_max_seconds``; a stop hands it to the route's next reporter.
 
-Why: with the status written inside the reconcile loop, the probe that decided a failover
-waited for the previous probe's status write (one per route, all at once when a shared vendor
-fails), and the routing write queued behind it: at 1,000 routes probed every second, the last
-route switched 20 s after the floor (bench mass).
+Why: with status written in the reconcile loop, the probe that decided a failover waited for
+the previous probe's status write, and the routing write queued behind it (bench mass).
 """
 
 from __future__ import annotations
@@ -87,6 +83,7 @@ class Reporter:
         self._events = EventQueue(ref, deps, unsent)
         self._due: float | None = None  # loop time the desired status is to be written at
         self._hold_until: float | None = None  # see _first_hold
+        self._changed_at: float | None = None  # see changed_at
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
         self._attempted = asyncio.Event()  # set after each send attempt and when _run ends
@@ -130,6 +127,11 @@ class Reporter:
         self._wake.set()
         self._ensure_task()
 
+    def changed_at(self, at: float) -> None:
+        """A change that decides nothing, to be submitted later, came at loop time ``at``: its
+        deferred write is due ``status_defer_seconds`` after ``at``, not after the submit."""
+        self._changed_at = at if self._changed_at is None else self._changed_at
+
     def _accept(
         self,
         events: Sequence[PlannedEvent],
@@ -141,6 +143,7 @@ class Reporter:
         before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
         self._classify()
+        self._changed_at = None  # taken in with this status (or made moot by it)
         if events or status.decisive(before, desired):
             # A new decision (Events, a decisive change of the status) does not sit out a
             # backoff of up to 30 s taken before it: the API server may well be back already.
@@ -198,7 +201,8 @@ class Reporter:
             self._due = max(now, self._first_hold(now))
         elif self._due is None:
             # A deferred change keeps its first due time: at most one such write per period.
-            self._due = now + self._deps.settings.status_defer_seconds
+            since = now if self._changed_at is None else min(now, self._changed_at)
+            self._due = since + self._deps.settings.status_defer_seconds
 
     def _first_hold(self, now: float) -> float:
         """Until when a new route's first status waits for every backend's first verdict (0:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
 
 import aiohttp
 
@@ -32,6 +31,7 @@ from modelroute.control.route import (
     observed_move,
     split_from_status,
 )
+from modelroute.control.wakeups import Wakeups
 from modelroute.core import health, ramp, resume
 from modelroute.core.plan import Plan, PlanInput, plan, plan_invalid
 from modelroute.core.policy import APPROVE_FAILBACK_ANNOTATION
@@ -60,7 +60,7 @@ class RouteWorker:
             if source
             else {b.name: health.from_status(b) for b in route.status.backends}
         )
-        self.feed = HealthFeed(deps.probes, deps.metrics, records, self.wake)
+        self.feed = HealthFeed(deps.probes, deps.metrics, records, self.wake, self._quiet_change)
         self.routed = source.routed if source else split_from_status(route.status)
         self._previous = source.previous if source else route.status
         written = source.written if source else route.status
@@ -73,8 +73,7 @@ class RouteWorker:
         self._owed: TrafficSplit | None = None  # an unrecorded failover (see resumption)
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._recheck: asyncio.TimerHandle | None = None
-        self._retry: asyncio.TimerHandle | None = None
+        self._wakeups = Wakeups(self._dirty)
         self.crashed = False
         self._gauges = RouteGauges(deps.metrics, route.ref)
 
@@ -113,8 +112,7 @@ class RouteWorker:
 
     async def stop(self) -> None:
         """Cancel every task of this route and wait for them (returns within milliseconds)."""
-        for timer in filter(None, (self._recheck, self._retry)):
-            timer.cancel()
+        self._wakeups.cancel()
         self.feed.stop()
         for task in self._tasks:
             task.cancel()
@@ -134,6 +132,18 @@ class RouteWorker:
     def wake(self) -> None:
         """Ask for a reconcile (a dependency or the route's metadata changed)."""
         self._dirty.set()
+
+    def _quiet_change(self) -> None:
+        """A backend that stays healthy changed below its thresholds: plan within a probe
+        period (at most ``status_defer_seconds``), or with the next wake-up (``Wakeups.quiet``);
+        its status change is deferred from now. A staged failback or a drill plans at once:
+        there one failure decides."""
+        driven, settings = self._driven, self._deps.settings
+        if driven is None or driven.spec.drill is not None or self._previous.failback is not None:
+            self.wake()
+            return
+        self.reporter.changed_at(asyncio.get_running_loop().time())
+        self._wakeups.quiet(min(self.feed.max_probe_period, settings.status_defer_seconds))
 
     def same_spec(self, route: RouteObject) -> bool:
         """True when ``route`` is this worker's route object with an unchanged spec."""
@@ -176,6 +186,7 @@ class RouteWorker:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            self._wakeups.reconciling()
             try:
                 await step()
             except _API_FAILURES as exc:
@@ -183,9 +194,7 @@ class RouteWorker:
                 logger.warning(
                     "reconcile failed, retrying in %.0fs: %s", retry, exc, extra=self._log
                 )
-                if self._retry is not None:  # a wake-up may have run the retry before its timer
-                    self._retry.cancel()
-                self._retry = asyncio.get_running_loop().call_later(retry, self._dirty.set)
+                self._wakeups.retry(retry)
                 retry = min(retry * 2, _RETRY_MAX_SECONDS)
                 if isinstance(exc, TRANSPORT_FAILURES) and self._deps.reachability is not None:
                     self._deps.reachability.wake_when_back(self._dirty.set)  # back: retry now
@@ -225,6 +234,7 @@ class RouteWorker:
         # Bounded across routes, so that when one probe wakes every route the plans interleave
         # with the write answers and routing writes go out as each plan is made, not after N.
         async with self._deps.reconcile_slots:
+            self._deps.metrics.reconciles.inc()
             given = self._inputs(driven.spec)
             decided = plan(given)
             state = await self._route(driven, decided)
@@ -275,7 +285,7 @@ class RouteWorker:
         # move on the retry.
         self._previous = status = self._handover.stamp(ref, self._driven, decided.status)
         self.reporter.submit(decided.events, status, spec)
-        self._schedule_recheck(decided.recheck_at)
+        self._wakeups.recheck(decided.recheck_at, self._deps.now())
 
     async def _carry_out_invalid(
         self, message: str, reason: ReadyReason = ReadyReason.INVALID_SPEC
@@ -288,13 +298,3 @@ class RouteWorker:
             now=self._deps.now(),
         )
         self._carry_out(decided, None)
-
-    def _schedule_recheck(self, at: datetime | None) -> None:
-        if self._recheck is not None:
-            self._recheck.cancel()
-            self._recheck = None
-        if at is not None:
-            # A window that ended while this reconcile ran (slow writes under load) gets an
-            # immediate wake-up: delay 0, never a missed failback.
-            delay = max(0.0, (at - self._deps.now()).total_seconds()) + 0.001
-            self._recheck = asyncio.get_running_loop().call_later(delay, self._dirty.set)

@@ -198,6 +198,20 @@ def material_key(record: HealthRecord, probe: ProbeSpec) -> tuple[object, ...]:
     )
 
 
+def decides_nothing(before: HealthRecord, after: HealthRecord) -> bool:
+    """True when a material change of a backend's record cannot move traffic by itself: the
+    backend was healthy and still is (a failure below its threshold, a new message, a success
+    streak of a healthy backend). What it changes is status counters and messages, which may
+    wait (``status_defer_seconds``); a staged failback or a drill, which one failure decides,
+    is the caller's to tell apart."""
+    return (
+        before.healthy is True
+        and after.healthy is True
+        and before.deep_failure is None
+        and after.deep_failure is None
+    )
+
+
 def status_material_key(status: BackendStatus, probe: ProbeSpec | None) -> tuple[object, ...]:
     """:func:`material_key` of the record ``status`` holds, read without rebuilding it; with no
     ``probe`` (a backend no longer in spec) nothing is capped and the deep failure is left out."""
