@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,7 @@ class Controller:
     def __init__(self, deps: Deps, *, leading: bool = True) -> None:
         self._deps = deps
         self._workers: dict[RouteKey, RouteWorker] = {}
-        self._bodies: dict[RouteKey, str] = {}  # JSON
+        self._bodies: dict[RouteKey, bytes] = {}  # see _pack
         # Routes started from the operator's own start-up list, by uid, until kopf delivers
         # them (or a later list shows they are gone: see sweep_unconfirmed).
         self._unconfirmed: dict[RouteKey, str] = {}
@@ -53,10 +54,7 @@ class Controller:
             await self.remove(route.ref.key, finalize=await self._deleted(route))
             self._wake_adopters(route.ref.namespace)
             return
-        # Kept as compact JSON, without kopf's managedFields: a body is read again only when
-        # this replica starts leading, and as dicts 10,000 of them were a million objects more
-        # for the memory and for every full garbage collection to visit.
-        self._bodies[route.ref.key] = json.dumps(slim_object(body), separators=(",", ":"))
+        self._bodies[route.ref.key] = _pack(body)
         if not self._leading:
             return
         worker = self._workers.get(route.ref.key)
@@ -104,7 +102,7 @@ class Controller:
                 continue  # delivered, or still there: kopf delivers it (listed or watched)
             body = self._bodies.get(key)
             if body is not None:
-                await self.on_route_event("DELETED", json.loads(body))
+                await self.on_route_event("DELETED", _unpack(body))
             self._unconfirmed.pop(key, None)
 
     async def _deleted(self, route: RouteObject) -> bool:
@@ -202,10 +200,10 @@ class Controller:
         """This replica now holds the Lease: start a worker for every route seen."""
         self._leading = True
         self._deps.metrics.leader.set(1)
-        for text in list(self._bodies.values()):
+        for packed in list(self._bodies.values()):
             # Not on_route_event: only kopf's own delivery confirms a route of the start-up
             # list (a route deleted before kopf listed must still be swept).
-            body = json.loads(text)
+            body = _unpack(packed)
             await self._apply(None, RouteObject.from_body(body), body)
 
     async def stop_leading(self) -> None:
@@ -226,3 +224,18 @@ class Controller:
         """Stop every worker."""
         workers, self._workers = list(self._workers.values()), {}
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+
+
+def _pack(body: dict[str, Any]) -> bytes:
+    """A route body as kept while it is not needed: compact JSON without kopf's managedFields,
+    compressed. It is read again only when this replica starts leading; as dicts 10,000 bodies
+    were a million objects more for the memory and every full collection, and compressed they
+    are a third of the JSON's bytes (about 20 MiB less at 10,000 routes with full statuses)."""
+    text = json.dumps(slim_object(body), separators=(",", ":"))
+    return zlib.compress(text.encode(), 1)
+
+
+def _unpack(packed: bytes) -> dict[str, Any]:
+    """The body :func:`_pack` kept."""
+    body: dict[str, Any] = json.loads(zlib.decompress(packed))
+    return body
