@@ -118,7 +118,8 @@ async def test_the_release_backoff_follows_its_settings() -> None:
         w.kube.delete_error = ApiError(403, "Forbidden", "cannot delete services")
         await w.controller.on_route_event("MODIFIED", renamed(body, 2))
         for at in range(7, 67, 3):  # a reconcile every 3 s for a minute
-            await w.tick(at, vendor=True, inhouse=at % 2 == 0)
+            await w.clock.until(at)
+            w.controller.workers[ROUTE_KEY].wake()
         await w.clock.until(68)
         # At 6 s, then one reconcile at least 30 s later: 2 (the default 10 s backoff: 3).
         assert w.calls.count("delete") == 2

@@ -20,7 +20,10 @@ logger = logging.getLogger("modelroute.control.report")
 StampedEvent = tuple[PlannedEvent, datetime, str | None]
 # A submission to a route's reporter held while urgent requests were busy, not judged yet:
 # its Events, status, spec and when it was decided (control.report).
-Held = tuple[tuple[PlannedEvent, ...], ModelRouteStatus, ModelRouteSpec | None, datetime]
+# events, desired status, spec, when decided, when its first deferrable change came (loop time)
+Held = tuple[
+    tuple[PlannedEvent, ...], ModelRouteStatus, ModelRouteSpec | None, datetime, float | None
+]
 
 
 class EventQueue:

@@ -5,7 +5,7 @@ waiting for the next probe result; this task posts the Events and writes the sta
 Status is coalesced: only the latest is written (one write with the newest state when probes
 change faster than the API server answers). A status that differs from the one written only
 in backend counters (a failure below its threshold: it decides nothing) waits up to
-``status_defer_seconds`` from the change (:meth:`Reporter.changed_at`), usually written with
+``status_defer_seconds`` from the change (see :meth:`Reporter.submit`), usually written with
 the decisive status that follows (the failover): one status write a failover, not one per
 failed probe. Every other change is written at once.
 
@@ -83,7 +83,6 @@ class Reporter:
         self._events = EventQueue(ref, deps, unsent)
         self._due: float | None = None  # loop time the desired status is to be written at
         self._hold_until: float | None = None  # see _first_hold
-        self._changed_at: float | None = None  # see changed_at
         self._wake = asyncio.Event()
         self._back = asyncio.Event()  # set when the API server answers again (one waiter)
         self._attempted = asyncio.Event()  # set after each send attempt and when _run ends
@@ -104,8 +103,11 @@ class Reporter:
         events: Sequence[PlannedEvent],
         desired: ModelRouteStatus,
         spec: ModelRouteSpec | None,
+        changed_at: float | None = None,
     ) -> None:
-        """The latest status and the Events of one reconcile, whose routing write is done.
+        """The latest status and the Events of one reconcile, whose routing write is done;
+        ``changed_at``: loop time of the first change in it that decides nothing (a deferred
+        write is due ``status_defer_seconds`` after it, not after the submit).
 
         Whether the status is worth a write is judged against what the API server accepted
         last, not by the caller against a status it read before its routing await; while
@@ -116,21 +118,16 @@ class Reporter:
             self._deps.events.log(self._ref, event.type, event.reason, event.message)
         lanes = self._deps.lanes
         if lanes is None or not (self._inbox or lanes.urgent_busy):
-            self._accept(events, desired, spec, now)
+            self._accept(events, desired, spec, now, changed_at)
             return
         if len(self._inbox) >= self._deps.settings.max_unsent_events:
             self._accept_inbox()  # bounded: what is held is taken in now
         last = self._inbox[-1][1] if self._inbox else self._desired
         if events or status.decisive(last if last is not None else self.written, desired):
             self._back.set()  # as _accept would: a new decision sits out no backoff
-        self._inbox.append((tuple(events), desired, spec, now))
+        self._inbox.append((tuple(events), desired, spec, now, changed_at))
         self._wake.set()
         self._ensure_task()
-
-    def changed_at(self, at: float) -> None:
-        """A change that decides nothing, to be submitted later, came at loop time ``at``: its
-        deferred write is due ``status_defer_seconds`` after ``at``, not after the submit."""
-        self._changed_at = at if self._changed_at is None else self._changed_at
 
     def _accept(
         self,
@@ -138,12 +135,12 @@ class Reporter:
         desired: ModelRouteStatus,
         spec: ModelRouteSpec | None,
         now: datetime,
+        changed_at: float | None,
     ) -> None:
         self._events.keep(events, desired, now)
         before = self._desired if self._desired is not None else self.written
         self._desired, self._spec = desired, spec
-        self._classify()
-        self._changed_at = None  # taken in with this status (or made moot by it)
+        self._classify(changed_at)
         if events or status.decisive(before, desired):
             # A new decision (Events, a decisive change of the status) does not sit out a
             # backoff of up to 30 s taken before it: the API server may well be back already.
@@ -186,10 +183,10 @@ class Reporter:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         held, self._inbox = self._inbox, []
-        for events, desired, _, now in held:
+        for events, desired, _, now, _ in held:
             self._events.keep(events, desired, now)
 
-    def _classify(self) -> None:
+    def _classify(self, changed_at: float | None = None) -> None:
         desired, written = self._desired, self.written
         if desired is None or not (
             self.uncertain or status.needs_write(written, desired, self._spec)
@@ -201,7 +198,7 @@ class Reporter:
             self._due = max(now, self._first_hold(now))
         elif self._due is None:
             # A deferred change keeps its first due time: at most one such write per period.
-            since = now if self._changed_at is None else min(now, self._changed_at)
+            since = now if changed_at is None else min(now, changed_at)
             self._due = since + self._deps.settings.status_defer_seconds
 
     def _first_hold(self, now: float) -> float:

@@ -45,6 +45,7 @@ logger = logging.getLogger("modelroute.control.worker")
 
 _RETRY_FIRST_SECONDS, _RETRY_MAX_SECONDS = 1.0, 30.0  # backoff of a failed reconcile
 _API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
+_INVALID = ReadyReason.INVALID_SPEC
 
 
 class RouteWorker:
@@ -134,16 +135,14 @@ class RouteWorker:
         self._dirty.set()
 
     def _quiet_change(self) -> None:
-        """A backend that stays healthy changed below its thresholds: plan within a probe
-        period (at most ``status_defer_seconds``), or with the next wake-up (``Wakeups.quiet``);
-        its status change is deferred from now. A staged failback or a drill plans at once:
-        there one failure decides."""
+        """A backend that stays healthy changed below its thresholds: plan within
+        ``status_defer_seconds`` (when its status change is due), or with the next wake-up
+        (``Wakeups.quiet``). A staged failback or a drill plans at once: one failure decides."""
         driven, settings = self._driven, self._deps.settings
         if driven is None or driven.spec.drill is not None or self._previous.failback is not None:
             self.wake()
             return
-        self.reporter.changed_at(asyncio.get_running_loop().time())
-        self._wakeups.quiet(min(self.feed.max_probe_period, settings.status_defer_seconds))
+        self._wakeups.quiet(settings.status_defer_seconds, asyncio.get_running_loop().time())
 
     def same_spec(self, route: RouteObject) -> bool:
         """True when ``route`` is this worker's route object with an unchanged spec."""
@@ -186,7 +185,6 @@ class RouteWorker:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self._wakeups.reconciling()
             try:
                 await step()
             except _API_FAILURES as exc:
@@ -235,6 +233,7 @@ class RouteWorker:
         # with the write answers and routing writes go out as each plan is made, not after N.
         async with self._deps.reconcile_slots:
             self._deps.metrics.reconciles.inc()
+            since = self._wakeups.reconciling()  # quiet changes: this plan takes them in
             given = self._inputs(driven.spec)
             decided = plan(given)
             state = await self._route(driven, decided)
@@ -260,7 +259,7 @@ class RouteWorker:
         try:  # released before status; but cancelled or failing, status and Events still go out
             warned = await self._handover.settle(self.route.ref, driven, state)
         finally:  # (synchronous: a cancellation cannot cut it short)
-            self._carry_out(replace(decided, events=decided.events + warned), driven.spec)
+            self._carry_out(replace(decided, events=decided.events + warned), driven.spec, since)
             self._owed = None  # taken (or recorded) by this plan, or no longer where traffic is
 
     async def _route(self, driven: Driven, decided: Plan) -> RoutingState:
@@ -273,7 +272,9 @@ class RouteWorker:
             self._deps.metrics.api_writes.labels(driven.info.kind.plural).inc()
         return self._handover.explain(ref, driven, state)
 
-    def _carry_out(self, decided: Plan, spec: ModelRouteSpec | None) -> None:
+    def _carry_out(
+        self, decided: Plan, spec: ModelRouteSpec | None, changed_at: float | None = None
+    ) -> None:
         """After routing: metrics and the next recheck here; Events and the status write are
         handed to the reporter, so the next probe result never waits for them."""
         ref, deps = self.route.ref, self._deps
@@ -281,15 +282,14 @@ class RouteWorker:
             self._gauges.show(spec, decided.status, self.active)
         if decided.moved and self.active is not None:
             deps.metrics.failovers.labels(ref.namespace, ref.name, self.active).inc()
-        # Kept before the Events and the write: a failure in either must not lose a counted
-        # move on the retry.
+        # Kept before the Events and the write: a failure in either must not lose a move.
         self._previous = status = self._handover.stamp(ref, self._driven, decided.status)
-        self.reporter.submit(decided.events, status, spec)
-        self._wakeups.recheck(decided.recheck_at, self._deps.now())
+        self.reporter.submit(decided.events, status, spec, changed_at)
+        self._wakeups.recheck(decided.recheck_at, deps.now())
+        if status.failback is not None:  # a ramp: one failure while this plan ran aborts it
+            self._wakeups.hurry()
 
-    async def _carry_out_invalid(
-        self, message: str, reason: ReadyReason = ReadyReason.INVALID_SPEC
-    ) -> None:
+    async def _carry_out_invalid(self, message: str, reason: ReadyReason = _INVALID) -> None:
         decided = plan_invalid(
             previous=self._previous,
             written=self.reporter.written,
