@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from modelroute.kube.cache import ObjectCache, object_key, slim_object, slim_secret
+from modelroute.kube.client import ApiError
 
 ROUTE_A = ("ai", "chat")
 ROUTE_B = ("ai", "embed")
@@ -403,6 +404,30 @@ async def test_an_object_created_after_the_list_is_found_before_its_watch_event(
     cache.subscribe(ROUTE_B, [OTHER])
     assert await cache.get(OTHER) == slim_object(svc("vendor-egress", rv=9))
     assert fetch.calls == [OTHER] and lister.calls == ["ai"]
+
+
+async def test_a_miss_the_caller_need_not_confirm_is_taken_as_absent_after_the_list() -> None:
+    """A new route's routing object: its create handles a 409, so no read only to hear 404."""
+    cache, fetch, lister = listing({KEY: svc()})
+    cache.subscribe(ROUTE_A, [KEY, OTHER])
+    assert await cache.get(OTHER, confirm_miss=False) is None  # lists "ai", reads nothing
+    assert await cache.get(OTHER) is None  # the absence is kept for the subscriber
+    assert fetch.calls == [] and lister.calls == ["ai"]
+    cache.observe("ADDED", svc("vendor-egress", rv=9))  # created later: the watch says so
+    assert await cache.get(OTHER, confirm_miss=False) == slim_object(svc("vendor-egress", rv=9))
+
+
+async def test_a_miss_is_still_read_when_the_list_failed_or_left_objects_out() -> None:
+    cache, fetch, lister = listing({KEY: svc()})
+    lister.error = ApiError(500, "InternalError", "etcd")
+    cache.subscribe(ROUTE_A, [OTHER])
+    assert await cache.get(OTHER, confirm_miss=False) is None
+    assert fetch.calls == [OTHER]  # no complete LIST: the miss is read
+    crowded = {("ai", f"s{i}"): svc(f"s{i}") for i in range(3)}
+    cache, fetch, lister = listing(crowded, keep=1)  # objects left out of the cache
+    cache.subscribe(ROUTE_A, [OTHER])
+    assert await cache.get(OTHER, confirm_miss=False) is None
+    assert not cache.complete("ai") and fetch.calls == [OTHER]
 
 
 async def test_watch_events_before_any_subscription_are_kept() -> None:

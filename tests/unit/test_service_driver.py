@@ -723,3 +723,49 @@ def test_external_name_needs_the_stable_port_on_the_target(
         assert isinstance(desired, Problem)
         assert desired.reason == problem
         assert "port 80" in desired.message
+
+
+def listing_world(kube: FakeKube) -> World:
+    """As the operator builds its cache: a namespace is listed at its first miss."""
+
+    async def list_namespace(namespace: str) -> list[dict[str, Any]]:
+        kube.calls.append("list")
+        return [copy.deepcopy(b) for (ns, _), b in kube.store(SERVICES).items() if ns == namespace]
+
+    cache = ObjectCache(
+        functools.partial(kube.get_object, SERVICES), slim_object, list_namespace=list_namespace
+    )
+    driver = ServiceDriver(DriverContext(kube=kube, caches={SERVICES: cache}))
+    cache.subscribe(ROUTE.key, driver.dependencies(ROUTE, SPEC)[SERVICES])
+    return World(kube, cache, driver)
+
+
+async def test_a_new_route_reads_no_stable_service_it_would_create() -> None:
+    """Start-up of 10,000 new routes read each stable Service once only to hear 404: after
+    the namespace's LIST, observe and the first apply go straight to the create."""
+    kube = FakeKube()
+    for svc in (VENDOR_SVC, LLAMA_SVC, SPARE_SVC):
+        kube.seed(svc, watched=False)
+    world = listing_world(kube)
+    assert await world.driver.observe(ROUTE, SPEC) == RoutingState()
+    assert await world.apply(INHOUSE) == routed("inhouse", wrote=True)
+    assert kube.calls == ["list", "create"]
+
+
+async def test_a_stable_service_created_after_the_list_is_diffed_not_overwritten() -> None:
+    kube = FakeKube()
+    for svc in (VENDOR_SVC, LLAMA_SVC, SPARE_SVC):
+        kube.seed(svc, watched=False)
+    world = listing_world(kube)
+    assert await world.driver.observe(ROUTE, SPEC) == RoutingState()  # lists: none yet
+    await world.apply(INHOUSE)  # created, then deleted by hand and made again by someone
+    body = copy.deepcopy(world.stable())
+    kube.delete((NS, STABLE[1]))
+    world.cache.observe("DELETED", body)
+    foreign = {"metadata": {"name": STABLE[1], "namespace": NS}, "spec": {"selector": {"x": "y"}}}
+    kube.seed(foreign, watched=False)
+    kube.calls.clear()
+    state = await world.apply(INHOUSE)
+    assert kube.calls == ["create", "get"]  # the 409, then the object as it is
+    assert state.problem is not None  # someone else's: left alone, and said so
+    assert world.stable()["spec"]["selector"] == {"x": "y"}

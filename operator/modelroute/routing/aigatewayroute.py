@@ -134,7 +134,9 @@ class AIGatewayRouteDriver:
 
     async def observe(self, route: RouteRef, spec: ModelRouteSpec) -> RoutingState:
         """The backend the AIGatewayRoute puts first and the verdict, if it is ours."""
-        current = await self._routes.get((route.namespace, route_name(route, spec)))
+        current = await self._routes.get(
+            (route.namespace, route_name(route, spec)), confirm_miss=False
+        )
         if current is None:
             return RoutingState()
         if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
@@ -148,7 +150,9 @@ class AIGatewayRouteDriver:
     ) -> RoutingState:
         """Create or patch the AIGatewayRoute so it puts the split's backend first."""
         desired = desired_ai_gateway_route(route, spec, split)  # ValueError before any write
-        current = await self._routes.get((route.namespace, route_name(route, spec)))
+        current = await self._routes.get(
+            (route.namespace, route_name(route, spec)), confirm_miss=False
+        )
         if current is not None and ownership(route, current, adopt=spec.routing.adopt) == "foreign":
             return RoutingState(problem=self._conflict(route, spec))
         missing = await self._missing(route, spec, split.primary)

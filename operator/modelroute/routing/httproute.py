@@ -173,7 +173,9 @@ class HTTPRouteDriver:
 
     async def observe(self, route: RouteRef, spec: ModelRouteSpec) -> RoutingState:
         """The split the HTTPRoute's weights carry and the gateway's verdict, if it is ours."""
-        current = await self._routes.get((route.namespace, route_name(route, spec)))
+        current = await self._routes.get(
+            (route.namespace, route_name(route, spec)), confirm_miss=False
+        )
         if current is None:
             return RoutingState()
         if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
@@ -185,7 +187,9 @@ class HTTPRouteDriver:
     ) -> RoutingState:
         """Create or patch the HTTPRoute so its weights carry ``split``."""
         desired = desired_http_route(route, spec, split)
-        current = await self._routes.get((route.namespace, route_name(route, spec)))
+        current = await self._routes.get(
+            (route.namespace, route_name(route, spec)), confirm_miss=False
+        )
         written = await self._writer.ensure(
             route, current, desired, http_route_patch, adopt=spec.routing.adopt
         )

@@ -73,7 +73,7 @@ class ServiceDriver:
 
     async def observe(self, route: RouteRef, spec: ModelRouteSpec) -> RoutingState:
         """The backend named on the stable Service, if the operator owns it."""
-        current = await self._services.get((route.namespace, stable(spec).name))
+        current = await self._services.get((route.namespace, stable(spec).name), confirm_miss=False)
         if current is None:
             return RoutingState()
         if ownership(route, current, adopt=spec.routing.adopt) == "foreign":
@@ -103,7 +103,7 @@ class ServiceDriver:
         desired = desired_service(route, spec, backend, target or {}, self._cluster_domain)
         if isinstance(desired, Problem):
             return RoutingState(problem=desired)
-        current = await self._services.get((route.namespace, stable(spec).name))
+        current = await self._services.get((route.namespace, stable(spec).name), confirm_miss=False)
         written = await self._writer.ensure(
             route, current, desired, service_patch, adopt=spec.routing.adopt
         )
