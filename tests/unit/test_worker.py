@@ -631,17 +631,24 @@ def reconciles(w: World) -> float:
     return w.metrics.registry.get_sample_value("modelroute_reconciles_total") or 0.0
 
 
+async def failing_below_the_threshold(w: World) -> float:
+    """Route to vendor at 5 s; vendor fails at 10 and 15 s (threshold 3). Returns the
+    reconciles counted before those failures."""
+    await w.controller.on_route_event("ADDED", route())
+    await w.tick(5, vendor=True, inhouse=True)
+    await w.clock.until(6)
+    settled = reconciles(w)
+    await w.tick(10, vendor=False)
+    await w.tick(15, vendor=False)
+    return settled
+
+
 async def test_a_failure_below_the_threshold_is_planned_when_its_status_is_due() -> None:
     """It decides nothing: no plan at once (the deciding failure may be a probe away and must
     not queue behind 3,000 such plans), one when its deferred status is due, and its counters
     are written status_defer_seconds (30) after the first failure, not after the plan."""
     async with running_world() as w:
-        await w.controller.on_route_event("ADDED", route())
-        await w.tick(5, vendor=True, inhouse=True)
-        await w.clock.until(6)
-        settled = reconciles(w)
-        await w.tick(10, vendor=False)
-        await w.tick(15, vendor=False)
+        settled = await failing_below_the_threshold(w)
         await w.clock.until(39.9)
         assert reconciles(w) == settled
         await w.clock.until(40.1)
@@ -656,13 +663,8 @@ async def test_a_failure_below_the_threshold_is_planned_when_its_status_is_due()
 
 async def test_a_failure_below_the_threshold_then_the_deciding_one_plans_once() -> None:
     async with running_world() as w:
-        await w.controller.on_route_event("ADDED", route())
-        await w.tick(5, vendor=True, inhouse=True)
-        await w.clock.until(6)
-        settled = reconciles(w)
-        await w.tick(10, vendor=False)
-        await w.tick(15, vendor=False)
-        await w.tick(16, vendor=False)  # a probe period of 1 s: the deciding one comes first
+        settled = await failing_below_the_threshold(w)
+        await w.tick(16, vendor=False)  # the deciding one, long before the quiet plan is due
         await w.clock.until(30)
 
         assert reconciles(w) == settled + 1
