@@ -411,8 +411,11 @@ async def test_a_miss_the_caller_need_not_confirm_is_taken_as_absent_after_the_l
     cache, fetch, lister = listing({KEY: svc()})
     cache.subscribe(ROUTE_A, [KEY, OTHER])
     assert await cache.get(OTHER, confirm_miss=False) is None  # lists "ai", reads nothing
-    assert await cache.get(OTHER) is None  # the absence is kept for the subscriber
+    assert await cache.get(OTHER, confirm_miss=False) is None
     assert fetch.calls == [] and lister.calls == ["ai"]
+    fetch.objects[OTHER] = svc("vendor-egress", rv=8)  # its watch event still on the way
+    assert await cache.get(OTHER) == slim_object(svc("vendor-egress", rv=8))  # confirmed: read
+    assert fetch.calls == [OTHER]
     cache.observe("ADDED", svc("vendor-egress", rv=9))  # created later: the watch says so
     assert await cache.get(OTHER, confirm_miss=False) == slim_object(svc("vendor-egress", rv=9))
 

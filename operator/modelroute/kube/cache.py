@@ -10,9 +10,11 @@ namespace, and keeps what it lists and what the watch delivers even when no rout
 subscribed to it yet (slimmed, at most ``keep_unsubscribed`` objects; those ``owned`` by the
 operator always), dropping it on DELETED. A miss after the LIST is still read once: an object
 created after the LIST was served may not have reached the watch yet (a Service applied with
-its route); a subscribed miss is then cached. Why: a (re)started operator read every route's
-object one by one (1,045 GETs at 1,000 routes, queued behind the start-up status writes), as
-the objects of kopf's initial list arrived before the routes had subscribed and were dropped.
+its route); a subscribed miss is then cached. A caller whose create handles a 409 may skip
+that read (``get(confirm_miss=False)``; nothing is cached then). Why: a (re)started operator
+read every route's object one by one (1,045 GETs at 1,000 routes, queued behind the start-up
+status writes), as the objects of kopf's initial list arrived before the routes had
+subscribed and were dropped.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ class ObjectCache:
 
     def complete(self, namespace: str) -> bool:
         """True when ``namespace`` was listed and nothing was left out: every object that
-        existed when the LIST was served is known (a miss is still read once, see ``get``)."""
+        existed when the LIST was served is known (a miss is still read once, unless the caller
+        need not confirm it: see ``get``)."""
         return namespace in self._listed and not self._left_out
 
     def subscribe(self, route: RouteKey, keys: Iterable[ObjectKey]) -> None:
@@ -143,10 +146,11 @@ class ObjectCache:
         """The cached object; on a miss, its namespace is listed once, and an object the LIST
         did not bring is read (created since, its watch event still on the way).
 
-        ``confirm_miss=False``: once the namespace's LIST is complete, an object it did not
-        bring is taken as absent, unread. For a caller whose create of it handles a 409 (the
-        routing objects, ``routing.writer``): at start-up each new route's routing object was
-        read once more only to hear 404 (10,000 GETs ahead of the creates at 10,000 routes).
+        ``confirm_miss=False``: once the namespace's LIST is complete, an object neither it
+        nor the watch brought is taken as absent, unread and uncached. For a caller whose
+        create of it handles a 409 (the routing objects, ``routing.writer``): at start-up each
+        new route's routing object was read once more only to hear 404 (10,000 GETs ahead of
+        the creates at 10,000 routes).
         """
         if key in self._entries:
             return self._entries[key]
@@ -157,8 +161,8 @@ class ObjectCache:
             if key in self._entries:
                 return self._entries[key]
         if not confirm_miss and self.complete(namespace):
-            if key in self._subscribers:
-                self._entries[key] = None  # a watch event of it fills it
+            # Not cached: a reader that needs the miss confirmed (a backend's target Service
+            # of the same name) still reads it.
             return None
         self.fetches += 1
         body = await self._fetch(*key)
