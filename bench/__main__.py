@@ -58,6 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="scale: the operator's --first-status-hold-seconds (default: its own default)",
     )
     parser.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="mass and scale: one more argument for the operator, e.g. "
+        "--operator-arg=--api-max-in-flight=100 (repeatable; recorded with the results)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy record the operator during mass outages and the scale window "

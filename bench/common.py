@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import random
+import socket
 import ssl
 import subprocess
 import sys
@@ -168,6 +169,12 @@ def backend_of(service: dict[str, Any]) -> str | None:
     return SELECTOR_TO_BACKEND.get(tuple(sorted(selector.items())))
 
 
+# Seconds without a watch event, after events came during a wait that is still unmet, before
+# the watch is re-listed (ServiceWatch._resync). Longer than any probe interval the benchmarks
+# use, so a route that switches one probe after the others is waited for, not re-listed.
+WATCH_STALL_S = 15.0
+
+
 class ServiceWatch:
     """A WATCH on the Services of one namespace, in a thread: when each stable Service's
     selector started pointing at which backend, stamped with time.time() at receipt.
@@ -175,25 +182,35 @@ class ServiceWatch:
     Raw JSON lines (no kubernetes client models), so thousands of events cost little; the
     stamp is taken before parsing."""
 
-    def __init__(self, api: RawApi, namespace: str) -> None:
+    def __init__(self, api: RawApi, namespace: str, stall_s: float = WATCH_STALL_S) -> None:
         self._api = api
         self._ns = namespace
+        self._stall_s = stall_s
         self._cond = threading.Condition()
         self.current: dict[str, str | None] = {}
         self.history: dict[str, list[tuple[float, str | None]]] = {}
         self.events = 0
+        self.resyncs = 0  # re-lists after a stall (see _resync)
+        self.resync_failures = 0
+        self._seen_rv: dict[str, int] = {}  # by name: the newest resourceVersion applied
         self._stop = threading.Event()
-        listing = api.get(f"/api/v1/namespaces/{namespace}/services")
-        for item in listing["items"]:
-            self._apply(time.time(), item)
-        self._rv = listing["metadata"]["resourceVersion"]
+        self._stream: Any = None
+        self._last_watch_event = 0.0  # time.time() of the last event the stream delivered
+        self._rv = self._relist()
         self._thread = threading.Thread(target=self._run, name="service-watch", daemon=True)
         self._thread.start()
 
     def _apply(self, stamp: float, obj: dict[str, Any], deleted: bool = False) -> None:
-        name = obj["metadata"]["name"]
+        meta = obj["metadata"]
+        name, rv = meta["name"], int(meta.get("resourceVersion") or 0)
         target = None if deleted else backend_of(obj)
         with self._cond:
+            # A re-list, or a stream replaying from an older resourceVersion, must not take a
+            # Service back to an older state (its etcd revision orders it).
+            if rv and rv <= self._seen_rv.get(name, 0):
+                return
+            if rv:
+                self._seen_rv[name] = rv
             if self.current.get(name, "<unset>") != target:
                 self.current[name] = target
                 self.history.setdefault(name, []).append((stamp, target))
@@ -208,6 +225,7 @@ class ServiceWatch:
             )
             try:
                 with self._api.open(path, timeout=700) as stream:
+                    self._stream = stream
                     while not self._stop.is_set():
                         line = stream.readline()
                         stamp = time.time()
@@ -216,13 +234,10 @@ class ServiceWatch:
                         event = json.loads(line)
                         obj = event["object"]
                         if event["type"] == "ERROR":
-                            # Expired resourceVersion: relist.
-                            listing = self._api.get(f"/api/v1/namespaces/{self._ns}/services")
-                            for item in listing["items"]:
-                                self._apply(time.time(), item)
-                            self._rv = listing["metadata"]["resourceVersion"]
+                            self._rv = self._relist()  # expired resourceVersion
                             break
                         self._rv = obj["metadata"]["resourceVersion"]
+                        self._last_watch_event = stamp
                         self._apply(stamp, obj, deleted=event["type"] == "DELETED")
             except Exception:
                 # Any broken stream (OSError, a truncated chunk, a half line): watch again from
@@ -235,14 +250,54 @@ class ServiceWatch:
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait (on watch events, not polling) until ``predicate`` holds; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
+        deadline, since = time.monotonic() + timeout, time.time()
+        while True:
+            with self._cond:
+                if predicate():
+                    return True
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 1.0))
-            return True
+                if left > 0:
+                    self._cond.wait(min(left, 1.0))
+                    if predicate():
+                        return True
+            if left <= 0:
+                self._resync()  # a last look: the stream may have stalled before any event
+                with self._cond:
+                    return predicate()
+            # Events came during this wait (or since the last re-list), then stopped short of
+            # it: a stalled stream. One re-list per stall: a wait that is merely slow (no
+            # events since) is not re-listed again and again.
+            last = self._last_watch_event
+            if last > since and time.time() - last > self._stall_s:
+                self._resync()
+                since = time.time()
+
+    def _relist(self) -> str:
+        """Apply a LIST of the namespace's Services; its resourceVersion."""
+        listing = self._api.get(f"/api/v1/namespaces/{self._ns}/services")
+        stamp = time.time()
+        for item in listing["items"]:
+            self._apply(stamp, item)
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _resync(self) -> None:
+        """Re-list, and watch again from the listing (outside the lock: the watch thread goes
+        on applying what its stream delivers meanwhile).
+
+        Why: under load the API server (1.20) stopped sending to this watcher in the middle of
+        a burst and still held the stream open; two of five 3,000-route runs then waited for
+        switches that had happened. Switches seen only here are stamped at the re-list, late:
+        ``resyncs`` tells such runs apart. A failed re-list is counted and the wait goes on."""
+        self.resyncs += 1
+        try:
+            self._rv = self._relist()
+        except Exception as exc:  # an overloaded API server: the caller waits on
+            self.resync_failures += 1
+            log(f"service watch: re-list failed: {exc!r}")
+            return
+        stream = self._stream
+        with contextlib.suppress(AttributeError, OSError):
+            stream.fp.raw._sock.shutdown(socket.SHUT_RDWR)  # ends the blocked readline
 
     def count(self, names: list[str], backend: str) -> int:
         with self._cond:
@@ -564,6 +619,33 @@ def scratch_dir() -> Path:
 
 
 # -- profiling -------------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds (user + system, every thread) of named processes, read at two points.
+
+    Why: on a machine whose cores the operator shares with the API server and etcd, how much
+    each spends per routing write says which of them a mass failover waits for."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        import psutil  # the bench's environment only: tests import this module too
+
+        self._error = psutil.Error
+        self._procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def read(self) -> dict[str, float]:
+        """CPU seconds so far, by name (a process gone meanwhile is left out)."""
+        spent: dict[str, float] = {}
+        for name, proc in self._procs.items():
+            with contextlib.suppress(self._error):
+                times = proc.cpu_times()
+                spent[name] = times.user + times.system
+        return spent
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each process spent between two :meth:`CpuMeter.read` results."""
+    return {name: round(after[name] - before[name], 3) for name in before if name in after}
 
 
 class PySpy:

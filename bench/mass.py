@@ -15,12 +15,12 @@ import random
 import time
 from typing import Any
 
-import psutil
-
 from bench.common import (
     BenchOperator,
+    CpuMeter,
     Fleet,
     PySpy,
+    cpu_between,
     log,
     make_fleet,
     operator_identity,
@@ -70,7 +70,10 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
             "interval_s": interval,
             "floor_s": float(PROBE["failureThreshold"] * interval),
             "quick": args.quick,
+            "operator_args": list(getattr(args, "operator_arg", ())),
             "repeats": len(runs),
+            # Summed, not a median: one re-list in any run makes its switch times suspect.
+            "watch_resyncs": sum(r.get("watch_resyncs", 0) for r in runs),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "result": median_of_runs([_numbers_only(r) for r in runs]),
             "runs": runs,
@@ -117,7 +120,8 @@ def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict
     runs: list[dict[str, Any]] = []
     log(f"mass {point_key(routes, interval)}: {routes} routes created in {fleet.namespace}")
     try:
-        with running_operator(cluster, identity, [fleet.namespace]) as op:
+        extra = tuple(getattr(args, "operator_arg", ()))
+        with running_operator(cluster, identity, [fleet.namespace], extra) as op:
             if not fleet.wait_all_on("vendor", 600 + routes / 10):
                 raise RuntimeError(f"mass: only {fleet.on('vendor')}/{routes} routed")
             for r in range(args.repeat):
@@ -163,12 +167,13 @@ def _outage(
 ) -> dict[str, Any] | None:
     routes = len(fleet.services)
     vendor = fleet.fakes["vendor"]
-    proc = psutil.Process(op.pid)
-    cpu0 = sum(proc.cpu_times()[:2])
+    meter = CpuMeter({"operator": op.pid, **cluster.component_pids()})
+    cpu0 = meter.read()
+    resyncs = fleet.watch.resyncs
     t0 = vendor.fault("outage")
     ok = fleet.wait_all_on("inhouse", fleet.floor_s + 120)
     done_at = time.time()
-    cpu1 = sum(proc.cpu_times()[:2])
+    spent = cpu_between(cpu0, meter.read())
     offsets = []
     for svc in fleet.services:
         at = fleet.watch.first_since(svc, "inhouse", t0)
@@ -210,12 +215,27 @@ def _outage(
         "ratio_after_deciding_to_write_floor": last_after / write_floor,
         "writes_during_outage": len(writes),
         "writes_per_route": _per_route(writes, routes),
-        "operator_cpu_s_during_outage": cpu1 - cpu0,
-        "operator_cpu_ms_per_route": 1000 * (cpu1 - cpu0) / routes,
+        "operator_cpu_s_during_outage": spent.get("operator"),
+        "operator_cpu_ms_per_route": _per_route_ms(spent, ("operator",), routes),
+        # From the outage until the last switch (the floor's probing included, most status
+        # writes and Events not).
+        "cpu_s_during_outage": spent,
+        "control_plane_cpu_ms_per_route": _per_route_ms(spent, ("etcd", "kube-apiserver"), routes),
+        "control_plane_cpu_ms_per_write_measured": api.get("control_plane_cpu_ms_per_write"),
         "outage_window_s": done_at - t0,
+        # Re-lists of a stalled watch: switches seen through one are stamped late.
+        "watch_resyncs": fleet.watch.resyncs - resyncs,
         "offsets_s": sorted(round(x, 3) for x in offsets),
         "write_timeline": _write_timeline(writes, t0 + fleet.floor_s),
     }
+
+
+def _per_route_ms(spent: dict[str, float], names: tuple[str, ...], routes: int) -> float | None:
+    """Milliseconds of CPU per route of the named processes; None when one was not measured
+    (an existing cluster's control plane, a process gone)."""
+    if any(name not in spent for name in names):
+        return None
+    return 1000 * sum(spent[name] for name in names) / routes
 
 
 def _settled_writes(

@@ -234,13 +234,16 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
     add(
         "| routes | interval | runs | API writes/s | write floor | first | last | goal (last) "
         "| met | last after deciding probe | ratio | writes per route (routing / status / "
-        "Events) | operator CPU per route |"
+        "Events) | operator CPU per route | API server + etcd CPU (per route in the outage / "
+        "per write in the rate burst) |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for point in sorted(entry["points"].values(), key=lambda p: (p["routes"], p["interval_s"])):
         r = point["result"]
         per = r.get("writes_per_route") or {}
         met = _met(point.get("runs") or [r])
+        if point.get("watch_resyncs"):
+            met += f" (watch re-listed {point['watch_resyncs']}x: times late)"
         add(
             f"| {point['routes']}{' (quick)' if point.get('quick') else ''} | "
             f"{point['interval_s']} s | {point['repeats']} | {fmt(r.get('api_writes_per_s'))} | "
@@ -249,7 +252,9 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
             f"| {met} | {fmt(r.get('all_switched_after_deciding_probe_s'), ' s')} | "
             f"{fmt(r.get('ratio_after_deciding_to_write_floor'), digits=2)} | "
             f"{fmt(per.get('routing'))} / {fmt(per.get('status'))} / {fmt(per.get('events'))} | "
-            f"{fmt(r.get('operator_cpu_ms_per_route'), ' ms', 2)} |"
+            f"{fmt(r.get('operator_cpu_ms_per_route'), ' ms', 2)} | "
+            f"{fmt(r.get('control_plane_cpu_ms_per_route'), ' ms', 2)} / "
+            f"{fmt(r.get('control_plane_cpu_ms_per_write_measured'), ' ms', 2)} |"
         )
     for old in (entry.get("baseline") or {}).values():
         r = old["result"]
@@ -260,7 +265,7 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
             f"({old.get('version', '?')}) | "
             f"{fmt(r.get('all_switched_after_deciding_probe_s'), ' s')} | - | "
             f"{old.get('writes_per_route', '-')} | "
-            f"{fmt(r.get('operator_cpu_ms_per_route'), ' ms', 2)} |"
+            f"{fmt(r.get('operator_cpu_ms_per_route'), ' ms', 2)} | - |"
         )
     add("")
     _provenance(add, entry)

@@ -148,6 +148,8 @@ def run_once(
         lag = bucket_delta(lag_buckets(after), lag_buckets(before))
         return {
             "startup_s": startup_s,
+            # Re-lists of a stalled watch: start-up times seen through one are late.
+            "watch_resyncs": fleet.watch.resyncs,
             # Operator CPU time (s) until every route was routed: unlike startup_s, barely
             # moved by other processes on a shared machine.
             "startup_cpu_s": next(
@@ -197,6 +199,7 @@ def run(cluster: Cluster, args: Any) -> dict[str, Any]:
     settle_s = 10.0 if args.quick else 20.0
     hold = getattr(args, "first_status_hold", None)
     operator_args = ("--first-status-hold-seconds", str(hold)) if hold is not None else ()
+    operator_args += tuple(getattr(args, "operator_arg", ()))
     runs = []
     for r in range(args.repeat):
         log(f"scale: run {r + 1}/{args.repeat} ({routes} routes, steady {steady_s:.0f} s)")

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import RawApi, create_namespace, delete_namespace
+from bench.common import CpuMeter, RawApi, cpu_between, create_namespace, delete_namespace
 from tests.harness.apiserver import Cluster
 
 CONCURRENCY = 50
@@ -30,6 +30,7 @@ class WriteRate:
     def __init__(self, cluster: Cluster, services: int) -> None:
         self._cluster = cluster
         self._api = RawApi.admin(cluster)
+        self._cpu = CpuMeter(cluster.component_pids())
         self.namespace = create_namespace(cluster, "bench-rate")
         self.services = services
         self._flip = 0
@@ -56,7 +57,9 @@ class WriteRate:
             )
             for i in range(self.services)
         ]
+        cpu0 = self._cpu.read()
         elapsed, latencies = asyncio.run(self._burst(requests))
+        spent = cpu_between(cpu0, self._cpu.read())
         latencies.sort()
         return {
             "writes": self.services,
@@ -64,6 +67,11 @@ class WriteRate:
             "elapsed_s": round(elapsed, 3),
             "writes_per_s": round(self.services / elapsed, 1),
             "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+            # The API server's and etcd's CPU per write, to set beside the outage's.
+            "control_plane_cpu_ms_per_write": (
+                round(1000 * sum(spent.values()) / self.services, 3) if len(spent) == 2 else None
+            ),
+            "cpu_s": spent,
         }
 
     def close(self) -> None:

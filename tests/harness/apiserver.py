@@ -160,6 +160,13 @@ class Cluster:
         groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
         return Identity(username, groups, path)
 
+    def component_pids(self) -> dict[str, int]:
+        """The local control plane's process ids, by name ("etcd", "kube-apiserver"); empty
+        for an existing cluster (its processes are not ours to look at)."""
+        if not self.is_local or len(self._processes) != 2:
+            return {}
+        return {"etcd": self._processes[0].pid, "kube-apiserver": self._processes[1].pid}
+
     def audit_events(
         self,
         username: str | None = None,
