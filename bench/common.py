@@ -193,6 +193,7 @@ class ServiceWatch:
         self.resyncs = 0  # re-lists after a stall (see _resync)
         self.resync_failures = 0
         self._seen_rv: dict[str, int] = {}  # by name: the newest resourceVersion applied
+        self._listed: set[tuple[str, float]] = set()  # (name, stamp) of changes seen by a LIST
         self._stop = threading.Event()
         self._stream: Any = None
         self._last_watch_event = 0.0  # time.time() of the last event the stream delivered
@@ -200,7 +201,9 @@ class ServiceWatch:
         self._thread = threading.Thread(target=self._run, name="service-watch", daemon=True)
         self._thread.start()
 
-    def _apply(self, stamp: float, obj: dict[str, Any], deleted: bool = False) -> None:
+    def _apply(
+        self, stamp: float, obj: dict[str, Any], deleted: bool = False, listed: bool = False
+    ) -> None:
         meta = obj["metadata"]
         name, rv = meta["name"], int(meta.get("resourceVersion") or 0)
         target = None if deleted else backend_of(obj)
@@ -214,6 +217,8 @@ class ServiceWatch:
             if self.current.get(name, "<unset>") != target:
                 self.current[name] = target
                 self.history.setdefault(name, []).append((stamp, target))
+                if listed:
+                    self._listed.add((name, stamp))
             self.events += 1
             self._cond.notify_all()
 
@@ -277,7 +282,7 @@ class ServiceWatch:
         listing = self._api.get(f"/api/v1/namespaces/{self._ns}/services")
         stamp = time.time()
         for item in listing["items"]:
-            self._apply(stamp, item)
+            self._apply(stamp, item, listed=True)
         return str(listing["metadata"]["resourceVersion"])
 
     def _resync(self) -> None:
@@ -298,6 +303,12 @@ class ServiceWatch:
         stream = self._stream
         with contextlib.suppress(AttributeError, OSError):
             stream.fp.raw._sock.shutdown(socket.SHUT_RDWR)  # ends the blocked readline
+
+    def seen_by_list(self, name: str, stamp: float) -> bool:
+        """True when ``name``'s change stamped ``stamp`` was seen by a LIST, not a watch event
+        (after a stall its stamp is the re-list's, later than the change)."""
+        with self._cond:
+            return (name, stamp) in self._listed
 
     def count(self, names: list[str], backend: str) -> int:
         with self._cond:

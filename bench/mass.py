@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import datetime
 from typing import Any
 
 from bench.common import (
@@ -174,9 +175,13 @@ def _outage(
     ok = fleet.wait_all_on("inhouse", fleet.floor_s + 120)
     done_at = time.time()
     spent = cpu_between(cpu0, meter.read())
+    writes = _settled_writes(cluster, username, t0, routes)
+    landed = _routing_landed(writes)
     offsets = []
     for svc in fleet.services:
         at = fleet.watch.first_since(svc, "inhouse", t0)
+        if at is not None and fleet.watch.seen_by_list(svc, at) and svc in landed:
+            at = landed[svc]  # a stalled watch's re-list saw it late: when the patch landed
         if at is not None:
             offsets.append(at - t0 - fleet.floor_s)
     # All routes share the vendor's probe, so the fake saw one probe per interval: the
@@ -186,10 +191,9 @@ def _outage(
     threshold = fleet.probe["failureThreshold"]
     deciding = arrivals[threshold - 1] if len(arrivals) >= threshold else None
     after = [o + t0 + fleet.floor_s - deciding for o in offsets] if deciding else []
+    vendor.fault("none")
     if not offsets:
         return None
-    writes = _settled_writes(cluster, username, t0, routes)
-    vendor.fault("none")
     s = summary(offsets)
     write_floor = routes / api["writes_per_s"]
     last = s["max"] if ok else float("nan")
@@ -257,6 +261,23 @@ def _settled_writes(
         time.sleep(2)
 
 
+def audit_time(event: dict[str, Any], field: str) -> float:
+    """An audit event's timestamp field, as time.time()."""
+    stamp = event.get(field, "1970-01-01T00:00:00Z")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _routing_landed(writes: list[dict[str, Any]]) -> dict[str, float]:
+    """When each Service's first routing write (PATCH) was answered, by Service name."""
+    landed: dict[str, float] = {}
+    for w in writes:
+        name = (w.get("objectRef") or {}).get("name")
+        if write_kind(w) == "patch services" and name:
+            at = audit_time(w, "stageTimestamp")
+            landed[name] = min(at, landed.get(name, at))
+    return landed
+
+
 def _per_route(writes: list[dict[str, Any]], routes: int) -> dict[str, float]:
     names = {
         "patch services": "routing",
@@ -273,19 +294,14 @@ def _per_route(writes: list[dict[str, Any]], routes: int) -> dict[str, float]:
 def _write_timeline(writes: list[dict[str, Any]], floor_at: float) -> dict[str, Any]:
     """When the operator's writes of each kind reached the API server (first, median, last;
     seconds relative to outage start + floor) and how long the server took (median)."""
-    from datetime import datetime
-
     from bench.stats import percentile
-
-    def at(event: dict[str, Any], field: str) -> float:
-        stamp = event.get(field, "1970-01-01T00:00:00Z")
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
     kinds: dict[str, list[tuple[float, float]]] = {}
     for w in writes:
         kind = write_kind(w)
-        received = at(w, "requestReceivedTimestamp")
-        kinds.setdefault(kind, []).append((received - floor_at, at(w, "stageTimestamp") - received))
+        received = audit_time(w, "requestReceivedTimestamp")
+        answered = audit_time(w, "stageTimestamp")
+        kinds.setdefault(kind, []).append((received - floor_at, answered - received))
     return {
         kind: {
             "n": len(v),

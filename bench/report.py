@@ -222,8 +222,10 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
     add(
         f"N routes x {c['backends']} backends, failureThreshold {c['probe']['failureThreshold']} "
         f"(floor = threshold x interval); {c['fault']}. Before each outage the benchmark "
-        "measures the API server's own write rate (N Service patches at concurrency 50 from "
-        "its own client, bench/writerate.py); N / that rate is the write floor. Goal: the "
+        "measures the API server's own write rate (the operator's routing write, N merge "
+        "patches of Services shaped like its stable Services, at concurrency 50 from its own "
+        "client, bench/writerate.py; points before 2026-12-02T09:40 patched bare Services); "
+        "N / that rate is the write floor. Goal: the "
         "first route switched by floor + 0.25 s, all of them by floor + 0.25 s + write floor "
         "+ 0.25 s. Times are medians over the repeats, in seconds over the floor (negative: "
         "before it; the outage starts at a random phase of the probe schedule) and, "

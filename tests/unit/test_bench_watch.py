@@ -115,6 +115,9 @@ def test_a_stream_that_stalls_mid_burst_is_relisted_and_watched_again() -> None:
         # Re-listed at the stall (0.2 s), not at the timeout's last look.
         assert time.monotonic() - began < 60
         assert watch.resyncs == 1 and watch.resync_failures == 0
+        # The bench then takes r0's switch time from the audit log, not from the re-list.
+        (r0_at, _), (r1_at, _) = watch.history["r0"][-1], watch.history["r1"][-1]
+        assert watch.seen_by_list("r0", r0_at) and not watch.seen_by_list("r1", r1_at)
         # The stalled stream was ended: the thread watches again, from the listing.
         assert until(lambda: len(api.streams) == 2)
         # A replay from before the listing does not take r0 back.
