@@ -245,7 +245,10 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
         per = r.get("writes_per_route") or {}
         met = _met(point.get("runs") or [r])
         if point.get("watch_resyncs"):
-            met += f" (watch re-listed {point['watch_resyncs']}x: times late)"
+            met += (
+                f" (bench watch re-listed {point['watch_resyncs']}x: those switches timed from "
+                "the audit log, CPU over a longer window)"
+            )
         add(
             f"| {point['routes']}{' (quick)' if point.get('quick') else ''} | "
             f"{point['interval_s']} s | {point['repeats']} | {fmt(r.get('api_writes_per_s'))} | "

@@ -6,9 +6,10 @@ the moment. So every mass outage is preceded by a burst of N Service merge patch
 concurrency 50 from this process, timed from the first request sent to the last answer. The
 rate is N / that time.
 
-The write is the operator's routing write: the same merge patch (the backend annotation and
-the selector) on Services shaped like its stable Services (its labels, an ownerReference, a
-named port), in a namespace the operator does not watch. On bare Services (no labels,
+The write is the operator's routing write in a mass failover: the same merge patch (the
+backend annotation, the selector and the ports, whose targetPort differs between the two
+backends) on Services shaped like its stable Services (its labels, an ownerReference), in a
+namespace the operator does not watch. On bare Services (no labels,
 annotation or owner) the API server and etcd spent 20-25 % less CPU per selector patch (bench/
 notes.md item 13), so a rate measured on them set a floor no operator could reach.
 """
@@ -33,6 +34,12 @@ CONCURRENCY = 50
 MERGE_PATCH = "application/merge-patch+json"
 
 
+def _ports(backend: str) -> list[dict[str, Any]]:
+    """The stable Service's port, mapped to the backend's targetPort (the bench's two backends
+    listen on different ports, so a failover's patch changes the ports too)."""
+    return [{"protocol": "TCP", "port": 80, "targetPort": 8080 if backend == "a" else 8000}]
+
+
 def _service(i: int, backend: str) -> dict[str, Any]:
     """A Service shaped like the operator's stable Service of route ``r<i>``."""
     route = f"r{i:05d}"
@@ -47,7 +54,7 @@ def _service(i: int, backend: str) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": {"app": backend},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8000, "protocol": "TCP"}],
+            "ports": _ports(backend),
         },
     }
 
@@ -72,7 +79,7 @@ class WriteRate:
         backend = "b" if self._flip % 2 else "a"
         patch = {
             "metadata": {"annotations": {BACKEND_ANNOTATION: backend}},
-            "spec": {"selector": {"app": backend}},
+            "spec": {"selector": {"app": backend}, "ports": _ports(backend)},
         }
         requests = [
             ("PATCH", f"/api/v1/namespaces/{self.namespace}/services/s{i:05d}", patch, MERGE_PATCH)
