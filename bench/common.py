@@ -290,9 +290,11 @@ class ServiceWatch:
         on applying what its stream delivers meanwhile).
 
         Why: under load the API server (1.20) stopped sending to this watcher in the middle of
-        a burst and still held the stream open; two of five 3,000-route runs then waited for
-        switches that had happened. Switches seen only here are stamped at the re-list, late:
-        ``resyncs`` tells such runs apart. A failed re-list is counted and the wait goes on."""
+        a burst and still held the stream open; about one 3,000-route outage in five then
+        waited for switches that had happened. Switches seen only here are stamped at the
+        re-list, late (:meth:`seen_by_list` tells them apart; the mass scenario times them
+        from the audit log), and ``resyncs`` counts re-lists. A failed re-list is counted and
+        the wait goes on."""
         self.resyncs += 1
         try:
             self._rv = self._relist()

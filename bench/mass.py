@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime
 from typing import Any
 
 from bench.common import (
@@ -32,7 +31,7 @@ from bench.common import (
 )
 from bench.stats import median_of_runs, summary
 from bench.writerate import WriteRate
-from tests.harness.apiserver import REPO_ROOT, WRITE_VERBS, Cluster
+from tests.harness.apiserver import REPO_ROOT, WRITE_VERBS, Cluster, audit_time
 
 PROBE = {
     "type": "OpenAIModels",
@@ -261,12 +260,6 @@ def _settled_writes(
         if done >= routes or time.monotonic() > deadline:
             return writes
         time.sleep(2)
-
-
-def audit_time(event: dict[str, Any], field: str) -> float:
-    """An audit event's timestamp field, as time.time()."""
-    stamp = event.get(field, "1970-01-01T00:00:00Z")
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _routing_landed(writes: list[dict[str, Any]]) -> dict[str, float]:

@@ -185,7 +185,7 @@ class Cluster:
                 continue
             if verbs is not None and event.get("verb") not in verbs:
                 continue
-            if since is not None and _audit_time(event) < since:
+            if since is not None and audit_time(event) < since:
                 continue
             events.append(event)
         return events
@@ -263,10 +263,11 @@ class Cluster:
         return revision
 
 
-def _audit_time(event: dict[str, Any]) -> float:
+def audit_time(event: dict[str, Any], field: str = "requestReceivedTimestamp") -> float:
+    """An audit event's timestamp ``field``, as time.time()."""
     from datetime import datetime
 
-    stamp = event.get("requestReceivedTimestamp", "1970-01-01T00:00:00Z")
+    stamp = event.get(field, "1970-01-01T00:00:00Z")
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
