@@ -7,7 +7,7 @@ real one rejects (a changed ClusterIP, an ExternalName Service with a cluster IP
 backendRef without a port, a duplicate create), and queues watch events that a test delivers to
 a real ``ObjectCache`` when it wants the watch to catch up. It also keeps route status patches,
 posted Events, Secrets and Leases.
-Faults are switches on the fake (``fail_next_create``, ``fail_status_writes``,
+Faults are switches on the fake (``fail_next_create``, ``patch_conflicts``, ``fail_status_writes``,
 ``status_write_error``, ``status_answer_error``, ``status_writes_held``, ``events_held``,
 ``lease_error``, ``delete_error``), never
 methods a test reassigns.
@@ -81,6 +81,11 @@ class FakeKube(FakeDiscovery, FakeWatch):
         self.lease_error: BaseException | None = None
         # While set, every routing object patch raises it (the API server gone mid-switch).
         self.patch_error: BaseException | None = None
+        # Each routing object patch takes the first of these, if any: that merge patch lands as
+        # another writer's update (None: the other writer deletes the object), and the patch is
+        # refused with 409 (as kube-apiserver 1.20 refuses a Service patch when an update lands
+        # between its read and its write).
+        self.patch_conflicts: list[dict[str, Any] | None] = []
         self.route_status: dict[ObjectKey, dict[str, Any]] = {}
         self.posted_events: list[dict[str, Any]] = []
         self.secrets: dict[ObjectKey, dict[str, Any]] = {}
@@ -138,6 +143,14 @@ class FakeKube(FakeDiscovery, FakeWatch):
         self.calls.append("patch")
         if self.patch_error is not None:
             raise self.patch_error
+        if self.patch_conflicts:
+            change = self.patch_conflicts.pop(0)
+            if change is None:
+                self.delete((namespace, name), kind=kind)
+            else:
+                self.mutate((namespace, name), change, kind=kind)
+            modified = f'{kind.plural} "{name}": the object has been modified'
+            raise ApiError(409, "Conflict", f"Operation cannot be fulfilled on {modified}")
         return self.mutate((namespace, name), patch, kind=kind)
 
     async def delete_object(

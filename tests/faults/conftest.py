@@ -17,7 +17,7 @@ from typing import Any, Self
 import pytest
 
 from tests.envtest.conftest import scenario  # noqa: F401  (fixture, re-exported)
-from tests.harness.apiserver import WRITE_VERBS, Cluster, Identity
+from tests.harness.apiserver import WRITE_VERBS, Cluster, Identity, audit_time
 from tests.harness.operator import OperatorProcess, running_operator
 
 
@@ -119,14 +119,6 @@ def audit_writes(
     """The operator's write audit events in ``namespace`` since ``since`` (oldest first)."""
     events = cluster.audit_events(username=identity.username, verbs=WRITE_VERBS, since=since)
     return [e for e in events if e.get("objectRef", {}).get("namespace") == namespace]
-
-
-def audit_time(event: dict[str, Any]) -> float:
-    """When the API server received the request (time.time() scale, microseconds)."""
-    from datetime import datetime
-
-    stamp = event["requestReceivedTimestamp"].replace("Z", "+00:00")
-    return datetime.fromisoformat(stamp).timestamp()
 
 
 def first_request_since(cluster: Cluster, since: float) -> float:

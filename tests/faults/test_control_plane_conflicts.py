@@ -2,9 +2,11 @@
 
 The operator merge-patches only the fields it owns (no resourceVersion precondition), so a
 concurrent writer never makes it lose a switch; the other writer's read-modify-write with a
-stale resourceVersion gets 409 Conflict from the API server and must re-read. Expectation: the
-operator's final state is right and the other writer's unrelated fields (a label, an
-annotation) survive, also when the other writer reverts the selector at the same moment.
+stale resourceVersion gets 409 Conflict from the API server and must re-read. The operator's
+patch can be refused too (kube-apiserver 1.20, Services): it re-reads and patches again
+at once. Expectation: the operator's final state is right and the other writer's unrelated
+fields (a label, an annotation) survive, also when the other writer reverts the selector at the
+same moment.
 """
 
 from __future__ import annotations
@@ -93,8 +95,12 @@ def test_another_writer_at_the_moment_of_the_switch(
         for e in audit_writes(crd, operator_identity, sc.namespace, since)
         if e["objectRef"]["resource"] == "services"
     ]
-    assert len(patches) == 1, f"the operator wrote the Service {len(patches)} times"
-    assert all(e["responseStatus"]["code"] == 200 for e in patches)
+    # kube-apiserver 1.20 refuses a Service merge patch (409) when the other writer's update
+    # lands between its read and its write; the operator then reads again and patches once more
+    # at once. Exactly one accepted write; at most one refused before it (a second 409 in a row
+    # would need another update within the same few milliseconds).
+    codes = [e["responseStatus"]["code"] for e in patches]
+    assert codes in ([200], [409, 200]), f"the operator's Service writes answered {codes}"
 
     # A last-writer-wins writer puts the old selector back at once (a stale copy), adding a
     # field of its own: the operator puts its selector back and keeps the other field.
@@ -119,7 +125,8 @@ def test_another_writer_at_the_moment_of_the_switch(
         "4-conflicting-writer",
         other_writer_updates=other.updates,
         other_writer_conflicts_409=other.conflicts,
-        operator_service_writes_at_switch=len(patches),
+        operator_service_writes_at_switch=codes.count(200),
+        operator_service_patches_refused_409=codes.count(409),
         operator_writes=len(writes),
         revert_corrected_s=round(corrected, 2),
     )

@@ -12,18 +12,16 @@ import os
 import time
 
 import pytest
-from kubernetes import client
 
 from tests.fakes.openai_backend import Fault
 from tests.faults.conftest import (
     Sampler,
-    audit_time,
     audit_writes,
     first_request_since,
     outage_seconds,
     record,
 )
-from tests.harness.apiserver import Cluster, Identity
+from tests.harness.apiserver import Cluster, Identity, audit_time
 from tests.harness.kube import wait_for
 from tests.harness.operator import OperatorProcess
 from tests.harness.scenario import Scenario
@@ -185,12 +183,8 @@ def test_etcd_restart_and_expired_watch(
     assert operator.returncode is None, "the operator exited while etcd was down"
 
     # 2. API server down; the vendor recovers; etcd compacted; API server back. The watches
-    # must relist: a route created right away must be picked up too. One unrelated write first:
-    # when the route's own status write was etcd's last, the ModelRoute watch's resourceVersion
-    # is the newest revision, still valid after the compaction, and no 410 would come.
-    sc.core.create_namespaced_config_map(
-        sc.namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="bump-revision"))
-    )
+    # must relist: a route created right away must be picked up too. (etcd_compact moves the
+    # revision past the route's status write first, which may land after the Service patch.)
     cluster.stop_apiserver()
     sc.vendor.clear_fault()
     revision = cluster.etcd_compact()

@@ -252,13 +252,18 @@ class Cluster:
         )
 
     def etcd_compact(self) -> int:
-        """Compact etcd at its current revision (watches from older resourceVersions then get
-        410 Gone); returns the revision compacted at."""
+        """Move etcd's revision past every resourceVersion handed out so far, then compact at it:
+        every watch resumed from an earlier resourceVersion gets 410 Gone. Returns the revision
+        compacted at."""
         if self._etcd_url is None:
             raise AssetsError("etcd compaction needs the local API server")
-        # etcd's JSON gateway (gRPC-gateway, v3 API): keys are base64; "AA==" is the key "\\0".
-        header = _etcd_call(self._etcd_url, "/v3/kv/range", {"key": "AA=="})["header"]
-        revision = int(header["revision"])
+        # Without the extra write, a watch whose resourceVersion is etcd's last write (a status
+        # written a moment before the API server stopped) would still be valid after the
+        # compaction, and resume without the 410 the caller is testing. The key is outside the
+        # API server's /registry prefix, so it never shows as an object.
+        # etcd's JSON gateway (gRPC-gateway, v3 API): keys and values are base64.
+        bump = {"key": _b64(b"/modelroute-tests/revision-bump"), "value": _b64(b"x")}
+        revision = int(_etcd_call(self._etcd_url, "/v3/kv/put", bump)["header"]["revision"])
         _etcd_call(self._etcd_url, "/v3/kv/compaction", {"revision": revision, "physical": True})
         return revision
 

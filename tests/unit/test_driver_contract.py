@@ -14,8 +14,16 @@ from modelroute import routing
 from modelroute.api.models import GROUP, KIND, VERSION, ModelRouteSpec
 from modelroute.core.types import RouteRef
 from modelroute.kube.cache import ObjectKey
-from modelroute.kube.client import MODELROUTES, KubeApi, ObjectKind
-from tests.drivers.contract import ADAPTERS, CASES, Contract, adapter_for
+from modelroute.kube.client import MODELROUTES, ApiError, KubeApi, ObjectKind
+from tests.drivers.contract import (
+    ADAPTERS,
+    CASES,
+    OTHERS_LABEL,
+    Contract,
+    adapter_for,
+    leaf_paths,
+    merged,
+)
 from tests.fakes.kube import FakeKube
 
 NS = "ai"
@@ -81,3 +89,82 @@ def test_a_driver_without_an_adapter_fails_the_suite() -> None:
 
 def test_every_adapter_belongs_to_a_registered_driver() -> None:
     assert set(ADAPTERS) <= set(routing.names())
+
+
+@pytest.mark.parametrize("driver", routing.names())
+async def test_a_patch_refused_with_409_is_diffed_again_on_a_fresh_read(driver: str) -> None:
+    """Another writer's update lands between the API server's read and write of a switch: the
+    patch is refused (409), read again and diffed at once. Whatever the other writer changed
+    in a managed field (the watch has not shown it yet) ends as the switch wants it, their
+    label stays, and afterwards nothing is written."""
+    world = FakeWorld()
+    c = await Contract.start(driver, world)
+    first, second = c.single(0), c.single(1)
+    others = {"metadata": {"labels": dict([OTHERS_LABEL])}}
+    for name, drift in c.adapter.drifts().items():
+        await c.apply(first)
+        await c.sync()
+        world.fake.patch_conflicts = [merged(drift, others)]
+        c.kube.reset()
+        state = await c.apply(second)
+        made = [(call.verb, call.ok) for call in c.kube.calls]
+        # A second patch only when the other writer's change did not already make it so (if
+        # one were wrongly skipped, the write after the watch's echo below would show it).
+        assert made in ([("patch", False), ("patch", True)], [("patch", False)]), (name, made)
+        assert state == c.state(second, wrote=len(made) == 2), name
+        after = await c.routed(second)
+        assert (after["metadata"].get("labels") or {}).get(OTHERS_LABEL[0]) == OTHERS_LABEL[1]
+        await c.sync()
+        c.kube.reset()
+        assert await c.apply(second) == c.state(second), name
+        c.no_write(f"after the re-diffed patch ({name}: {[list(p) for p in leaf_paths(drift)]})")
+    assert world.fake.patch_conflicts == []
+
+
+@pytest.mark.parametrize("driver", routing.names())
+async def test_a_second_409_in_a_row_is_left_to_the_reconcile_retry(driver: str) -> None:
+    """A patch refused twice is not sent a third time in a loop: the 409 reaches the worker,
+    whose back-off retries; the cache has the fresh read, so that retry diffs against it."""
+    world = FakeWorld()
+    c = await Contract.start(driver, world)
+    first, second = c.single(0), c.single(1)
+    await c.apply(first)
+    await c.sync()
+    cache = c.caches[c.info.kind]
+    others = {"metadata": {"labels": dict([OTHERS_LABEL])}}
+    world.fake.patch_conflicts = [others, others]
+    c.kube.reset()
+    with pytest.raises(ApiError) as refused:
+        await c.apply(second)
+    assert refused.value.status == 409
+    assert [(call.verb, call.ok) for call in c.kube.calls] == [("patch", False), ("patch", False)]
+    cached = await cache.get(c.key)
+    assert cached is not None
+    assert (cached["metadata"].get("labels") or {}).get(OTHERS_LABEL[0]) == OTHERS_LABEL[1]
+    c.kube.reset()
+    assert await c.apply(second) == c.state(second, wrote=True)
+    c.one_write("patch", "the reconcile's retry")
+    await c.routed(second)
+
+
+@pytest.mark.parametrize("driver", routing.names())
+async def test_an_object_deleted_under_a_refused_patch_is_created_again_at_once(
+    driver: str,
+) -> None:
+    """The other writer deleted the object while the switch's patch was refused: the fresh read
+    finds nothing, and the object is created again with the switch in the same apply."""
+    world = FakeWorld()
+    c = await Contract.start(driver, world)
+    first, second = c.single(0), c.single(1)
+    await c.apply(first)
+    await c.sync()
+    world.fake.patch_conflicts = [None]
+    c.kube.reset()
+    assert await c.apply(second) == c.state(second, wrote=True)
+    made = [(call.verb, call.ok) for call in c.kube.calls]
+    assert made == [("patch", False), ("create", True)], made
+    c.owned(await c.routed(second))
+    await c.sync()
+    c.kube.reset()
+    assert await c.apply(second) == c.state(second)
+    c.no_write("after the object was created again")
