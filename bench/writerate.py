@@ -27,7 +27,7 @@ import aiohttp
 from bench.common import CpuMeter, RawApi, cpu_between, create_namespace, delete_namespace
 from modelroute.core.types import RouteRef
 from modelroute.routing.ownership import MANAGED_BY, MANAGED_BY_LABEL, ROUTE_LABEL, owner_reference
-from modelroute.routing.service_object import BACKEND_ANNOTATION
+from modelroute.routing.service_object import BACKEND_ANNOTATION, service_patch
 from tests.harness.apiserver import Cluster
 
 CONCURRENCY = 50
@@ -40,6 +40,10 @@ def _ports(backend: str) -> list[dict[str, Any]]:
     return [{"protocol": "TCP", "port": 80, "targetPort": 8080 if backend == "a" else 8000}]
 
 
+def _uid(route: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-rate/{route}"))
+
+
 def _service(i: int, backend: str) -> dict[str, Any]:
     """A Service shaped like the operator's stable Service of route ``r<i>``."""
     route = f"r{i:05d}"
@@ -49,7 +53,9 @@ def _service(i: int, backend: str) -> dict[str, Any]:
             "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROUTE_LABEL: route},
             "annotations": {BACKEND_ANNOTATION: backend},
             # The owner need not exist: no garbage collector runs against the bench's API server.
-            "ownerReferences": [owner_reference(RouteRef("bench-rate", route, str(uuid.uuid4())))],
+            # Its uid is fixed per route, so the two shapes of one Service differ in what a
+            # failover changes only.
+            "ownerReferences": [owner_reference(RouteRef("bench-rate", route, _uid(route)))],
         },
         "spec": {
             "type": "ClusterIP",
@@ -76,11 +82,10 @@ class WriteRate:
     def measure(self) -> dict[str, Any]:
         """Patch every Service once at concurrency 50: writes/s and server latency."""
         self._flip += 1
-        backend = "b" if self._flip % 2 else "a"
-        patch = {
-            "metadata": {"annotations": {BACKEND_ANNOTATION: backend}},
-            "spec": {"selector": {"app": backend}, "ports": _ports(backend)},
-        }
+        was, now = ("a", "b") if self._flip % 2 else ("b", "a")
+        # The operator's own diff between the two shapes: the patch its failover sends.
+        patch = service_patch(_service(0, was), _service(0, now))
+        assert patch is not None, "the two backends' Services do not differ"
         requests = [
             ("PATCH", f"/api/v1/namespaces/{self.namespace}/services/s{i:05d}", patch, MERGE_PATCH)
             for i in range(self.services)

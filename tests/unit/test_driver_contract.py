@@ -12,7 +12,7 @@ import pytest
 
 from modelroute import routing
 from modelroute.api.models import GROUP, KIND, VERSION, ModelRouteSpec
-from modelroute.core.types import RouteRef
+from modelroute.core.types import RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectKey
 from modelroute.kube.client import MODELROUTES, ApiError, KubeApi, ObjectKind
 from tests.drivers.contract import (
@@ -91,29 +91,48 @@ def test_every_adapter_belongs_to_a_registered_driver() -> None:
     assert set(ADAPTERS) <= set(routing.names())
 
 
+# Another writer's label, set by the change that lands under a refused patch.
+OTHERS = {"metadata": {"labels": dict([OTHERS_LABEL])}}
+
+
+async def _on_first(driver: str) -> tuple[FakeWorld, Contract, TrafficSplit]:
+    """A driver whose object carries its first backend, seen by the watch; and the split that
+    switches to the second."""
+    world = FakeWorld()
+    c = await Contract.start(driver, world)
+    await c.apply(c.single(0))
+    await c.sync()
+    return world, c, c.single(1)
+
+
+def _made(c: Contract) -> list[tuple[str, bool]]:
+    """The driver's write attempts since the last reset: (verb, accepted)."""
+    return [(call.verb, call.ok) for call in c.kube.calls]
+
+
+def _keeps_others_label(body: dict[str, Any]) -> bool:
+    return (body["metadata"].get("labels") or {}).get(OTHERS_LABEL[0]) == OTHERS_LABEL[1]
+
+
 @pytest.mark.parametrize("driver", routing.names())
 async def test_a_patch_refused_with_409_is_diffed_again_on_a_fresh_read(driver: str) -> None:
     """Another writer's update lands between the API server's read and write of a switch: the
     patch is refused (409), read again and diffed at once. Whatever the other writer changed
     in a managed field (the watch has not shown it yet) ends as the switch wants it, their
     label stays, and afterwards nothing is written."""
-    world = FakeWorld()
-    c = await Contract.start(driver, world)
-    first, second = c.single(0), c.single(1)
-    others = {"metadata": {"labels": dict([OTHERS_LABEL])}}
+    world, c, second = await _on_first(driver)
     for name, drift in c.adapter.drifts().items():
-        await c.apply(first)
+        await c.apply(c.single(0))
         await c.sync()
-        world.fake.patch_conflicts = [merged(drift, others)]
+        world.fake.patch_conflicts = [merged(drift, OTHERS)]
         c.kube.reset()
         state = await c.apply(second)
-        made = [(call.verb, call.ok) for call in c.kube.calls]
+        made = _made(c)
         # A second patch only when the other writer's change did not already make it so (if
         # one were wrongly skipped, the write after the watch's echo below would show it).
         assert made in ([("patch", False), ("patch", True)], [("patch", False)]), (name, made)
         assert state == c.state(second, wrote=len(made) == 2), name
-        after = await c.routed(second)
-        assert (after["metadata"].get("labels") or {}).get(OTHERS_LABEL[0]) == OTHERS_LABEL[1]
+        assert _keeps_others_label(await c.routed(second)), name
         await c.sync()
         c.kube.reset()
         assert await c.apply(second) == c.state(second), name
@@ -125,22 +144,15 @@ async def test_a_patch_refused_with_409_is_diffed_again_on_a_fresh_read(driver: 
 async def test_a_second_409_in_a_row_is_left_to_the_reconcile_retry(driver: str) -> None:
     """A patch refused twice is not sent a third time in a loop: the 409 reaches the worker,
     whose back-off retries; the cache has the fresh read, so that retry diffs against it."""
-    world = FakeWorld()
-    c = await Contract.start(driver, world)
-    first, second = c.single(0), c.single(1)
-    await c.apply(first)
-    await c.sync()
-    cache = c.caches[c.info.kind]
-    others = {"metadata": {"labels": dict([OTHERS_LABEL])}}
-    world.fake.patch_conflicts = [others, others]
+    world, c, second = await _on_first(driver)
+    world.fake.patch_conflicts = [OTHERS, OTHERS]
     c.kube.reset()
     with pytest.raises(ApiError) as refused:
         await c.apply(second)
     assert refused.value.status == 409
-    assert [(call.verb, call.ok) for call in c.kube.calls] == [("patch", False), ("patch", False)]
-    cached = await cache.get(c.key)
-    assert cached is not None
-    assert (cached["metadata"].get("labels") or {}).get(OTHERS_LABEL[0]) == OTHERS_LABEL[1]
+    assert _made(c) == [("patch", False), ("patch", False)]
+    cached = await c.caches[c.info.kind].get(c.key)
+    assert cached is not None and _keeps_others_label(cached)
     c.kube.reset()
     assert await c.apply(second) == c.state(second, wrote=True)
     c.one_write("patch", "the reconcile's retry")
@@ -153,16 +165,11 @@ async def test_an_object_deleted_under_a_refused_patch_is_created_again_at_once(
 ) -> None:
     """The other writer deleted the object while the switch's patch was refused: the fresh read
     finds nothing, and the object is created again with the switch in the same apply."""
-    world = FakeWorld()
-    c = await Contract.start(driver, world)
-    first, second = c.single(0), c.single(1)
-    await c.apply(first)
-    await c.sync()
+    world, c, second = await _on_first(driver)
     world.fake.patch_conflicts = [None]
     c.kube.reset()
     assert await c.apply(second) == c.state(second, wrote=True)
-    made = [(call.verb, call.ok) for call in c.kube.calls]
-    assert made == [("patch", False), ("create", True)], made
+    assert _made(c) == [("patch", False), ("create", True)], _made(c)
     c.owned(await c.routed(second))
     await c.sync()
     c.kube.reset()
