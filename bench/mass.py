@@ -167,6 +167,7 @@ def _outage(
 ) -> dict[str, Any] | None:
     routes = len(fleet.services)
     vendor = fleet.fakes["vendor"]
+    reconciles0 = _reconciles(op)
     meter = CpuMeter({"operator": op.pid, **cluster.component_pids()})
     cpu0 = meter.read()
     resyncs = fleet.watch.resyncs
@@ -174,6 +175,7 @@ def _outage(
     ok = fleet.wait_all_on("inhouse", fleet.floor_s + 120)
     done_at = time.time()
     spent = cpu_between(cpu0, meter.read())
+    reconciled = _reconciles(op) - reconciles0
     # All routes share the vendor's probe, so the fake saw one probe per interval: the
     # threshold-th after the outage began decided. Time from it to each switch does not
     # depend on where in the interval the outage began. (Read now: the fake keeps only its
@@ -219,6 +221,9 @@ def _outage(
         "ratio_after_deciding_to_write_floor": last_after / write_floor,
         "writes_during_outage": len(writes),
         "writes_per_route": _per_route(writes, routes),
+        # Reconciles per route from the outage until the last switch: one decides; a failed
+        # probe before it that decides nothing is deferred (core/health.decides_nothing).
+        "reconciles_per_route": reconciled / routes,
         "operator_cpu_s_during_outage": spent.get("operator"),
         "operator_cpu_ms_per_route": _per_route_ms(spent, ("operator",), routes),
         # From the outage until the last switch (the floor's probing included, most status
@@ -233,6 +238,11 @@ def _outage(
         "offsets_s": sorted(round(x, 3) for x in offsets),
         "write_timeline": _write_timeline(writes, t0 + fleet.floor_s),
     }
+
+
+def _reconciles(op: BenchOperator) -> float:
+    """The operator's reconciles so far (its modelroute_reconciles_total)."""
+    return sum(v for _, v in op.scrape().get("modelroute_reconciles_total", []))
 
 
 def _per_route_ms(spent: dict[str, float], names: tuple[str, ...], routes: int) -> float | None:

@@ -45,6 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         status_defer_seconds=args.status_defer_seconds,
         first_status_hold_seconds=args.first_status_hold_seconds,
         api_max_in_flight=args.api_max_in_flight,
+        api_credentials_refresh_seconds=args.api_credentials_refresh_seconds,
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_lease=args.leader_election_lease,
@@ -69,6 +70,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--max-connections-per-host must be at least 1")
     if args.api_max_in_flight < 1:
         parser.error("--api-max-in-flight must be at least 1")
+    if not args.api_credentials_refresh_seconds >= 0:  # NaN too
+        parser.error("--api-credentials-refresh-seconds must be at least 0")
     args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
     if args.ca_bundle:
         try:
@@ -186,6 +189,13 @@ def _add_api_client(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.api_max_in_flight,
         help="the operator's requests in flight to the API server at once, routing writes "
         "first (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-credentials-refresh-seconds",
+        type=float,
+        default=_DEFAULTS.api_credentials_refresh_seconds,
+        help="refresh a rotating API token at most this often, and after a 401 "
+        "(seconds, default %(default)s; 0: before every request)",
     )
 
 

@@ -100,6 +100,10 @@ class Settings:
     # failover at 1,000 routes, 20 left the operator waiting on the API server a fifth of the
     # time (bench mass, py-spy); 50 is the concurrency the bench measures the write rate at.
     api_max_in_flight: int = 50
+    # How often (seconds) at most the API credentials' token refresh runs (a rotated
+    # ServiceAccount token or an expiring kubeconfig token); also before the next request
+    # after a 401. Per request it was a quarter of the client's CPU a write (bench/notes item 15).
+    api_credentials_refresh_seconds: float = 1.0
     # Timeout (seconds) of kopf's own requests, the LIST of every ModelRoute among them: at
     # 10,000 routes on a busy API server that LIST took longer than 30 s, and kopf retried it
     # until it gave up, its watch of ModelRoutes gone meanwhile (bench scale).

@@ -334,3 +334,16 @@ def test_api_max_in_flight_is_a_flag_of_at_least_one(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         parse_args(["--api-max-in-flight", "0"])
     assert "--api-max-in-flight must be at least 1" in capsys.readouterr().err
+
+
+def test_api_credentials_refresh_is_a_flag_of_at_least_zero_seconds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([])[0].api_credentials_refresh_seconds == 1.0
+    flag = "--api-credentials-refresh-seconds"
+    assert parse_args([flag, "0"])[0].api_credentials_refresh_seconds == 0.0
+    assert parse_args([flag, "30"])[0].api_credentials_refresh_seconds == 30.0
+    for bad in ("-1", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args([flag, bad])
+        assert f"{flag} must be at least 0" in capsys.readouterr().err

@@ -69,9 +69,9 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        """Find the drivers it can serve, build the parts, open the metrics and health
-        endpoints."""
-        credentials = load_credentials(settings.kubeconfig)
+        """Find the drivers it serves, build the parts, open the metrics and health endpoints."""
+        refresh = settings.api_credentials_refresh_seconds
+        credentials = load_credentials(settings.kubeconfig, refresh_seconds=refresh)
         kube = KubeClient(
             credentials,
             field_manager=settings.field_manager,

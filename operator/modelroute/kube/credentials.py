@@ -7,8 +7,13 @@ kubeconfig feature it supports (exec plugins, client certificates, rotating toke
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+#: Seconds between two runs of the ``kubernetes`` package's token refresh hook, at most.
+REFRESH_SECONDS = 1.0
 
 
 @dataclass
@@ -17,20 +22,44 @@ class Credentials:
 
     server: str
     ssl_context: ssl.SSLContext | bool
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a secret: never in a log line
     refresh: Any = None  # kubernetes.client.Configuration refresh hook (in-cluster tokens)
     configuration: Any = None
+    # The refresh hook runs at most once per refresh_seconds, and before the first request
+    # after a 401 (expire()). Why: the hook re-applies the whole kubeconfig or in-cluster
+    # configuration, and setting its host scans the environment for proxy variables. Run per
+    # request, that was a quarter of the client's CPU for each Service patch of a burst
+    # (bench/notes.md item 15). The hook itself re-reads a token far less often: the
+    # in-cluster loader its token file once a minute, the kubeconfig loader an expiring token
+    # (exec plugin, OIDC) when it is about to expire.
+    refresh_seconds: float = REFRESH_SECONDS
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    _refreshed_at: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def authorization(self) -> str | None:
-        """The current Authorization header value (refreshing rotating tokens first)."""
+        """The current Authorization header value (refreshing rotating tokens first, when
+        the last refresh is ``refresh_seconds`` old or a request was refused with 401)."""
         if self.refresh is not None and self.configuration is not None:
-            self.refresh(self.configuration)
-            self.token = _token(self.configuration) or self.token
+            now = self.clock()
+            if self._refreshed_at is None or now - self._refreshed_at >= self.refresh_seconds:
+                self.refresh(self.configuration)
+                self.token = _token(self.configuration) or self.token
+                self._refreshed_at = now
         return f"Bearer {self.token}" if self.token else None
 
+    def expire(self) -> None:
+        """The API server refused the token (401): refresh it before the next request."""
+        self._refreshed_at = None
 
-def load_credentials(kubeconfig: str | None = None, context: str | None = None) -> Credentials:
-    """In-cluster credentials when running in a Pod, else the kubeconfig (KUBECONFIG)."""
+
+def load_credentials(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    refresh_seconds: float = REFRESH_SECONDS,
+) -> Credentials:
+    """In-cluster credentials when running in a Pod, else the kubeconfig (KUBECONFIG);
+    rotating tokens are refreshed at most every ``refresh_seconds``."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
@@ -43,10 +72,12 @@ def load_credentials(kubeconfig: str | None = None, context: str | None = None) 
         config.load_kube_config(
             config_file=kubeconfig, context=context, client_configuration=configuration
         )
-    return credentials_from_configuration(configuration)
+    return credentials_from_configuration(configuration, refresh_seconds=refresh_seconds)
 
 
-def credentials_from_configuration(configuration: Any) -> Credentials:
+def credentials_from_configuration(
+    configuration: Any, *, refresh_seconds: float = REFRESH_SECONDS
+) -> Credentials:
     """Credentials from a ``kubernetes.client.Configuration``."""
     context: ssl.SSLContext | bool = False
     if configuration.verify_ssl:
@@ -60,6 +91,7 @@ def credentials_from_configuration(configuration: Any) -> Credentials:
         token=_token(configuration),
         refresh=configuration.refresh_api_key_hook,
         configuration=configuration,
+        refresh_seconds=refresh_seconds,
     )
 
 
@@ -68,5 +100,13 @@ def _token(configuration: Any) -> str | None:
     for name in ("BearerToken", "authorization"):
         value = configuration.api_key.get(name)
         if value:
-            return str(value).removeprefix("Bearer ").strip()
+            return _without_scheme(str(value))
     return None
+
+
+def _without_scheme(value: str) -> str:
+    """The token of ``Bearer <token>``, the scheme in any case: the in-cluster loader stores
+    ``bearer <token>``, and a header ``Bearer bearer <token>`` is refused with 401 (the API
+    server takes the word after the scheme as the token)."""
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else value.strip()

@@ -84,6 +84,11 @@ class WatchClient:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    def _api_error(self, response: aiohttp.ClientResponse, payload: Any) -> ApiError:
+        if response.status == 401:
+            self._credentials.expire()  # a rotated token: the next LIST or WATCH runs the hook
+        return _api_error(response, payload)
+
     def _headers(self) -> dict[str, str]:
         auth = self._credentials.authorization()
         return {"Accept": "application/json", **({"Authorization": auth} if auth else {})}
@@ -102,7 +107,7 @@ class WatchClient:
             except ValueError:
                 payload = None  # a proxy's HTML page: no object
             if response.status >= 400:
-                raise _api_error(response, payload)
+                raise self._api_error(response, payload)
             return _page(payload)
 
     async def watch(
@@ -126,7 +131,7 @@ class WatchClient:
                 payload = {}
             finally:
                 response.release()
-            raise _api_error(response, payload)
+            raise self._api_error(response, payload)
         return _events(response)
 
 

@@ -99,6 +99,8 @@ class Transport:
         payload = _json_object(answer.body)
         if answer.status == 404 and method == "GET":
             return None
+        if answer.status == 401:
+            self._credentials.expire()  # a rotated token: the next request runs the refresh hook
         if not 200 <= answer.status < 300:  # a redirect is no answer either: nothing was done
             message = payload.get("message", answer.reason)
             reason = payload.get("reason", answer.reason)
