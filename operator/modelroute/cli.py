@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from modelroute import logs, routing
+from modelroute.api.base import DNS_SUBDOMAIN_PATTERN
 from modelroute.kube import selector
 from modelroute.probing.session import CaBundleError, ssl_context
 from modelroute.settings import Settings
@@ -40,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         bind_address=args.bind_address,
+        cluster_domain=args.cluster_domain,
         max_connections_per_host=args.max_connections_per_host,
         ca_bundle=args.ca_bundle,
         status_defer_seconds=args.status_defer_seconds,
@@ -70,6 +73,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--max-connections-per-host must be at least 1")
     if args.api_max_in_flight < 1:
         parser.error("--api-max-in-flight must be at least 1")
+    if not re.fullmatch(DNS_SUBDOMAIN_PATTERN, args.cluster_domain):
+        parser.error(f"--cluster-domain {args.cluster_domain!r} is not a DNS domain name")
     if not args.api_credentials_refresh_seconds >= 0:  # NaN too
         parser.error("--api-credentials-refresh-seconds must be at least 0")
     args.routing_drivers = _routing_drivers(parser, args.routing_drivers)
@@ -130,6 +135,11 @@ def _add_scope(parser: argparse.ArgumentParser) -> None:
         "e.g. modelroute.dev/shard=a, or !modelroute.dev/shard for every unlabelled route "
         "(default: all)",
     )
+    parser.add_argument(
+        "--cluster-domain",
+        default=_DEFAULTS.cluster_domain,
+        help="the cluster's DNS domain, for ExternalName stable Services (default %(default)s)",
+    )
 
 
 def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +158,8 @@ def _add_endpoints_and_probes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bind-address",
         default=_DEFAULTS.bind_address,
-        help="address for the metrics and health endpoints (default %(default)s)",
+        help="address for the metrics and health endpoints; empty: every IPv4 and IPv6 "
+        "address (default %(default)s)",
     )
     parser.add_argument(
         "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"

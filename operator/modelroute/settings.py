@@ -39,8 +39,12 @@ class Settings:
     health_port: int = 8081
     # kubeconfig file; None means in-cluster config, then $KUBECONFIG.
     kubeconfig: str | None = None
-    # Address the metrics and health servers bind to.
+    # Address the metrics and health servers bind to: "" for every address of both IPv4 and
+    # IPv6 (a dual-stack cluster), "::" for IPv6 only.
     bind_address: str = "0.0.0.0"
+    # The cluster's DNS domain: a stable Service for a backend whose Service has no selector
+    # is an ExternalName to <serviceRef.name>.<namespace>.svc.<cluster_domain>.
+    cluster_domain: str = "cluster.local"
     # Field manager recorded on every write to the API server.
     field_manager: str = FIELD_MANAGER
     # Connections the shared probe HTTP pool keeps per backend host. Bounded per host, not

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
 
 import pytest
 
+from modelroute.control.handlers import STARTUP_RETRY_SECONDS
+from tests.envtest.conftest import FAST_PROBE
 from tests.fakes.openai_backend import Fault
 from tests.faults.conftest import (
     Sampler,
@@ -24,7 +27,7 @@ from tests.faults.conftest import (
 from tests.harness.apiserver import Cluster, Identity, audit_time
 from tests.harness.kube import wait_for
 from tests.harness.operator import OperatorProcess
-from tests.harness.scenario import Scenario
+from tests.harness.scenario import Scenario, canonical_scenario
 
 pytestmark = pytest.mark.apiserver
 
@@ -218,4 +221,43 @@ def test_etcd_restart_and_expired_watch(
         new_route_served_s=round(second_served, 2),
         events=counts,
         service_patches=writes.count("patch services"),
+    )
+
+
+def test_operator_started_while_the_api_server_is_down(
+    crd: Cluster, namespace: str, operator_identity: Identity, control_plane: Cluster
+) -> None:
+    """Expectation: an operator started while the API server is down (a cold start of the
+    cluster, a Pod rescheduled during a control-plane upgrade) tries again every
+    STARTUP_RETRY_SECONDS, not kopf's default minute. It is ready within that (plus its start)
+    of the API server's return, and routes its route; it never exits meanwhile."""
+    cluster, down_for = control_plane, outage_seconds(10)
+    back: list[float] = []
+
+    def bring_back() -> None:
+        cluster.start_apiserver()
+        back.append(time.time())
+
+    with canonical_scenario(crd, namespace, **FAST_PROBE) as sc:
+        cluster.stop_apiserver()
+        process = OperatorProcess(operator_identity, crd.workdir, [namespace])
+        returner = threading.Timer(down_for, bring_back)
+        try:
+            returner.start()
+            process.start(timeout=down_for + 150)
+            ready_at = time.time()
+            returner.join()
+            wait_for(lambda: sc.routed_to() == "vendor-egress", 30, "routed after the late start")
+            routed_at = time.time()
+        finally:
+            returner.join()
+            process.stop()
+            process.kill()
+    ready_after = ready_at - back[0]
+    assert ready_after < STARTUP_RETRY_SECONDS + 20, f"ready {ready_after:.1f} s after the return"
+    record(
+        "1b-operator-started-while-apiserver-down",
+        outage_s=down_for,
+        ready_after_apiserver_back_s=round(ready_after, 2),
+        routed_after_apiserver_back_s=round(routed_at - back[0], 2),
     )

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from modelroute import cli, crdgen, routing
+from modelroute.control.handlers import STARTUP_RETRY_SECONDS
 from modelroute.kube.client import KubeClient
 from modelroute.kube.credentials import Credentials
 from modelroute.kube.leader import LeaderElector, LeaseConfig
@@ -505,6 +506,23 @@ def test_probes_hit_the_operator_health_endpoints_on_its_health_port() -> None:
     assert (settings.health_port, settings.metrics_port) == (9091, 9090)
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    # Liveness waits for the start: an operator started while the API server is down opens
+    # its health port only once it is back (retrying every STARTUP_RETRY_SECONDS).
+    startup = main["startupProbe"]
+    assert startup["httpGet"] == {"path": "/healthz", "port": "health"}
+    window = startup["periodSeconds"] * startup["failureThreshold"]
+    assert window >= 300 and startup["periodSeconds"] <= STARTUP_RETRY_SECONDS
+
+
+def test_cluster_domain_and_bind_address_reach_the_operator() -> None:
+    defaults = operator_settings(render())
+    assert (defaults.cluster_domain, defaults.bind_address) == ("cluster.local", "0.0.0.0")
+    chosen = operator_settings(
+        render({"operator": {"clusterDomain": "corp.example", "bindAddress": ""}})
+    )
+    assert (chosen.cluster_domain, chosen.bind_address) == ("corp.example", "")
+    with pytest.raises(helm.HelmValuesError, match="clusterDomain"):
+        render({"operator": {"clusterDomain": "Corp.Example"}})
 
 
 def test_metrics_and_health_ports_must_differ() -> None:

@@ -347,3 +347,17 @@ def test_api_credentials_refresh_is_a_flag_of_at_least_zero_seconds(
         with pytest.raises(SystemExit):
             parse_args([flag, bad])
         assert f"{flag} must be at least 0" in capsys.readouterr().err
+
+
+def test_cluster_domain_is_a_dns_domain_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args([])[0].cluster_domain == "cluster.local"
+    assert parse_args(["--cluster-domain", "corp.example"])[0].cluster_domain == "corp.example"
+    for bad in ("", "Cluster.Local", ".local", "a..b"):
+        with pytest.raises(SystemExit):
+            parse_args(["--cluster-domain", bad])
+        assert "is not a DNS domain name" in capsys.readouterr().err
+
+
+def test_an_empty_bind_address_means_every_address() -> None:
+    assert parse_args([])[0].bind_address == "0.0.0.0"
+    assert parse_args(["--bind-address="])[0].bind_address == ""

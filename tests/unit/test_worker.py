@@ -681,3 +681,24 @@ async def test_a_rate_limited_backend_does_not_fail_liveness() -> None:
         # Probes every 5 s with a 2 s timeout: 6 x 7 s = 42 s, plus the 60 s Retry-After cap.
         assert w.controller.stalled(quiet_from + 101) == []
         assert w.controller.stalled(quiet_from + 103) == [ROUTE_KEY]
+
+
+async def test_the_cluster_domain_setting_names_an_external_name_stable_service() -> None:
+    """A backend Service without a selector (an egress to a vendor) is reached through an
+    ExternalName in the cluster's own DNS domain (--cluster-domain), not cluster.local."""
+    async with running_world(Settings(cluster_domain="corp.example")) as w:
+        # It exposes the stable Service's port: DNS keeps the port a client dials.
+        egress = {
+            "metadata": {"name": "egress-svc", "namespace": NS},
+            "spec": {"ports": [{"port": 80}]},
+        }
+        w.kube.seed(egress, watched=False)
+        body = route("egress", "inhouse")
+        await w.controller.on_route_event("ADDED", body)
+        await w.tick(5, egress=True, inhouse=True)
+        await w.clock.until(6)
+        stable = w.kube.services[STABLE_KEY]["spec"]
+        assert (stable["type"], stable["externalName"]) == (
+            "ExternalName",
+            f"egress-svc.{NS}.svc.corp.example",
+        )

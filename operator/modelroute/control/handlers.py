@@ -21,8 +21,12 @@ from modelroute.api.models import GROUP, PLURAL, VERSION
 from modelroute.control.runtime import Runtime
 from modelroute.settings import Settings, apply_to_kopf
 
+#: Seconds between attempts to start when the API server does not answer (kopf's default is
+#: 60): a Pod started during a control-plane outage serves routes this soon after it is back.
+STARTUP_RETRY_SECONDS = 5.0
 
-@kopf.on.startup()
+
+@kopf.on.startup(backoff=STARTUP_RETRY_SECONDS)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Apply our settings to kopf and start the runtime before any watch begins."""
     operator_settings: Settings = memo["settings"]

@@ -92,7 +92,9 @@ class Deps:
     driver_context: DriverContext = field(init=False)
 
     def __post_init__(self) -> None:
-        self.driver_context = DriverContext(kube=self.kube, caches=self.caches)
+        self.driver_context = DriverContext(
+            kube=self.kube, caches=self.caches, cluster_domain=self.settings.cluster_domain
+        )
 
 
 def split_from_status(status: ModelRouteStatus) -> TrafficSplit | None:
