@@ -73,7 +73,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--max-connections-per-host must be at least 1")
     if args.api_max_in_flight < 1:
         parser.error("--api-max-in-flight must be at least 1")
-    if not re.fullmatch(DNS_SUBDOMAIN_PATTERN, args.cluster_domain):
+    domain = args.cluster_domain
+    if len(domain) > 253 or not re.fullmatch(DNS_SUBDOMAIN_PATTERN, domain):
         parser.error(f"--cluster-domain {args.cluster_domain!r} is not a DNS domain name")
     if not args.api_credentials_refresh_seconds >= 0:  # NaN too
         parser.error("--api-credentials-refresh-seconds must be at least 0")

@@ -517,10 +517,11 @@ def test_probes_hit_the_operator_health_endpoints_on_its_health_port() -> None:
 def test_cluster_domain_and_bind_address_reach_the_operator() -> None:
     defaults = operator_settings(render())
     assert (defaults.cluster_domain, defaults.bind_address) == ("cluster.local", "0.0.0.0")
-    chosen = operator_settings(
-        render({"operator": {"clusterDomain": "corp.example", "bindAddress": ""}})
-    )
-    assert (chosen.cluster_domain, chosen.bind_address) == ("corp.example", "")
+    for address in ("", "::", "fd00::1", "10.0.0.5"):  # "::" unquoted would be a YAML mapping
+        chosen = operator_settings(
+            render({"operator": {"clusterDomain": "corp.example", "bindAddress": address}})
+        )
+        assert (chosen.cluster_domain, chosen.bind_address) == ("corp.example", address)
     with pytest.raises(helm.HelmValuesError, match="clusterDomain"):
         render({"operator": {"clusterDomain": "Corp.Example"}})
 

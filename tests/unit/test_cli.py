@@ -352,7 +352,7 @@ def test_api_credentials_refresh_is_a_flag_of_at_least_zero_seconds(
 def test_cluster_domain_is_a_dns_domain_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse_args([])[0].cluster_domain == "cluster.local"
     assert parse_args(["--cluster-domain", "corp.example"])[0].cluster_domain == "corp.example"
-    for bad in ("", "Cluster.Local", ".local", "a..b"):
+    for bad in ("", "Cluster.Local", ".local", "a..b", "a." * 127 + "b"):
         with pytest.raises(SystemExit):
             parse_args(["--cluster-domain", bad])
         assert "is not a DNS domain name" in capsys.readouterr().err

@@ -10,11 +10,14 @@ installed later, and says so.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modelroute import routing
 from modelroute.kube.client import KubeApi, ObjectKind
+
+logger = logging.getLogger("modelroute.control.runtime")  # the start-up's lines, together
 
 
 @dataclass(frozen=True)
@@ -80,3 +83,12 @@ async def discover_drivers(kube: KubeApi, enabled: Sequence[str] = ()) -> Driver
         else:
             available.append(name)
     return DriverAvailability(tuple(available), unavailable)
+
+
+def log_drivers(drivers: DriverAvailability) -> None:
+    """Once at start-up: the drivers served, and why each other one is not."""
+    logger.info("routing drivers served: %s", ", ".join(drivers.available) or "none")
+    for name, reason in drivers.unavailable.items():
+        # Not enabled is a choice; enabled without its CRD needs the admin's attention.
+        level = logging.INFO if reason == not_enabled(name) else logging.WARNING
+        logger.log(level, "routing driver %s unavailable: %s", name, reason)

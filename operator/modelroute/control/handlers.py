@@ -33,8 +33,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     apply_to_kopf(operator_settings, settings)
     settings.persistence.diffbase_storage = NoDiffBase()
     runtime = await Runtime.start(operator_settings)
+    try:
+        await runtime.start_routes()  # before kopf lists: see modelroute.control.prelist
+    except BaseException:
+        await runtime.stop()  # kopf tries again: this attempt's ports and tasks must go
+        raise
     memo["runtime"] = runtime
-    await runtime.start_routes()  # before kopf lists: see modelroute.control.prelist
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

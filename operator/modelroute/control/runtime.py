@@ -6,20 +6,19 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import kopf
 from aiohttp import web
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from modelroute.control import prelist, watching
 from modelroute.control.cachereads import urgent_get, urgent_list
 from modelroute.control.controller import Controller
-from modelroute.control.discovery import DriverAvailability, discover_drivers, not_enabled
+from modelroute.control.discovery import DriverAvailability, discover_drivers, log_drivers
+from modelroute.control.election import elector
 from modelroute.control.heap import HeapKeeper
 from modelroute.control.route import Deps
 from modelroute.control.scrape import MetricsEndpoint
@@ -28,7 +27,6 @@ from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
 from modelroute.kube.credentials import Credentials, load_credentials
 from modelroute.kube.events import EventRecorder
 from modelroute.kube.lanes import Lanes
-from modelroute.kube.leader import LeaderElector, LeaseConfig
 from modelroute.kube.reachability import ApiReachability
 from modelroute.kube.watch import Watches
 from modelroute.metrics import Metrics
@@ -83,7 +81,7 @@ class Runtime:
         except BaseException:
             await kube.close()  # kopf retries the start-up handler: leave nothing open
             raise
-        _log_drivers(drivers)
+        log_drivers(drivers)
         metrics = Metrics()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=metrics.registry)
@@ -99,24 +97,35 @@ class Runtime:
             drivers=drivers,
             credentials=credentials,
         )
-        if settings.leader_election:
-            runtime.elector = asyncio.create_task(
-                _elector(settings, kube, controller).run(), name="leader-election"
-            )
-        if settings.gc_freeze:
-            runtime.heap = HeapKeeper(settings.gc_unfreeze_seconds)
-            runtime.heap.install()
-        runtime.scrape = MetricsEndpoint(
-            functools.partial(_sampled_parts, metrics),
-            min_interval_s=settings.metrics_min_render_interval_seconds,
-        )
-        await runtime._serve(settings.metrics_port, [("/metrics", runtime.scrape.handle)])
-        await runtime._serve(
-            settings.health_port, [("/healthz", runtime._healthz), ("/readyz", runtime._readyz)]
-        )
-        runtime.ready = True
+        try:
+            await runtime._open()
+        except BaseException:
+            # kopf tries the start again: nothing of this attempt may be left (a bound port,
+            # a Lease held by a leftover elector, a second gc hook).
+            await runtime.stop()
+            raise
         log_started(settings)
         return runtime
+
+    async def _open(self) -> None:
+        """Elect, keep the heap, and open the metrics and health endpoints."""
+        settings = self.settings
+        if settings.leader_election:
+            self.elector = asyncio.create_task(
+                elector(settings, self.kube, self.controller, utc_now).run(), name="leader-election"
+            )
+        if settings.gc_freeze:
+            self.heap = HeapKeeper(settings.gc_unfreeze_seconds)
+            self.heap.install()
+        self.scrape = MetricsEndpoint(
+            functools.partial(_sampled_parts, self.deps.metrics),
+            min_interval_s=settings.metrics_min_render_interval_seconds,
+        )
+        await self._serve(settings.metrics_port, [("/metrics", self.scrape.handle)])
+        await self._serve(
+            settings.health_port, [("/healthz", self._healthz), ("/readyz", self._readyz)]
+        )
+        self.ready = True
 
     @property
     def watched_kinds(self) -> list[ObjectKind]:
@@ -167,8 +176,12 @@ class Runtime:
             app.router.add_get(path, handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.settings.bind_address, port).start()
-        self.runners.append(runner)
+        self.runners.append(runner)  # cleaned up by stop(), bound or not
+        address = self.settings.bind_address
+        try:
+            await web.TCPSite(runner, address, port).start()
+        except OSError as exc:  # no retry helps: the address is not the Pod's, or taken
+            raise kopf.PermanentError(f"cannot listen on {address!r} port {port}: {exc}") from exc
 
     async def _healthz(self, _: web.Request) -> web.Response:
         # Answering at all proves the event loop runs; stalled probe loops prove it is stuck.
@@ -199,15 +212,6 @@ def log_started(settings: Settings) -> None:
             "health_port": settings.health_port,
         },
     )
-
-
-def _log_drivers(drivers: DriverAvailability) -> None:
-    """Once at start-up: the drivers served, and why each other one is not."""
-    logger.info("routing drivers served: %s", ", ".join(drivers.available) or "none")
-    for name, reason in drivers.unavailable.items():
-        # Not enabled is a choice; enabled without its CRD needs the admin's attention.
-        level = logging.INFO if reason == not_enabled(name) else logging.WARNING
-        logger.log(level, "routing driver %s unavailable: %s", name, reason)
 
 
 def _build_deps(
@@ -270,27 +274,6 @@ def _probe_hub(settings: Settings, secrets: ObjectCache, metrics: Metrics) -> Pr
         start_jitter_seconds=settings.probe_start_jitter_seconds,
         max_retry_after_seconds=settings.max_retry_after_seconds,
         trust=TrustStore(settings.ca_bundle, settings.max_trust_contexts),  # caBundleSecretRef
-    )
-
-
-def _elector(settings: Settings, kube: KubeClient, controller: Controller) -> LeaderElector:
-    """Leader election with a Lease: only the holder runs the route workers."""
-    return LeaderElector(
-        kube,
-        LeaseConfig(
-            # In a Pod the chart sets POD_NAMESPACE from the downward API.
-            namespace=settings.leader_election_namespace
-            or os.environ.get("POD_NAMESPACE", "default"),
-            name=settings.leader_election_lease,
-            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
-            lease_seconds=settings.leader_election_lease_seconds,
-            renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
-            renew_seconds=settings.leader_election_retry_seconds,
-            label_selector=settings.label_selector,
-        ),
-        now=utc_now,
-        on_started=controller.start_leading,
-        on_stopped=controller.stop_leading,
     )
 
 
