@@ -712,6 +712,9 @@ class CountingKube:
     async def api_resources(self, group_version: str) -> set[str] | None:
         return await self._inner.api_resources(group_version)
 
+    async def api_ready(self) -> None:
+        await self._inner.api_ready()
+
     async def create_object(
         self, kind: ObjectKind, namespace: str, body: dict[str, Any]
     ) -> dict[str, Any]:

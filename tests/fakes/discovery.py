@@ -14,12 +14,14 @@ BARE_CLUSTER = (SERVICES, SECRETS, EVENTS, LEASES, MODELROUTES)
 
 
 class FakeDiscovery:
-    """Served resources by group/version; ``discovery_error`` (while set) fails every call."""
+    """Served resources by group/version; ``discovery_error`` (while set) fails every call,
+    ``not_ready`` (while set) fails the readiness check before discovery."""
 
     def __init__(self) -> None:
         self.served: dict[str, set[str]] = {}
         self.discovery_calls: list[str] = []  # the group/versions asked for, in order
         self.discovery_error: BaseException | None = None
+        self.not_ready: BaseException | None = None
         for kind in BARE_CLUSTER:
             self.serve(kind)
 
@@ -33,6 +35,11 @@ class FakeDiscovery:
         resources.discard(kind.plural)
         if not resources:
             self.served.pop(kind.api_version, None)
+
+    async def api_ready(self) -> None:
+        """Ready, unless ``not_ready`` is set (its /readyz fails, or it does not answer)."""
+        if self.not_ready is not None:
+            raise self.not_ready
 
     async def api_resources(self, group_version: str) -> set[str] | None:
         """The resources ``group_version`` serves; None when it is not served (a 404)."""

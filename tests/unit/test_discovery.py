@@ -159,6 +159,19 @@ def test_a_failing_discovery_is_raised_not_taken_for_a_missing_crd(error: Except
         discover(kube)
 
 
+def test_discovery_waits_for_an_api_server_that_says_it_is_ready() -> None:
+    """A kube-apiserver that has just started answers before its CRDs are loaded: discovery
+    then would read a CRD group as not installed, for good. Not ready: raised (kopf retries
+    the start-up in a few seconds), and nothing is asked of discovery yet."""
+    kube = FakeKube()
+    kube.not_ready = ApiError(500, "Internal Server Error", "poststarthook/crd-informer-synced")
+    with pytest.raises(ApiError):
+        discover(kube)
+    assert kube.discovery_calls == []
+    kube.not_ready = None
+    assert discover(kube).available == ("Service",)
+
+
 def test_an_unknown_enabled_driver_is_an_error_naming_the_available_ones() -> None:
     with pytest.raises(KeyError, match="unknown routing driver 'Nope'; available: "):
         discover(FakeKube(), ("Nope",))
@@ -287,6 +300,7 @@ _DISCOVERY: dict[str, tuple[int, dict[str, Any]]] = {
         {"kind": "Status", "reason": "NotFound", "message": "the server could not find it"},
     ),
     "/apis/flaky.example.com/v1": (503, {"kind": "Status", "reason": "ServiceUnavailable"}),
+    "/readyz": (200, {}),
 }
 
 
@@ -326,3 +340,41 @@ async def test_the_client_reads_discovery_and_answers_none_when_not_served() -> 
         "GET /apis/gateway.networking.k8s.io/v1",
         "GET /apis/flaky.example.com/v1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "ready"),
+    [(200, True), (500, False), (503, False), (401, True), (403, True), (404, True)],
+)
+async def test_the_client_reads_readyz_as_text_and_counts_an_answer_it_may_not_give_as_ready(
+    status: int, ready: bool
+) -> None:
+    """kube-apiserver answers /readyz in plain text ("ok", or the failed checks); RBAC may deny
+    it (401, 403) or a server may not have it (404): then discovery decides, as before."""
+    from aiohttp import web
+
+    from modelroute.kube.client import KubeClient
+    from modelroute.kube.credentials import Credentials
+
+    async def handle(request: web.Request) -> web.Response:
+        assert request.path == "/readyz"
+        text = "ok" if status == 200 else "[-]poststarthook/crd-informer-synced failed"
+        return web.Response(status=status, text=text)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    server = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = KubeClient(Credentials(server=server, ssl_context=False), field_manager="test")
+    try:
+        if ready:
+            await client.api_ready()
+        else:
+            with pytest.raises(ApiError) as refused:
+                await client.api_ready()
+            assert refused.value.status == status
+    finally:
+        await client.close()
+        await runner.cleanup()

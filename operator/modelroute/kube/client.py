@@ -82,6 +82,10 @@ class KubeApi(Protocol):
         ``gateway.networking.k8s.io/v1``; None when the API server does not serve it."""
         ...
 
+    async def api_ready(self) -> None:
+        """Raise :class:`ApiError` while the API server says it is not ready (``/readyz``)."""
+        ...
+
     async def create_object(
         self, kind: ObjectKind, namespace: str, body: dict[str, Any]
     ) -> dict[str, Any]:
@@ -191,6 +195,19 @@ class KubeClient:
         return {
             str(r["name"]) for r in found.get("resources") or [] if "/" not in r.get("name", "/")
         }
+
+    async def api_ready(self) -> None:
+        """Raise :class:`ApiError` while the API server says it is not ready (``/readyz``).
+
+        Why: a kube-apiserver that has just started answers before it has loaded its CRDs,
+        and discovery then finds a CRD group missing (404), which makes its driver
+        unavailable until the operator restarts. An answer it may not give (401, 403: RBAC on
+        non-resource URLs; 404: no such endpoint) counts as ready: discovery decides then."""
+        try:
+            await self.request("GET", "/readyz")
+        except ApiError as exc:
+            if exc.status not in (401, 403, 404):
+                raise
 
     async def create_object(
         self, kind: ObjectKind, namespace: str, body: dict[str, Any]
