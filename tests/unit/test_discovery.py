@@ -8,9 +8,10 @@ handler then registers kopf watches for the served drivers' kinds only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -159,17 +160,18 @@ def test_a_failing_discovery_is_raised_not_taken_for_a_missing_crd(error: Except
         discover(kube)
 
 
-def test_discovery_waits_for_an_api_server_that_says_it_is_ready() -> None:
+def test_a_missing_kind_counts_only_from_an_api_server_that_says_it_is_ready() -> None:
     """A kube-apiserver that has just started answers before its CRDs are loaded: discovery
-    then would read a CRD group as not installed, for good. Not ready: raised (kopf retries
-    the start-up in a few seconds), and nothing is asked of discovery yet."""
+    would read a CRD group as not installed, for good. Not ready: raised (kopf retries the
+    start-up in a few seconds). Every enabled driver found: /readyz does not matter."""
     kube = FakeKube()
     kube.not_ready = ApiError(500, "Internal Server Error", "poststarthook/crd-informer-synced")
+    assert discover(kube, ("Service",)).available == ("Service",)
     with pytest.raises(ApiError):
-        discover(kube)
-    assert kube.discovery_calls == []
+        discover(kube, ("Service", "HTTPRoute"))  # no Gateway API served: is it loaded yet?
     kube.not_ready = None
-    assert discover(kube).available == ("Service",)
+    found = discover(kube, ("Service", "HTTPRoute"))
+    assert found.available == ("Service",) and "HTTPRoute" in found.unavailable
 
 
 def test_an_unknown_enabled_driver_is_an_error_naming_the_available_ones() -> None:
@@ -300,22 +302,16 @@ _DISCOVERY: dict[str, tuple[int, dict[str, Any]]] = {
         {"kind": "Status", "reason": "NotFound", "message": "the server could not find it"},
     ),
     "/apis/flaky.example.com/v1": (503, {"kind": "Status", "reason": "ServiceUnavailable"}),
-    "/readyz": (200, {}),
 }
 
 
-async def test_the_client_reads_discovery_and_answers_none_when_not_served() -> None:
+@contextlib.asynccontextmanager
+async def client_of(handle: Callable[[Any], Awaitable[Any]]) -> AsyncIterator[Any]:
+    """A KubeClient of a loopback server answering every GET with ``handle``."""
     from aiohttp import web
 
     from modelroute.kube.client import KubeClient
     from modelroute.kube.credentials import Credentials
-
-    seen: list[str] = []
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        seen.append(f"{request.method} {request.path}")
-        status, body = _DISCOVERY[request.path]
-        return web.json_response(body, status=status)
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
@@ -325,6 +321,23 @@ async def test_the_client_reads_discovery_and_answers_none_when_not_served() -> 
     server = f"http://127.0.0.1:{runner.addresses[0][1]}"
     client = KubeClient(Credentials(server=server, ssl_context=False), field_manager="test")
     try:
+        yield client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_the_client_reads_discovery_and_answers_none_when_not_served() -> None:
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(f"{request.method} {request.path}")
+        status, body = _DISCOVERY[request.path]
+        return web.json_response(body, status=status)
+
+    async with client_of(handle) as client:
         assert await client.api_resources("v1") == {"services", "secrets"}  # no subresources
         assert await client.api_resources("gateway.networking.k8s.io/v1") is None
         with pytest.raises(ApiError) as failed:
@@ -332,9 +345,6 @@ async def test_the_client_reads_discovery_and_answers_none_when_not_served() -> 
         assert failed.value.status == 503
         found = await discover_drivers(client, ("Service",))
         assert found.available == ("Service",)
-    finally:
-        await client.close()
-        await runner.cleanup()
     assert seen[:3] == [
         "GET /api/v1",
         "GET /apis/gateway.networking.k8s.io/v1",
@@ -353,28 +363,15 @@ async def test_the_client_reads_readyz_as_text_and_counts_an_answer_it_may_not_g
     it (401, 403) or a server may not have it (404): then discovery decides, as before."""
     from aiohttp import web
 
-    from modelroute.kube.client import KubeClient
-    from modelroute.kube.credentials import Credentials
-
     async def handle(request: web.Request) -> web.Response:
         assert request.path == "/readyz"
         text = "ok" if status == 200 else "[-]poststarthook/crd-informer-synced failed"
         return web.Response(status=status, text=text)
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    client = KubeClient(Credentials(server=server, ssl_context=False), field_manager="test")
-    try:
+    async with client_of(handle) as client:
         if ready:
             await client.api_ready()
         else:
             with pytest.raises(ApiError) as refused:
                 await client.api_ready()
             assert refused.value.status == status
-    finally:
-        await client.close()
-        await runner.cleanup()

@@ -58,14 +58,14 @@ def not_installed(missing: Sequence[ObjectKind]) -> str:
 async def discover_drivers(kube: KubeApi, enabled: Sequence[str] = ()) -> DriverAvailability:
     """Check every enabled driver's kinds against the API server's discovery.
 
-    Only once the API server says it is ready (``/readyz``). One discovery request per
-    group/version. A group/version that is not served (404) or does not list a kind makes that
-    driver unavailable; any other failure (:class:`ApiError`, a connection error) is raised: a
-    flaky API server must not disable a driver for good.
+    One discovery request per group/version. A group/version that is not served (404) or does
+    not list a kind makes that driver unavailable, if the API server says it is ready
+    (``/readyz``): one that has just started answers before it has loaded its CRDs. Any other
+    failure (:class:`ApiError`, a connection error, not ready) is raised: a flaky API server
+    must not disable a driver for good.
     """
     for name in enabled:
         routing.info(name)  # KeyError naming the available drivers
-    await kube.api_ready()  # not before: a CRD group not loaded yet would read as not installed
     wanted = set(enabled) or set(routing.names())
     served: dict[str, set[str] | None] = {}
     available: list[str] = []
@@ -84,6 +84,9 @@ async def discover_drivers(kube: KubeApi, enabled: Sequence[str] = ()) -> Driver
             unavailable[name] = not_installed(missing)
         else:
             available.append(name)
+    if any(reason != not_enabled(name) for name, reason in unavailable.items()):
+        # A kind found missing counts only from an API server that has loaded its CRDs.
+        await kube.api_ready()
     return DriverAvailability(tuple(available), unavailable)
 
 
