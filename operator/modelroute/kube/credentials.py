@@ -51,6 +51,11 @@ class Credentials:
         """The API server refused the token (401): refresh it before the next request."""
         self._refreshed_at = None
 
+    def answered(self, status: int) -> None:
+        """Take note of an answer's HTTP status: a 401 (a rotated token) expires the token."""
+        if status == 401:
+            self.expire()
+
 
 def load_credentials(
     kubeconfig: str | None = None,

@@ -85,8 +85,7 @@ class WatchClient:
         return self._session
 
     def _api_error(self, response: aiohttp.ClientResponse, payload: Any) -> ApiError:
-        if response.status == 401:
-            self._credentials.expire()  # a rotated token: the next LIST or WATCH runs the hook
+        self._credentials.answered(response.status)  # a 401: the next request refreshes it
         return _api_error(response, payload)
 
     def _headers(self) -> dict[str, str]:

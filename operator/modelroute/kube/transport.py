@@ -99,8 +99,7 @@ class Transport:
         payload = _json_object(answer.body)
         if answer.status == 404 and method == "GET":
             return None
-        if answer.status == 401:
-            self._credentials.expire()  # a rotated token: the next request runs the refresh hook
+        self._credentials.answered(answer.status)  # a 401: the next request refreshes the token
         if not 200 <= answer.status < 300:  # a redirect is no answer either: nothing was done
             message = payload.get("message", answer.reason)
             reason = payload.get("reason", answer.reason)
