@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--operator-arg=--api-max-in-flight=100 (repeatable; recorded with the results)",
     )
     parser.add_argument(
+        "--cpu-split",
+        action="store_true",
+        help="mass: kube-apiserver and etcd on one half of the cores, the operator, the bench "
+        "and the fakes on the other, as on a cluster (bench/cpusplit.py; recorded)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy record the operator during mass outages and the scale window "

@@ -11,6 +11,7 @@ back between outages.
 
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from typing import Any
@@ -29,6 +30,7 @@ from bench.common import (
     wait_quiet,
     write_kind,
 )
+from bench.cpusplit import Split, cpu_split
 from bench.stats import median_of_runs, summary
 from bench.writerate import WriteRate
 from tests.harness.apiserver import REPO_ROOT, WRITE_VERBS, Cluster, audit_time
@@ -57,20 +59,28 @@ def matrix(args: Any) -> list[tuple[int, int]]:
     return [(n, i) for n in sizes for i in intervals]
 
 
-def point_key(routes: int, interval: int) -> str:
-    return f"{routes}x{interval}s"
+def point_key(
+    routes: int, interval: int, split: bool = False, operator_args: tuple[str, ...] = ()
+) -> str:
+    """A point's name in the results: a --cpu-split run, or one with operator arguments, is a
+    point of its own, beside the default one."""
+    key = f"{routes}x{interval}s{'-cpusplit' if split else ''}"
+    return " ".join((key, *operator_args))
 
 
 def run(cluster: Cluster, args: Any) -> dict[str, Any]:
     points: dict[str, dict[str, Any]] = {}
     for routes, interval in matrix(args):
         runs = _point(cluster, args, routes, interval)
-        points[point_key(routes, interval)] = {
+        split = bool(getattr(args, "cpu_split", False))
+        extra = tuple(getattr(args, "operator_arg", ()))
+        points[point_key(routes, interval, split, extra)] = {
             "routes": routes,
             "interval_s": interval,
             "floor_s": float(PROBE["failureThreshold"] * interval),
             "quick": args.quick,
-            "operator_args": list(getattr(args, "operator_arg", ())),
+            "operator_args": list(extra),
+            "cpu_split": split,
             "repeats": len(runs),
             # Summed, not a median: the report marks a point where any run re-listed.
             "watch_resyncs": sum(r.get("watch_resyncs", 0) for r in runs),
@@ -98,7 +108,9 @@ def merge(previous: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, A
     """Keep the points of an earlier run that this run did not measure again, and the
     baseline (the previous version's figures, for comparison)."""
     previous = previous or {}
-    old = previous.get("points") or {}
+    # Keyed again as this version keys them: a point run with operator arguments before they
+    # were part of its key must not take the default point's place.
+    old = {_key_of(p): p for p in (previous.get("points") or {}).values()}
     entry["points"] = {
         **{k: v for k, v in old.items() if k not in entry["points"]},
         **entry["points"],
@@ -108,20 +120,36 @@ def merge(previous: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, A
     return entry
 
 
+def _key_of(point: dict[str, Any]) -> str:
+    args = tuple(point.get("operator_args") or ())
+    return point_key(point["routes"], point["interval_s"], bool(point.get("cpu_split")), args)
+
+
 def _numbers_only(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if not isinstance(v, list)}
 
 
 def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict[str, Any]]:
+    split = bool(getattr(args, "cpu_split", False))
+    with cpu_split(cluster.component_pids().values(), split) as placed:
+        return _measure(cluster, args, routes, interval, placed)
+
+
+def _measure(
+    cluster: Cluster, args: Any, routes: int, interval: int, placed: Split | None
+) -> list[dict[str, Any]]:
+    extra = tuple(getattr(args, "operator_arg", ()))
+    key = point_key(routes, interval, placed is not None, extra)
     probe = {**PROBE, "intervalSeconds": interval}
     identity = operator_identity(cluster)
     rate = WriteRate(cluster, routes)
     fleet = make_fleet(cluster, "bench-mass", routes, probe, STABILIZATION_S)
     runs: list[dict[str, Any]] = []
-    log(f"mass {point_key(routes, interval)}: {routes} routes created in {fleet.namespace}")
+    log(f"mass {key}: {routes} routes created in {fleet.namespace}")
     try:
-        extra = tuple(getattr(args, "operator_arg", ()))
         with running_operator(cluster, identity, [fleet.namespace], extra) as op:
+            if placed is not None:
+                placed.place(op.pid, *(fake.pid for fake in fleet.fakes.values()))
             if not fleet.wait_all_on("vendor", 600 + routes / 10):
                 raise RuntimeError(f"mass: only {fleet.on('vendor')}/{routes} routed")
             for r in range(args.repeat):
@@ -136,7 +164,7 @@ def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict
                 time.sleep(random.uniform(0, interval))  # a random phase of the probe schedule
                 spy = None
                 if getattr(args, "profile", False):
-                    name = f"profile-mass-{point_key(routes, interval)}-{r + 1}.txt"
+                    name = f"profile-mass-{key.replace(' ', '_')}-{r + 1}.txt"
                     spy = PySpy(op.pid, fleet.floor_s + 12, REPO_ROOT / "bench" / "results" / name)
                 outcome = _outage(cluster, fleet, op, identity.username, api)
                 if outcome is None:
@@ -148,7 +176,7 @@ def _point(cluster: Cluster, args: Any, routes: int, interval: int) -> list[dict
                 runs.append(outcome)
                 o = outcome
                 log(
-                    f"mass {point_key(routes, interval)}: outage {r + 1}/{args.repeat}: first "
+                    f"mass {key}: outage {r + 1}/{args.repeat}: first "
                     f"{o['min_over_floor_s']:+.2f} s, all {o['all_switched_over_floor_s']:+.2f} s "
                     f"over the floor; after the deciding probe "
                     f"{o['all_switched_after_deciding_probe_s']:.2f} s "
@@ -237,7 +265,46 @@ def _outage(
         "watch_resyncs": fleet.watch.resyncs - resyncs,
         "offsets_s": sorted(round(x, 3) for x in offsets),
         "write_timeline": _write_timeline(writes, t0 + fleet.floor_s),
+        "requests_in_window": _requests_between(cluster, username, t0, done_at),
+        "routing_in_flight": _in_flight(writes, "patch services"),
     }
+
+
+def _in_flight(writes: list[dict[str, Any]], kind: str) -> dict[str, float]:
+    """How many writes of ``kind`` the API server held, seen as each arrived (audit times):
+    it spends less CPU a write with more in flight (bench/notes.md item 16)."""
+    spans = [
+        (audit_time(w, "requestReceivedTimestamp"), audit_time(w, "stageTimestamp"))
+        for w in writes
+        if write_kind(w) == kind
+    ]
+    if not spans:
+        return {}
+    starts = sorted(start for start, _ in spans)
+    ends = sorted(end for _, end in spans)
+    # Arrived by then, minus answered by then (the arriving one counted).
+    held = [bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t) for t in starts]
+    return summary([float(n) for n in held])
+
+
+def _requests_between(cluster: Cluster, username: str, start: float, end: float) -> dict[str, int]:
+    """Every request the API server received from ``start`` to ``end``, by who sent it (the
+    operator or anyone else) and kind: what it served besides the routing writes."""
+    events: list[dict[str, Any]] = []
+    for _ in range(20):
+        try:
+            events = cluster.audit_events(since=start)
+            break
+        except ValueError:  # the API server was writing the audit log's last line
+            time.sleep(0.5)
+    counts: dict[str, int] = {}
+    for event in events:
+        if audit_time(event) > end:
+            continue
+        who = "operator" if event["user"].get("username") == username else "other"
+        key = f"{who} {write_kind(event)}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _reconciles(op: BenchOperator) -> float:

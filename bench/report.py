@@ -208,11 +208,25 @@ def _worst_point(points: dict[str, Any], key: str) -> tuple[float, str]:
     """The largest ``key`` over every run of every mass point, and that point's name."""
     worst, name = math.nan, ""
     for point in points.values():
+        if _variant(point):  # the goals are judged on the default setup
+            continue
         for run in point.get("runs") or [point["result"]]:
             value = run.get(key, math.nan)
             if not math.isnan(value) and (math.isnan(worst) or value > worst):
                 worst, name = value, f"{point['routes']} routes x {point['interval_s']} s"
     return worst, name
+
+
+# A --cpu-split point: the control plane on its own cores (bench/cpusplit.py).
+_SPLIT = "API server and etcd on half the cores, the operator on the other half"
+
+
+def _variant(point: dict[str, Any]) -> str:
+    """What a mass point ran with besides the defaults ("" for none), for its table row."""
+    parts = [_SPLIT] if point.get("cpu_split") else []
+    if point.get("operator_args"):
+        parts.append(f"`{' '.join(point['operator_args'])}`")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None:
@@ -251,7 +265,8 @@ def _mass_points(add: Any, entry: dict[str, Any], plots: dict[str, str]) -> None
             )
         add(
             f"| {point['routes']}{' (quick)' if point.get('quick') else ''} | "
-            f"{point['interval_s']} s | {point['repeats']} | {fmt(r.get('api_writes_per_s'))} | "
+            f"{point['interval_s']} s{_variant(point)} | "
+            f"{point['repeats']} | {fmt(r.get('api_writes_per_s'))} | "
             f"{fmt(r.get('write_floor_s'), ' s')} | {fmt(r.get('min_over_floor_s'), ' s')} | "
             f"{fmt(r.get('all_switched_over_floor_s'), ' s')} | {fmt(r.get('goal_all_s'), ' s')} "
             f"| {met} | {fmt(r.get('all_switched_after_deciding_probe_s'), ' s')} | "
@@ -518,7 +533,8 @@ def _plot_mass_routes(
     fig, ax = plt.subplots(figsize=(7, 3.6))
     by_interval: dict[int, list[dict[str, Any]]] = {}
     for point in points.values():
-        by_interval.setdefault(point["interval_s"], []).append(point)
+        if not _variant(point):  # another setup than the default: in the table only
+            by_interval.setdefault(point["interval_s"], []).append(point)
     floor: dict[int, float] = {}
     for interval, group in sorted(by_interval.items()):
         group.sort(key=lambda p: p["routes"])
