@@ -211,7 +211,7 @@ def _outage(
     arrivals = sorted(t for t in vendor.stats()["probe_times"] if t >= t0)
     threshold = fleet.probe["failureThreshold"]
     deciding = arrivals[threshold - 1] if len(arrivals) >= threshold else None
-    writes = _settled_writes(cluster, username, t0, routes)
+    writes, seen = _settled_writes(cluster, username, t0, routes)
     landed = _routing_landed(writes)
     offsets = []
     for svc in fleet.services:
@@ -265,7 +265,7 @@ def _outage(
         "watch_resyncs": fleet.watch.resyncs - resyncs,
         "offsets_s": sorted(round(x, 3) for x in offsets),
         "write_timeline": _write_timeline(writes, t0 + fleet.floor_s),
-        "requests_in_window": _requests_between(cluster, username, t0, done_at),
+        "requests_in_window": _requests_until(seen, username, done_at),
         "routing_in_flight": _in_flight(writes, "patch services"),
     }
 
@@ -287,16 +287,9 @@ def _in_flight(writes: list[dict[str, Any]], kind: str) -> dict[str, float]:
     return summary([float(n) for n in held])
 
 
-def _requests_between(cluster: Cluster, username: str, start: float, end: float) -> dict[str, int]:
-    """Every request the API server received from ``start`` to ``end``, by who sent it (the
+def _requests_until(events: list[dict[str, Any]], username: str, end: float) -> dict[str, int]:
+    """Every request among ``events`` the API server received by ``end``, by who sent it (the
     operator or anyone else) and kind: what it served besides the routing writes."""
-    events: list[dict[str, Any]] = []
-    for _ in range(20):
-        try:
-            events = cluster.audit_events(since=start)
-            break
-        except ValueError:  # the API server was writing the audit log's last line
-            time.sleep(0.5)
     counts: dict[str, int] = {}
     for event in events:
         if audit_time(event) > end:
@@ -322,21 +315,27 @@ def _per_route_ms(spent: dict[str, float], names: tuple[str, ...], routes: int) 
 
 def _settled_writes(
     cluster: Cluster, username: str, since: float, routes: int
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The operator's writes since ``since``, once its status writes and Events have followed
     the routing writes (at most 30 s more, plus 1 s per 100 routes: at 10,000 routes the
-    status writes go on for a minute and more after the last switch, bench/notes.md item 14)."""
+    status writes go on for a minute and more after the last switch, bench/notes.md item 14),
+    and every request since then of anyone (the same read of the audit log)."""
     deadline = time.monotonic() + 30 + routes / 100
     while True:
         try:
-            writes = cluster.audit_events(username=username, verbs=WRITE_VERBS, since=since)
+            seen = cluster.audit_events(since=since)
         except ValueError:  # the API server was writing the audit log's last line
             time.sleep(0.5)
             continue
+        writes = [
+            e
+            for e in seen
+            if e["user"].get("username") == username and e.get("verb") in WRITE_VERBS
+        ]
         kinds = [write_kind(w) for w in writes]
         done = min(kinds.count("patch modelroutes/status"), kinds.count("create events"))
         if done >= routes or time.monotonic() > deadline:
-            return writes
+            return writes, seen
         time.sleep(2)
 
 
