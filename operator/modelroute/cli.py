@@ -48,6 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         status_defer_seconds=args.status_defer_seconds,
         first_status_hold_seconds=args.first_status_hold_seconds,
         api_max_in_flight=args.api_max_in_flight,
+        api_routing_extra_in_flight=args.api_routing_extra_in_flight,
         api_credentials_refresh_seconds=args.api_credentials_refresh_seconds,
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
@@ -73,6 +74,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--max-connections-per-host must be at least 1")
     if args.api_max_in_flight < 1:
         parser.error("--api-max-in-flight must be at least 1")
+    if args.api_routing_extra_in_flight < 0:
+        parser.error("--api-routing-extra-in-flight must be at least 0")
     domain = args.cluster_domain
     if len(domain) > 253 or not re.fullmatch(DNS_SUBDOMAIN_PATTERN, domain):
         parser.error(f"--cluster-domain {args.cluster_domain!r} is not a DNS domain name")
@@ -201,6 +204,13 @@ def _add_api_client(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.api_max_in_flight,
         help="the operator's requests in flight to the API server at once, routing writes "
         "first (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-routing-extra-in-flight",
+        type=int,
+        default=_DEFAULTS.api_routing_extra_in_flight,
+        help="slots beyond --api-max-in-flight that only routing writes (and the reads they "
+        "wait on) may take in a mass failover (default %(default)s; 0: none)",
     )
     parser.add_argument(
         "--api-credentials-refresh-seconds",

@@ -97,13 +97,25 @@ class Settings:
     # deleted routes collected, every gc_unfreeze_seconds. False: Python's plain collector.
     gc_freeze: bool = True
     gc_unfreeze_seconds: float = 3600.0
+    # Blocks of at least this many bytes are mapped on their own by glibc's malloc and given
+    # back to the system when freed (mallopt M_MMAP_THRESHOLD; control.heap): TLS buffers of
+    # a burst's connections and /metrics texts no longer stay in the RSS. 0: glibc's own
+    # sliding threshold; an environment's MALLOC_MMAP_THRESHOLD_ is kept either way.
+    malloc_mmap_threshold_bytes: int = 131072
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0
-    # The operator's own requests in flight to the API server at once (its connection pool
-    # has as many; watches are apart). Routing writes take free slots first. In a mass
-    # failover at 1,000 routes, 20 left the operator waiting on the API server a fifth of the
-    # time (bench mass, py-spy); 50 is the concurrency the bench measures the write rate at.
+    # The operator's own requests in flight to the API server at once (watches are apart).
+    # Routing writes take free slots first. In a mass failover at 1,000 routes, 20 left the
+    # operator waiting on the API server a fifth of the time (bench mass, py-spy); 50 is the
+    # concurrency the bench measures the write rate at.
     api_max_in_flight: int = 50
+    # Slots beyond api_max_in_flight that only routing writes (with the reads they wait on
+    # and the Lease) may take: a mass failover's burst of routing writes has up to
+    # api_max_in_flight + api_routing_extra_in_flight in flight, everything else at most
+    # api_max_in_flight. The connection pool keeps as many as both. With 50 the API server
+    # held about 30 routing writes at once, spent more CPU on each, and 3,000 routes switched
+    # 0.6 s later than with 50 more (bench/notes.md item 17). 0: routing writes share the limit.
+    api_routing_extra_in_flight: int = 50
     # How often (seconds) at most the API credentials' token refresh runs (a rotated
     # ServiceAccount token or an expiring kubeconfig token); also before the next request
     # after a 401. Per request it was a quarter of the client's CPU a write (bench/notes item 15).

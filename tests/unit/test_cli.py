@@ -336,6 +336,18 @@ def test_api_max_in_flight_is_a_flag_of_at_least_one(capsys: pytest.CaptureFixtu
     assert "--api-max-in-flight must be at least 1" in capsys.readouterr().err
 
 
+def test_api_routing_extra_in_flight_is_a_flag_of_at_least_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([])[0].api_routing_extra_in_flight == 50
+    flag = "--api-routing-extra-in-flight"
+    assert parse_args([flag, "0"])[0].api_routing_extra_in_flight == 0
+    assert parse_args([flag, "150"])[0].api_routing_extra_in_flight == 150
+    with pytest.raises(SystemExit):
+        parse_args([flag, "-1"])
+    assert f"{flag} must be at least 0" in capsys.readouterr().err
+
+
 def test_api_credentials_refresh_is_a_flag_of_at_least_zero_seconds(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,12 +1,16 @@
-"""The heap keeper: freeze at the end of each full collection, unfreeze every period."""
+"""The heap keeper: freeze at the end of each full collection, unfreeze every period; and the
+C allocator's fixed mmap threshold."""
 
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 from typing import Any
 
-from modelroute.control.heap import HeapKeeper
+import pytest
+
+from modelroute.control.heap import HeapKeeper, map_large_blocks
 
 FULL_END: tuple[str, dict[str, Any]] = ("stop", {"generation": 2})
 
@@ -64,3 +68,37 @@ def test_cyclic_garbage_made_before_a_full_collection_is_not_frozen() -> None:
     finally:
         keeper.uninstall()
     assert keeper not in gc.callbacks and gc.get_freeze_count() == 0
+
+
+def test_the_mmap_threshold_is_fixed_through_mallopt() -> None:
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    assert map_large_blocks(131072, lambda: mallopt, environ={})
+    assert calls == [(-3, 131072)]  # M_MMAP_THRESHOLD
+
+
+def test_the_mmap_threshold_is_left_alone_when_off_set_by_the_environment_or_missing() -> None:
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 0  # refused
+
+    assert not map_large_blocks(0, lambda: mallopt, environ={})
+    assert not map_large_blocks(131072, lambda: mallopt, environ={"MALLOC_MMAP_THRESHOLD_": "1"})
+    assert calls == []
+    assert not map_large_blocks(131072, lambda: None, environ={})  # no glibc
+    assert not map_large_blocks(131072, lambda: mallopt, environ={})  # glibc said no
+    assert calls == [(-3, 131072)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_glibc_takes_the_threshold() -> None:
+    """The real call, on the C library this process runs on (glibc here, as in the image).
+    Set to glibc's own starting value, so the test process's allocator changes only in not
+    sliding the threshold up."""
+    assert map_large_blocks(131072, environ={})

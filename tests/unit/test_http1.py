@@ -196,6 +196,28 @@ async def test_a_connection_idle_longer_than_the_keepalive_is_not_reused() -> No
     assert server.connections == 2
 
 
+@pytest.mark.looptime
+async def test_idle_connections_are_closed_once_stale_without_another_request() -> None:
+    """A burst opens many connections; a quiet operator then sends nothing that would find
+    them stale. Each holds a TLS buffer of 256 KiB: they are closed by a timer (the server
+    sees each connection end), the newest last."""
+    server = Server(lambda n, _: ok())
+    async with serving(server) as pool:
+        await asyncio.gather(*(pool.request("GET", "/x", HEADERS, None) for _ in range(3)))
+        assert server.connections == 3
+        await asyncio.sleep(5)
+        await pool.request("GET", "/x", HEADERS, None)  # one of them is used again
+        await asyncio.sleep(IDLE_SECONDS - 4)  # 1 s past the first two's IDLE_SECONDS
+        await asyncio.sleep(1.5)  # and the pruning's grace
+        assert len(pool._idle) == 1
+        await asyncio.sleep(5)
+        assert not pool._idle
+        await asyncio.sleep(0.1)
+        assert all(w.is_closing() for w in server.writers)  # the server saw them end
+        await pool.request("GET", "/x", HEADERS, None)  # a new one when needed
+    assert server.connections == 4
+
+
 async def test_a_reset_after_part_of_the_answer_is_not_sent_again() -> None:
     server = Server(lambda n, _: ok())
     async with serving(server) as pool:
@@ -223,4 +245,4 @@ async def test_a_connection_in_use_at_close_is_not_kept() -> None:
         await asyncio.sleep(0)  # the request is on its way
         await pool.close()
         await pending
-        assert pool._idle == []  # closed with its exchange, not left open in a dropped pool
+        assert not pool._idle  # closed with its exchange, not left open in a dropped pool

@@ -139,3 +139,63 @@ async def test_a_lease_request_goes_ahead_of_the_routing_lane_waiters() -> None:
     lanes.release(True)
     await asyncio.gather(*reads, lease)
     assert order == ["lease", "read-0", "read-1", "read-2"]
+
+
+def test_the_default_routing_extra_is_the_settings_default() -> None:
+    from modelroute.kube.lanes import ROUTING_EXTRA_IN_FLIGHT
+    from modelroute.settings import Settings
+
+    assert Settings().api_routing_extra_in_flight == ROUTING_EXTRA_IN_FLIGHT
+
+
+def test_the_routing_extra_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="cannot be negative"):
+        Lanes(1, -1)
+
+
+async def test_routing_writes_take_the_extra_slots_and_the_rest_stays_at_the_limit() -> None:
+    """3 slots and 2 more for routing writes. Three status writes are in flight when a burst
+    of seven routing writes begins: the routing writes take the 2 extra slots at once and
+    every slot that frees, up to 5 in flight; the waiting status write goes only after the
+    last routing write, and no more than 3 others are ever in flight."""
+    lanes = Lanes(3, 2)
+    assert lanes.capacity == 5
+    loop = asyncio.get_running_loop()
+    in_flight = {"routing": 0, "other": 0}
+    peak = {"routing": 0, "other": 0, "together": 0}
+    spans: dict[str, tuple[float, float]] = {}
+
+    async def request(name: str, urgent: bool) -> None:
+        kind = "routing" if urgent else "other"
+        await lanes.acquire(urgent)
+        start = loop.time()
+        in_flight[kind] += 1
+        peak[kind] = max(peak[kind], in_flight[kind])
+        peak["together"] = max(peak["together"], sum(in_flight.values()))
+        await asyncio.sleep(1)  # the round trip
+        in_flight[kind] -= 1
+        lanes.release(urgent)
+        spans[name] = (start, loop.time())
+
+    others = [asyncio.create_task(request(f"status-{n}", False)) for n in range(4)]
+    await asyncio.sleep(0)
+    routing = [asyncio.create_task(request(f"route-{n}", True)) for n in range(7)]
+    await asyncio.gather(*others, *routing)
+    assert peak == {"routing": 5, "other": 3, "together": 5}
+    assert spans["route-0"][0] == spans["route-1"][0] == 0  # the extra slots, at once
+    assert spans["route-6"][1] == 2  # 2 at 0 s, 3 at 1 s as the status writes ended, 2 more
+    assert spans["status-3"][0] == max(end for _, end in (spans[f"route-{n}"] for n in range(7)))
+
+
+async def test_without_an_extra_routing_writes_share_the_limit() -> None:
+    lanes, log = Lanes(2, 0), []
+    assert lanes.capacity == 2
+    await lanes.acquire(False)
+    await lanes.acquire(True)
+    late = asyncio.create_task(_request(lanes, True, log, "route"))
+    await asyncio.sleep(1)
+    assert log == []  # both slots are taken
+    lanes.release(False)
+    await late
+    assert log == [("route", 1.0)]
+    lanes.release(True)

@@ -17,7 +17,7 @@ from modelroute.core.types import PlannedEvent, RouteRef, TrafficSplit
 from modelroute.kube.cache import ObjectCache
 from modelroute.kube.client import KubeApi, ObjectKind
 from modelroute.kube.events import EventRecorder
-from modelroute.kube.lanes import MAX_IN_FLIGHT, Lanes
+from modelroute.kube.lanes import MAX_IN_FLIGHT, ROUTING_EXTRA_IN_FLIGHT, Lanes
 from modelroute.kube.reachability import ApiReachability
 from modelroute.metrics import Metrics
 from modelroute.probing.hub import ProbeSource
@@ -25,9 +25,10 @@ from modelroute.routing import DriverContext, DriverInfo, RoutingDriver, Routing
 from modelroute.routing.handover import Routed
 from modelroute.settings import Settings
 
-# Twice the API requests in flight (kube.lanes.MAX_IN_FLIGHT, the default of
-# settings.api_max_in_flight): enough to keep every slot busy.
-RECONCILE_SLOTS = 2 * MAX_IN_FLIGHT
+# Twice the routing writes in flight (kube.lanes: MAX_IN_FLIGHT and ROUTING_EXTRA_IN_FLIGHT,
+# the defaults of settings.api_max_in_flight and api_routing_extra_in_flight): enough to
+# keep every slot busy.
+RECONCILE_SLOTS = 2 * (MAX_IN_FLIGHT + ROUTING_EXTRA_IN_FLIGHT)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from modelroute.control.cachereads import urgent_get, urgent_list
 from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, log_drivers
 from modelroute.control.election import elector
-from modelroute.control.heap import HeapKeeper
+from modelroute.control.heap import HeapKeeper, map_large_blocks
 from modelroute.control.route import Deps
 from modelroute.control.scrape import MetricsEndpoint
 from modelroute.kube.cache import MAX_UNSUBSCRIBED, ObjectCache, slim_object, slim_secret
@@ -75,6 +75,7 @@ class Runtime:
             field_manager=settings.field_manager,
             timeout_seconds=settings.api_timeout_seconds,
             max_in_flight=settings.api_max_in_flight,
+            routing_extra_in_flight=settings.api_routing_extra_in_flight,
         )
         try:
             drivers = await discover_drivers(kube, settings.routing_drivers)
@@ -117,6 +118,7 @@ class Runtime:
         if settings.gc_freeze:
             self.heap = HeapKeeper(settings.gc_unfreeze_seconds)
             self.heap.install()
+        map_large_blocks(settings.malloc_mmap_threshold_bytes)
         self.scrape = MetricsEndpoint(
             functools.partial(_sampled_parts, self.deps.metrics),
             min_interval_s=settings.metrics_min_render_interval_seconds,
@@ -252,7 +254,10 @@ def _build_deps(
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
-        reconcile_slots=asyncio.Semaphore(2 * settings.api_max_in_flight),
+        # Twice the routing writes in flight at most (kube.lanes): every slot kept busy.
+        reconcile_slots=asyncio.Semaphore(
+            2 * (settings.api_max_in_flight + settings.api_routing_extra_in_flight)
+        ),
         reachability=reachability,
         lanes=lanes,
     )

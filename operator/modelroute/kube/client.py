@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from modelroute.api.models import GROUP, KIND, PLURAL, VERSION
 from modelroute.kube.credentials import Credentials
-from modelroute.kube.lanes import MAX_IN_FLIGHT, Lanes
+from modelroute.kube.lanes import MAX_IN_FLIGHT, ROUTING_EXTRA_IN_FLIGHT, Lanes
 from modelroute.kube.transport import ApiError as ApiError  # defined there, raised by requests
 from modelroute.kube.transport import Transport
 
@@ -146,9 +146,14 @@ class KubeClient:
         field_manager: str,
         timeout_seconds: float = 30.0,
         max_in_flight: int = MAX_IN_FLIGHT,
+        routing_extra_in_flight: int = ROUTING_EXTRA_IN_FLIGHT,
     ) -> None:
-        self._transport = Transport(credentials, field_manager, timeout_seconds, max_in_flight)
-        self.lanes = Lanes(max_in_flight)
+        """``max_in_flight`` requests at once, ``routing_extra_in_flight`` more of the urgent
+        ones (:class:`Lanes`); a connection kept for each."""
+        self.lanes = Lanes(max_in_flight, routing_extra_in_flight)
+        self._transport = Transport(
+            credentials, field_manager, timeout_seconds, self.lanes.capacity
+        )
 
     async def close(self) -> None:
         """Close the HTTP session."""

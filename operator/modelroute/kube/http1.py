@@ -8,11 +8,12 @@ routes that is most of a second of CPU. Only what the API server needs is spoken
 with Content-Length, an answer framed by Content-Length, chunks, or the connection's end.
 
 The connections are kept open and reused (the caller bounds how many are in flight:
-``kube.lanes``). A connection the server closed while idle is seen when its answer does not
-come: the request is then sent once more on a new connection, but only if not one byte of the
-answer came back (the server did not take it). Every failure to connect, send or read is an
-``aiohttp.ClientConnectionError`` (what the operator treats as "the API server is not there"),
-and the whole exchange, connecting included, is bounded by ``timeout_seconds`` (TimeoutError).
+``kube.lanes``), and closed once idle for ``IDLE_SECONDS``. A connection the server closed while
+idle is seen when its answer does not come: the request is then sent once more on a new
+connection, but only if not one byte of the answer came back (the server did not take it). Every
+failure to connect, send or read is an ``aiohttp.ClientConnectionError`` (what the operator
+treats as "the API server is not there"), and the whole exchange, connecting included, is
+bounded by ``timeout_seconds`` (TimeoutError).
 
 Watches stay on aiohttp (kube.stream): one long-lived stream each, where the per-request cost
 does not matter.
@@ -21,6 +22,7 @@ does not matter.
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -32,6 +34,10 @@ _STREAM_LIMIT = 1 << 20  # longest header line read (bytes); bodies are read by 
 # load balancer or NAT on the way may forget a quiet flow without a word, and a write on it
 # would wait for the whole timeout (a failover's, after an hour of steady state).
 IDLE_SECONDS = 15.0
+# Idle connections past IDLE_SECONDS are closed at most this much later (seconds), by a timer:
+# each holds a TLS read buffer of 256 KiB (asyncio's), and a burst of routing writes opens up
+# to 100 that a quiet operator would otherwise keep until each was tried again.
+_PRUNE_GRACE_SECONDS = 1.0
 
 
 class Answer:
@@ -81,7 +87,9 @@ class Http1Pool:
         self._prefix = parts.path.rstrip("/")
         self._ssl = _context(ssl_context) if parts.scheme == "https" else None
         self._authority = parts.netloc.rpartition("@")[2]
-        self._idle: list[_Conn] = []
+        # Oldest first: requests take the newest, stale ones are closed from the left.
+        self._idle: collections.deque[_Conn] = collections.deque()
+        self._pruner: asyncio.TimerHandle | None = None
         self._max_idle = max_idle
         self._timeout = timeout_seconds
         self._closed = False
@@ -103,7 +111,10 @@ class Http1Pool:
     async def close(self) -> None:
         """Close the idle connections (those in use close when their exchange ends)."""
         self._closed = True
-        idle, self._idle = self._idle, []
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
+        idle, self._idle = self._idle, collections.deque()
         for conn in idle:
             conn.close()
 
@@ -116,6 +127,27 @@ class Http1Pool:
                 return conn
             conn.close()
         return None
+
+    def _keep(self, conn: _Conn) -> None:
+        """Put ``conn`` back for reuse, and make sure the idle ones are closed once stale."""
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+        if self._pruner is None:
+            self._pruner = loop.call_at(self._expiry(), self._prune)
+
+    def _expiry(self) -> float:
+        return self._idle[0].idle_since + IDLE_SECONDS + _PRUNE_GRACE_SECONDS
+
+    def _prune(self) -> None:
+        """Close the idle connections past IDLE_SECONDS (oldest first); again when the next
+        one will be."""
+        self._pruner = None
+        now = asyncio.get_running_loop().time()
+        while self._idle and not self._idle[0].usable(now):
+            self._idle.popleft().close()
+        if self._idle and not self._closed:
+            self._pruner = asyncio.get_running_loop().call_at(self._expiry(), self._prune)
 
     async def _open(self) -> _Conn:
         try:
@@ -159,8 +191,7 @@ class Http1Pool:
             raise aiohttp.ClientConnectionError(f"API server connection failed: {exc!r}") from exc
         finally:
             if keep and not self._closed and len(self._idle) < self._max_idle:
-                conn.idle_since = asyncio.get_running_loop().time()
-                self._idle.append(conn)
+                self._keep(conn)
             else:
                 conn.close()
 

@@ -6,29 +6,43 @@ import asyncio
 import collections
 import contextlib
 
-# Requests in flight to the API server at once, by default (settings.api_max_in_flight; the
-# connection pool has as many).
+# Requests in flight to the API server at once, by default (settings.api_max_in_flight).
 MAX_IN_FLIGHT = 50
+# Slots beyond it that only urgent requests (routing writes, the reads they wait on, the
+# Lease) may take, by default (settings.api_routing_extra_in_flight). The connection pool
+# keeps as many connections as both together.
+ROUTING_EXTRA_IN_FLIGHT = 50
 
 
 class Lanes:
-    """At most ``limit`` requests in flight; routing writes (the routing-object writes that
-    move traffic) go first, and nothing else is sent while one is in flight or waiting.
+    """At most ``limit`` requests in flight, and ``limit + urgent_extra`` while routing
+    writes are sent; routing writes (the routing-object writes that move traffic) go first,
+    and nothing else is sent while one is in flight or waiting.
 
-    Why: when one shared vendor goes down under many routes, every route decides at the same
-    moment and each sends a Service patch, an Event and a status patch. In arrival order the
-    traffic moves waited behind the others (bench mass, 1,000 routes: the last route switched
-    6.7-9.1 s after the floor); with routing writes only taking free slots first, Events and
-    status writes still shared the API server with the routing writes still in flight, and
-    each status write comes back as a watch event the operator processes on the same loop.
-    Holding the rest until the burst of routing writes is through keeps both off its critical
-    path. Only the order changes: every request is still sent.
+    Why first: when one shared vendor goes down under many routes, every route decides at the
+    same moment and each sends a Service patch, an Event and a status patch. In arrival order
+    the traffic moves waited behind the others (bench mass, 1,000 routes: the last route
+    switched 6.7-9.1 s after the floor); with routing writes only taking free slots first,
+    Events and status writes still shared the API server with the routing writes still in
+    flight, and each status write comes back as a watch event the operator processes on the
+    same loop. Holding the rest until the burst of routing writes is through keeps both off
+    its critical path. Only the order changes: every request is still sent.
+
+    Why more slots for them: the API server spends less CPU a write the more writes it is sent
+    at once, and of the operator's 50 in flight it held only about 30 by its own stamps in a
+    mass failover (the rest on their way in or out). With 100 for the routing writes it held
+    about 60, spent what it spends in a plain write burst, and 3,000 routes switched 0.6 s
+    sooner (bench/notes.md item 17). The burst lasts seconds, and only a failover makes one.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, urgent_extra: int = 0) -> None:
         if limit < 1:
             raise ValueError(f"at least one request in flight is needed, not {limit}")
-        self._free = limit
+        if urgent_extra < 0:
+            raise ValueError(f"the routing writes' extra slots cannot be negative: {urgent_extra}")
+        self._limit = limit
+        self._urgent_limit = limit + urgent_extra
+        self._in_flight = 0
         self._urgent_in_flight = 0
         self._quiet: list[asyncio.Future[None]] = []  # until_quiet() waiters
         self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
@@ -36,17 +50,22 @@ class Lanes:
             collections.deque(),  # the rest
         )
 
+    @property
+    def capacity(self) -> int:
+        """The most requests ever in flight at once (the connections worth keeping)."""
+        return self._urgent_limit
+
     async def acquire(self, urgent: bool, *, first: bool = False) -> None:
         """Wait for a slot; ``urgent`` waiters are served before all others, and the others
         only while no urgent request is in flight; ``first`` goes ahead of the waiters of its
         lane (the Lease: a renewal must not wait behind a start-up's reads). Pair with
         ``release(urgent)``."""
         urgent_queue, normal_queue = self._waiting
-        if self._free > 0 and not urgent_queue:
-            if urgent:
+        if not urgent_queue:
+            if urgent and self._in_flight < self._urgent_limit:
                 self._take(urgent=True)
                 return
-            if not normal_queue and not self._urgent_in_flight:
+            if not urgent and self._may_send_other() and not normal_queue:
                 self._take(urgent=False)
                 return
         queue = urgent_queue if urgent else normal_queue
@@ -70,7 +89,7 @@ class Lanes:
         """Free the slot taken by ``acquire(urgent)`` and hand slots to the next waiters."""
         if urgent:
             self._urgent_in_flight -= 1
-        self._free += 1
+        self._in_flight -= 1
         self._dispatch()
         self._wake_quiet()
 
@@ -98,21 +117,28 @@ class Lanes:
                 if not future.done():
                     future.set_result(None)
 
+    def _may_send_other(self) -> bool:
+        """A request that is not urgent may take a slot now."""
+        return self._in_flight < self._limit and not self._urgent_in_flight
+
     def _take(self, *, urgent: bool) -> None:
-        self._free -= 1
+        self._in_flight += 1
         if urgent:
             self._urgent_in_flight += 1
 
     def _dispatch(self) -> None:
         urgent_queue, normal_queue = self._waiting
-        while self._free > 0:
-            if (future := _next_live(urgent_queue)) is not None:
-                self._take(urgent=True)
-            elif self._urgent_in_flight or (future := _next_live(normal_queue)) is None:
-                return
-            else:
-                self._take(urgent=False)
-            future.set_result(None)  # the slot passes straight to this waiter
+        # Each slot passes straight to a waiter: urgent ones first, up to their larger limit.
+        while self._in_flight < self._urgent_limit:
+            if (future := _next_live(urgent_queue)) is None:
+                break
+            self._take(urgent=True)
+            future.set_result(None)
+        while self._may_send_other():
+            if (future := _next_live(normal_queue)) is None:
+                break
+            self._take(urgent=False)
+            future.set_result(None)
 
 
 def _next_live(queue: collections.deque[asyncio.Future[None]]) -> asyncio.Future[None] | None:
