@@ -210,7 +210,7 @@ def _add_api_client(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.api_routing_extra_in_flight,
         help="slots beyond --api-max-in-flight that only routing writes (and the reads they "
-        "wait on) may take in a mass failover (default %(default)s; 0: none)",
+        "wait on) may take, as in a mass failover (default %(default)s; 0: none)",
     )
     parser.add_argument(
         "--api-credentials-refresh-seconds",

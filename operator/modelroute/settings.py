@@ -109,12 +109,14 @@ class Settings:
     # operator waiting on the API server a fifth of the time (bench mass, py-spy); 50 is the
     # concurrency the bench measures the write rate at.
     api_max_in_flight: int = 50
-    # Slots beyond api_max_in_flight that only routing writes (with the reads they wait on
-    # and the Lease) may take: a mass failover's burst of routing writes has up to
-    # api_max_in_flight + api_routing_extra_in_flight in flight, everything else at most
-    # api_max_in_flight. The connection pool keeps as many as both. With 50 the API server
-    # held about 30 routing writes at once, spent more CPU on each, and 3,000 routes switched
-    # 0.6 s later than with 50 more (bench/notes.md item 17). 0: routing writes share the limit.
+    # Slots beyond api_max_in_flight that only urgent requests may take: routing writes (a
+    # mass failover's patches, a start-up's creates), the reads they wait on, the Lease. Those
+    # have up to api_max_in_flight + api_routing_extra_in_flight in flight, everything else at
+    # most api_max_in_flight. The connection pool keeps as many as both, and twice as many
+    # reconciles may run between wake-up and routing answer. Without them the API server held
+    # about 30 routing writes at once and spent more CPU on each: the last of 3,000 routes at
+    # a 1 s interval switched 4.23-4.26 s over the floor, with them 2.86-3.11 s
+    # (bench/notes.md item 17). 0: urgent requests share the limit.
     api_routing_extra_in_flight: int = 50
     # How often (seconds) at most the API credentials' token refresh runs (a rotated
     # ServiceAccount token or an expiring kubeconfig token); also before the next request

@@ -4,7 +4,7 @@ C allocator's fixed mmap threshold."""
 from __future__ import annotations
 
 import gc
-import sys
+import platform
 import weakref
 from typing import Any
 
@@ -90,13 +90,22 @@ def test_the_mmap_threshold_is_left_alone_when_off_set_by_the_environment_or_mis
 
     assert not map_large_blocks(0, lambda: mallopt, environ={})
     assert not map_large_blocks(131072, lambda: mallopt, environ={"MALLOC_MMAP_THRESHOLD_": "1"})
+    tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"}
+    assert not map_large_blocks(131072, lambda: mallopt, environ=tunables)
     assert calls == []
     assert not map_large_blocks(131072, lambda: None, environ={})  # no glibc
     assert not map_large_blocks(131072, lambda: mallopt, environ={})  # glibc said no
     assert calls == [(-3, 131072)]
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_a_threshold_glibc_would_not_take_is_refused_with_its_range() -> None:
+    with pytest.raises(ValueError, match="must be 0 to 33554432 bytes, not 33554433"):
+        map_large_blocks(32 * 1024 * 1024 + 1, lambda: None, environ={})
+    with pytest.raises(ValueError, match="not -1"):
+        map_large_blocks(-1, lambda: None, environ={})
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
 def test_glibc_takes_the_threshold() -> None:
     """The real call, on the C library this process runs on (glibc here, as in the image).
     Set to glibc's own starting value, so the test process's allocator changes only in not

@@ -40,15 +40,18 @@ from typing import Any
 
 # mallopt's parameter for the mmap threshold (glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
-# The environment variable that sets it too: an admin's own choice is kept.
+# The environment's ways to set it too: an admin's own choice is kept.
 _MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
+_TUNABLES_ENV, _MMAP_TUNABLE = "GLIBC_TUNABLES", "glibc.malloc.mmap_threshold"
+# glibc takes at most 32 MiB on 64-bit platforms (HEAP_MAX_SIZE / 2).
+MAX_MMAP_THRESHOLD = 32 << 20
 
 
 def _libc_mallopt() -> Callable[[int, int], int] | None:
     """glibc's ``mallopt``, or None where the C library has none (macOS, some musl)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows takes no None
         return None
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -63,8 +66,14 @@ def map_large_blocks(
     """Fix the C allocator's mmap threshold at ``threshold`` bytes, so every block at least
     that large is mapped on its own and returned to the system when freed (see the module's
     docstring). False, and nothing changed: ``threshold`` is 0, the environment sets it
-    (``MALLOC_MMAP_THRESHOLD_``), or the C library has no ``mallopt`` or refused it."""
-    if threshold <= 0 or _MMAP_THRESHOLD_ENV in environ:
+    (``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``), or the C library has no ``mallopt`` or
+    refused it. ValueError: more than glibc takes (:data:`MAX_MMAP_THRESHOLD`)."""
+    if not 0 <= threshold <= MAX_MMAP_THRESHOLD:
+        raise ValueError(
+            f"the mmap threshold must be 0 to {MAX_MMAP_THRESHOLD} bytes, not {threshold}"
+        )
+    chosen = _MMAP_THRESHOLD_ENV in environ or _MMAP_TUNABLE in environ.get(_TUNABLES_ENV, "")
+    if threshold == 0 or chosen:
         return False
     call = mallopt()
     return call is not None and call(_M_MMAP_THRESHOLD, threshold) == 1

@@ -118,7 +118,11 @@ class Runtime:
         if settings.gc_freeze:
             self.heap = HeapKeeper(settings.gc_unfreeze_seconds)
             self.heap.install()
-        map_large_blocks(settings.malloc_mmap_threshold_bytes)
+        if map_large_blocks(settings.malloc_mmap_threshold_bytes):
+            logger.info(
+                "C allocator: blocks of %d bytes and more are mapped apart and freed at once",
+                settings.malloc_mmap_threshold_bytes,
+            )
         self.scrape = MetricsEndpoint(
             functools.partial(_sampled_parts, self.deps.metrics),
             min_interval_s=settings.metrics_min_render_interval_seconds,

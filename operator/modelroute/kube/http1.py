@@ -8,12 +8,12 @@ routes that is most of a second of CPU. Only what the API server needs is spoken
 with Content-Length, an answer framed by Content-Length, chunks, or the connection's end.
 
 The connections are kept open and reused (the caller bounds how many are in flight:
-``kube.lanes``), and closed once idle for ``IDLE_SECONDS``. A connection the server closed while
-idle is seen when its answer does not come: the request is then sent once more on a new
-connection, but only if not one byte of the answer came back (the server did not take it). Every
-failure to connect, send or read is an ``aiohttp.ClientConnectionError`` (what the operator
-treats as "the API server is not there"), and the whole exchange, connecting included, is
-bounded by ``timeout_seconds`` (TimeoutError).
+``kube.lanes``), and closed about a second after ``IDLE_SECONDS`` idle. A connection the server
+closed while idle is seen when its answer does not come: the request is then sent once more on a
+new connection, but only if not one byte of the answer came back (the server did not take it).
+Every failure to connect, send or read is an ``aiohttp.ClientConnectionError`` (what the
+operator treats as "the API server is not there"), and the whole exchange, connecting included,
+is bounded by ``timeout_seconds`` (TimeoutError).
 
 Watches stay on aiohttp (kube.stream): one long-lived stream each, where the per-request cost
 does not matter.
@@ -90,6 +90,7 @@ class Http1Pool:
         # Oldest first: requests take the newest, stale ones are closed from the left.
         self._idle: collections.deque[_Conn] = collections.deque()
         self._pruner: asyncio.TimerHandle | None = None
+        self._pruner_loop: asyncio.AbstractEventLoop | None = None
         self._max_idle = max_idle
         self._timeout = timeout_seconds
         self._closed = False
@@ -133,8 +134,11 @@ class Http1Pool:
         loop = asyncio.get_running_loop()
         conn.idle_since = loop.time()
         self._idle.append(conn)
-        if self._pruner is None:
-            self._pruner = loop.call_at(self._expiry(), self._prune)
+        # A timer of another loop (closed since, in tests) would never fire on this one.
+        if self._pruner is None or self._pruner_loop is not loop:
+            if self._pruner is not None:
+                self._pruner.cancel()
+            self._pruner, self._pruner_loop = loop.call_at(self._expiry(), self._prune), loop
 
     def _expiry(self) -> float:
         return self._idle[0].idle_since + IDLE_SECONDS + _PRUNE_GRACE_SECONDS

@@ -31,8 +31,10 @@ class Lanes:
     Why more slots for them: the API server spends less CPU a write the more writes it is sent
     at once, and of the operator's 50 in flight it held only about 30 by its own stamps in a
     mass failover (the rest on their way in or out). With 100 for the routing writes it held
-    about 60, spent what it spends in a plain write burst, and 3,000 routes switched 0.6 s
-    sooner (bench/notes.md item 17). The burst lasts seconds, and only a failover makes one.
+    about 60, spent what it spends in a plain write burst, and the last of 3,000 routes at a
+    1 s interval switched 2.86-3.11 s over the floor against 4.23-4.26 s (bench/notes.md item
+    17). A failover's burst lasts seconds; a start-up's creates and reads (urgent too) take the
+    extra slots as well, for as long as the start-up writes (about 40 s at 10,000 routes).
     """
 
     def __init__(self, limit: int, urgent_extra: int = 0) -> None:
