@@ -100,7 +100,8 @@ class Settings:
     # Blocks of at least this many bytes are mapped on their own by glibc's malloc and given
     # back to the system when freed (mallopt M_MMAP_THRESHOLD; control.heap): TLS buffers of
     # a burst's connections and /metrics texts no longer stay in the RSS. 0: glibc's own
-    # sliding threshold; an environment's MALLOC_MMAP_THRESHOLD_ is kept either way.
+    # sliding threshold. A threshold the environment sets (MALLOC_MMAP_THRESHOLD_, or
+    # glibc.malloc.mmap_threshold in GLIBC_TUNABLES) is kept either way.
     malloc_mmap_threshold_bytes: int = 131072
     # Timeout (seconds) for the operator's own API calls.
     api_timeout_seconds: float = 30.0

@@ -25,10 +25,16 @@ from modelroute.routing import DriverContext, DriverInfo, RoutingDriver, Routing
 from modelroute.routing.handover import Routed
 from modelroute.settings import Settings
 
-# Twice the routing writes in flight (kube.lanes: MAX_IN_FLIGHT and ROUTING_EXTRA_IN_FLIGHT,
-# the defaults of settings.api_max_in_flight and api_routing_extra_in_flight): enough to
-# keep every slot busy.
-RECONCILE_SLOTS = 2 * (MAX_IN_FLIGHT + ROUTING_EXTRA_IN_FLIGHT)
+
+def reconcile_slot_count(max_in_flight: int, routing_extra_in_flight: int) -> int:
+    """Reconciles that may run between their wake-up and their routing write's answer, across
+    all routes: twice the routing writes that may be in flight (kube.lanes), enough to keep
+    every slot busy."""
+    return 2 * (max_in_flight + routing_extra_in_flight)
+
+
+# With the defaults of settings.api_max_in_flight and api_routing_extra_in_flight.
+RECONCILE_SLOTS = reconcile_slot_count(MAX_IN_FLIGHT, ROUTING_EXTRA_IN_FLIGHT)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from modelroute.control.controller import Controller
 from modelroute.control.discovery import DriverAvailability, discover_drivers, log_drivers
 from modelroute.control.election import elector
 from modelroute.control.heap import HeapKeeper, map_large_blocks
-from modelroute.control.route import Deps
+from modelroute.control.route import Deps, reconcile_slot_count
 from modelroute.control.scrape import MetricsEndpoint
 from modelroute.kube.cache import MAX_UNSUBSCRIBED, ObjectCache, slim_object, slim_secret
 from modelroute.kube.client import SECRETS, KubeClient, ObjectKind
@@ -258,9 +258,8 @@ def _build_deps(
         probes=probes,
         now=utc_now,
         unavailable_drivers=drivers.unavailable,
-        # Twice the routing writes in flight at most (kube.lanes): every slot kept busy.
         reconcile_slots=asyncio.Semaphore(
-            2 * (settings.api_max_in_flight + settings.api_routing_extra_in_flight)
+            reconcile_slot_count(settings.api_max_in_flight, settings.api_routing_extra_in_flight)
         ),
         reachability=reachability,
         lanes=lanes,
